@@ -1,0 +1,144 @@
+"""Terminal secrets and what is done with them.
+
+Secrets never live in config: they are files in the data directory, created on first run with
+0600 permissions (the directory itself 0700):
+- `terminal_signing.key`  Ed25519 private key that signs every journal row (raw 32 bytes);
+- `card_token.key`        HMAC-SHA256 key turning a PAN into a card token (32 random bytes).
+
+A card token is what the journal, velocity checks and deny lists use instead of the card number;
+the masked PAN (first 6, last 4) is what people see.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from terminal.errors import SecurityError, StorageError
+
+SIGNING_KEY_FILE = "terminal_signing.key"
+CARD_TOKEN_KEY_FILE = "card_token.key"
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create the data directory (0700) if needed; refuse a path that is not a directory."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError:
+        raise StorageError(f"data directory {path} exists but is not a directory") from None
+    except OSError as exc:
+        raise StorageError(f"cannot create data directory {path}: {exc.strerror}") from None
+    if not path.is_dir():
+        raise StorageError(f"data directory {path} is not a directory")
+    return path
+
+
+def _read_or_create_secret(path: Path, make: bytes) -> bytes:
+    """Return the secret in `path`, creating it with `make` (mode 0600, exclusive) when absent."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it first: use theirs
+            return path.read_bytes()
+        except OSError as exc:
+            raise StorageError(f"cannot create {path}: {exc.strerror}") from None
+        try:
+            os.write(fd, make)
+            os.fsync(fd)
+        except OSError as exc:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise StorageError(f"cannot write {path}: {exc.strerror}") from None
+        os.close(fd)
+        _fsync_dir(path.parent)
+        return make
+    except OSError as exc:
+        raise StorageError(f"cannot read {path}: {exc.strerror}") from None
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise SecurityError(
+            f"{path} is readable by others (mode {mode:o}); run `chmod 600 {path}` and start again"
+        )
+    return data
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class TerminalKeys:
+    signing_key: Ed25519PrivateKey
+    card_token_key: bytes
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self.signing_key.public_key()
+
+    @property
+    def public_key_bytes(self) -> bytes:
+        return self.public_key.public_bytes_raw()
+
+    def sign(self, data: bytes) -> bytes:
+        return self.signing_key.sign(data)
+
+    def card_token(self, pan: str) -> str:
+        return card_token(pan, self.card_token_key)
+
+
+def load_or_create_keys(data_dir: Path) -> TerminalKeys:
+    ensure_private_dir(data_dir)
+    raw = _read_or_create_secret(
+        data_dir / SIGNING_KEY_FILE, Ed25519PrivateKey.generate().private_bytes_raw()
+    )
+    if len(raw) != 32:
+        raise SecurityError(f"{data_dir / SIGNING_KEY_FILE} is damaged (expected 32 bytes, found {len(raw)})")
+    token_key = _read_or_create_secret(data_dir / CARD_TOKEN_KEY_FILE, secrets.token_bytes(32))
+    if len(token_key) != 32:
+        raise SecurityError(f"{data_dir / CARD_TOKEN_KEY_FILE} is damaged (expected 32 bytes)")
+    return TerminalKeys(Ed25519PrivateKey.from_private_bytes(raw), token_key)
+
+
+def verify_signature(public_key: bytes, signature: bytes, data: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, data)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def _pan_digits(pan: str) -> str:
+    digits = pan.replace(" ", "").upper().rstrip("F")
+    if not digits.isdigit() or not 8 <= len(digits) <= 19:
+        raise SecurityError("a card number must be 8 to 19 digits")
+    return digits
+
+
+def card_token(pan: str, key: bytes) -> str:
+    """Keyed token of a card number: HMAC-SHA256 over its digits, 32 hex characters."""
+    digest = hmac.new(key, _pan_digits(pan).encode(), hashlib.sha256).hexdigest()
+    return digest[:32]
+
+
+def mask_pan(pan: str) -> str:
+    """First six and last four digits, the rest as '*' (fewer shown for short numbers)."""
+    digits = _pan_digits(pan)
+    if len(digits) < 13:
+        return "*" * (len(digits) - 4) + digits[-4:]
+    return digits[:6] + "*" * (len(digits) - 10) + digits[-4:]
