@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Benchmark: durable journal appends vs raw SQLite, and pure rule decisions.
+
+Prints one JSON object:
+- journal_appends_per_s: `Journal.append` (hash chain, Ed25519 signature, WAL, synchronous=FULL,
+  commit durable on return);
+- raw_sqlite_inserts_per_s: single-row INSERT + COMMIT of the same row into a table of the
+  journal's shape (same columns and indexes), same pragmas, same directory (so the same disk), in
+  the same run, interleaved with the journal blocks: the floor SQLite sets for storing that row;
+- journal_to_raw_ratio (target >= 0.7): what the journal's own work (hash chain, signature, head
+  bookkeeping, API) costs on top of that floor;
+- raw_minimal_*: the same for a two-column row into a bare table, for reference;
+- rule_decisions_per_s: `terminal.core.rules.decide` on a mix of requests (target >= 50,000/s).
+
+Usage: scripts/bench_journal.py [--appends N] [--dir DIR] [--decisions N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sqlite3
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from terminal.config import load_config
+from terminal.core.money import Money, currency
+from terminal.core.rules import Method, PaymentRequest, RuleSet, TerminalState, WalletTier, decide
+from terminal.journal import _SCHEMA as JOURNAL_SCHEMA
+from terminal.journal import Journal, NewTransaction
+from terminal.security import load_or_create_keys
+
+CNY = currency("CNY")
+
+
+def machine(directory: Path) -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "sqlite": sqlite3.sqlite_version, "platform": platform.platform(), "directory": str(directory)}
+
+
+RAW_ROW = (
+    "INSERT INTO txn (id, terminal_id, created_at, business_date, kind, amount, currency, method, scheme, "
+    "card_token, masked_pan, decision, reasons, auth_mode, reference, operator, sealed_card, details, prev_hash, "
+    "row_hash, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+MINIMAL_ROW = "INSERT INTO t (id, amount) VALUES (?, ?)"
+
+
+def raw_block(db: sqlite3.Connection, n: int, start: int, *, minimal: bool = False) -> float:
+    """Single-row INSERT + COMMIT: the same row into a table of the journal's shape (same columns
+    and indexes, hash and signature sizes), or (minimal) a two-column row into a bare table."""
+    filler_hash, filler_sig = "a" * 64, "b" * 128
+    t0 = time.perf_counter()
+    for i in range(start, start + n):
+        db.execute("BEGIN IMMEDIATE")
+        if minimal:
+            db.execute(MINIMAL_ROW, (f"raw-{i}", 100 + i))
+        else:
+            db.execute(RAW_ROW, (f"raw-{i}", "BENCH001", "2026-11-23T02:00:00.000000Z", "2026-11-23", "sale",
+                                 100 + i, "CNY", "card", None, "tok", "622202******1234", "approved",
+                                 '["below_floor_limit"]', "offline", None, None, None, "{}", filler_hash,
+                                 filler_hash, filler_sig))
+        db.execute("COMMIT")
+    return time.perf_counter() - t0
+
+
+def journal_block(journal: Journal, n: int, start: int) -> float:
+    now, day = datetime.now(UTC), date(2026, 11, 23)
+    t0 = time.perf_counter()
+    for i in range(start, start + n):
+        journal.append(
+            NewTransaction(kind="sale", amount=Money(100 + i, CNY), method="card", decision="approved",
+                           reasons=("below_floor_limit",), auth_mode="offline", card_token="tok",
+                           masked_pan="622202******1234"),
+            now=now, business_date=day,
+        )
+    return time.perf_counter() - t0
+
+
+def bench_rules(n: int) -> float:
+    rules = RuleSet.from_config(load_config(env={}))
+    now = datetime(2026, 11, 23, 2, tzinfo=UTC)
+    state = TerminalState(now=now, business_date=now.date(), card_offline_amount_today=Money(3000, CNY),
+                          card_offline_count_today=2, card_amount_today=Money(5000, CNY),
+                          unsynced_exposure=Money(100000, CNY), last_sync_at=now - timedelta(hours=2),
+                          deny_listed=False, backend_reachable=True)
+    requests = [
+        PaymentRequest(Money(amount, CNY), method, card_token="tok", wallet_tier=tier,
+                       expiry=date(2028, 12, 31))
+        for amount, method, tier in [(500, Method.CARD, None), (25000, Method.CARD, None),
+                                     (150000, Method.CARD, None), (900, Method.WALLET_SIGNED, WalletTier.UNVERIFIED),
+                                     (2000, Method.WALLET_NUMERIC, None), (60000, Method.QR_CPM, None)]
+    ]
+    t0 = time.perf_counter()
+    for i in range(n):
+        decide(requests[i % len(requests)], state, rules)
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--appends", type=int, default=1500, help="appends per side (default 1500)")
+    ap.add_argument("--dir", type=Path, default=None, help="directory on the disk to measure (default: a temp dir)")
+    ap.add_argument("--decisions", type=int, default=200_000)
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix="walletpos-bench-") as tmp:
+        base = Path(tmp)
+        keys = load_or_create_keys(base / "data")
+        journal = Journal(base / "data" / "journal.sqlite3", keys, "BENCH001")
+        raw = sqlite3.connect(str(base / "raw.sqlite3"), isolation_level=None)
+        raw.execute("PRAGMA journal_mode = WAL")
+        raw.execute("PRAGMA synchronous = FULL")
+        raw.executescript(JOURNAL_SCHEMA)  # the journal's own tables and indexes
+        raw.execute("CREATE TABLE t (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, amount INTEGER NOT NULL)")
+        # warm up all three (page cache, WAL creation), then interleave blocks so drift hits every side
+        raw_block(raw, 50, -50)
+        raw_block(raw, 50, -50, minimal=True)
+        journal_block(journal, 50, -50)
+        blocks = 6
+        per = max(1, args.appends // blocks)
+        raw_time = minimal_time = journal_time = 0.0
+        for b in range(blocks):
+            raw_time += raw_block(raw, per, b * per)
+            journal_time += journal_block(journal, per, b * per)
+            minimal_time += raw_block(raw, per, b * per, minimal=True)
+        raw.close()
+        journal.close()  # stores the last signatures and seals the head
+        journal = Journal(base / "data" / "journal.sqlite3", keys, "BENCH001")
+        report = journal.verify()
+        journal.close()
+        directory = base
+
+    total = per * blocks
+    raw_rate = total / raw_time
+    minimal_rate = total / minimal_time
+    journal_rate = total / journal_time
+    result = {
+        "benchmark": "journal",
+        "appends": total,
+        "journal_appends_per_s": round(journal_rate, 1),
+        "raw_sqlite_inserts_per_s": round(raw_rate, 1),
+        "raw_row": "the same row into a table of the journal's shape (columns, indexes), no hashing or signing",
+        "journal_to_raw_ratio": round(journal_rate / raw_rate, 3),
+        "raw_minimal_inserts_per_s": round(minimal_rate, 1),
+        "journal_to_raw_minimal_ratio": round(journal_rate / minimal_rate, 3),
+        "journal_ms_per_append": round(1000 * journal_time / total, 3),
+        "raw_ms_per_insert": round(1000 * raw_time / total, 3),
+        "raw_minimal_ms_per_insert": round(1000 * minimal_time / total, 3),
+        "journal_verified": report.ok and report.rows_checked == total + 50,
+        "rule_decisions_per_s": round(bench_rules(args.decisions)),
+        "targets": {"journal_to_raw_ratio": 0.7, "rule_decisions_per_s": 50000},
+        "machine": machine(directory.parent),
+    }
+    result["targets_met"] = (result["journal_to_raw_ratio"] >= 0.7 and result["rule_decisions_per_s"] >= 50000
+                             and result["journal_verified"])
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,352 @@
+"""The one place that wires walletpos together: config, keys, journal, rules (and, as they arrive,
+the sync worker and the drivers). The TUI, the CLI, the gate loop and the tests all use a
+`Service` built by `build_service`; none of them wires things itself.
+
+Payments follow one path (`pay`): take a snapshot of the terminal state, let the pure rules decide,
+ask the backend when the rules say so (with the offline answer already decided), then make the
+outcome durable in the journal *before* returning it. If the journal cannot record, the payment is
+declined (fail closed).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import platformdirs
+
+from terminal import __version__
+from terminal.config import Config, load_config
+from terminal.core import rules
+from terminal.core.money import Money
+from terminal.core.rules import Decision, Method, PaymentRequest, Reason, RuleOutcome, RuleSet, TerminalState
+from terminal.errors import StorageError, WalletposError
+from terminal.journal import Journal, NewTransaction, TxnRow, VerifyReport, new_txn_id, parse_utc, utc_text
+from terminal.logs import setup_logging
+from terminal.security import TerminalKeys, ensure_private_dir, load_or_create_keys
+
+log = logging.getLogger("walletpos.service")
+
+JOURNAL_FILE = "journal.sqlite3"
+STORAGE_FAILURE = "storage_failure"
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def resolve_data_dir(data_dir: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None) -> Path:
+    """--data-dir, else $WALLETPOS_DATA_DIR, else the platform's user data directory."""
+    env = os.environ if env is None else env
+    if data_dir:
+        return Path(data_dir).expanduser()
+    if env.get("WALLETPOS_DATA_DIR"):
+        return Path(env["WALLETPOS_DATA_DIR"]).expanduser()
+    return Path(platformdirs.user_data_dir("walletpos", appauthor=False))
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineAnswer:
+    approved: bool
+    reason: str | None = None
+    auth_code: str | None = None
+
+
+class OnlineAuthorizer(Protocol):
+    """The backend, as the payment flow sees it (implemented by the sync client)."""
+
+    def reachable(self) -> bool:
+        """Cheap, no IO: may the checkout try the backend now (circuit closed)?"""
+
+    def authorize(self, request: PaymentRequest, txn_id: str, facts: Mapping[str, Any]) -> OnlineAnswer | None:
+        """Ask the backend within its deadline; None on timeout, error or an unreadable answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class CardFacts:
+    """What the payment flow records about who pays (never a clear card number)."""
+
+    scheme: str | None = None
+    card_token: str | None = None
+    masked_pan: str | None = None
+    sealed_card: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentResult:
+    outcome: str  # approved | declined | need_cvm
+    auth_mode: str  # offline | online | offline_fallback | none
+    reasons: tuple[str, ...]
+    message: str
+    rules: RuleOutcome | None
+    row: TxnRow | None
+    timings_ms: Mapping[str, float]
+
+    @property
+    def approved(self) -> bool:
+        return self.outcome == "approved"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "approved": self.approved,
+            "auth_mode": self.auth_mode,
+            "reasons": list(self.reasons),
+            "message": self.message,
+            "transaction_id": self.row.id if self.row else None,
+            "seq": self.row.seq if self.row else None,
+            "amount": self.row.amount.minor if self.row else None,
+            "masked_pan": self.row.masked_pan if self.row else None,
+            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
+        }
+
+
+class Service:
+    def __init__(
+        self,
+        config: Config,
+        data_dir: Path,
+        *,
+        clock: Clock = utc_now,
+        configure_logging: bool = False,
+    ) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.clock = clock
+        self.rule_set = RuleSet.from_config(config)
+        self.currency = config.currency
+        self.online: OnlineAuthorizer | None = None
+        self.keys: TerminalKeys | None = None
+        self.journal: Journal | None = None
+        self.storage_problem: str | None = None
+        try:
+            ensure_private_dir(data_dir)
+            if configure_logging:
+                setup_logging(data_dir / "logs", config.log.level, config.log.keep_files)
+            self.keys = load_or_create_keys(data_dir)
+            self.journal = Journal(data_dir / JOURNAL_FILE, self.keys, config.terminal.id, now=clock())
+        except StorageError as exc:
+            self.storage_problem = exc.message
+            log.error("storage unavailable, approvals disabled: %s", exc.message)
+
+    # -- basics ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def business_date(self, moment: datetime | None = None) -> date:
+        return (moment or self.clock()).astimezone(self.config.terminal.zone).date()
+
+    def require_journal(self) -> Journal:
+        if self.journal is None:
+            raise StorageError(self.storage_problem or "the journal is not open", title="Cannot record")
+        return self.journal
+
+    def last_sync_at(self) -> datetime:
+        """Last successful sync, or the installation time when the terminal never synced."""
+        journal = self.require_journal()
+        value = journal.meta("last_sync_ok_at")
+        return parse_utc(value) if value else journal.installed_at
+
+    # -- rules ----------------------------------------------------------------------------------
+
+    def terminal_state(self, card_token: str | None, now: datetime | None = None) -> TerminalState:
+        journal = self.require_journal()
+        now = now or self.clock()
+        day = self.business_date(now)
+        totals = journal.payer_totals(card_token, day)
+        cur = self.currency
+        return TerminalState(
+            now=now,
+            business_date=day,
+            card_offline_amount_today=Money(totals.offline_amount_today, cur),
+            card_offline_count_today=totals.offline_count_today,
+            card_amount_today=Money(totals.amount_today, cur),
+            unsynced_exposure=journal.unsynced_exposure(cur),
+            last_sync_at=self.last_sync_at(),
+            deny_listed=journal.is_denied(card_token),
+            backend_reachable=self.online.reachable() if self.online is not None else False,
+        )
+
+    def explain(self, request: PaymentRequest) -> tuple[RuleOutcome, TerminalState]:
+        state = self.terminal_state(request.card_token)
+        return rules.decide(request, state, self.rule_set), state
+
+    # -- payments -------------------------------------------------------------------------------
+
+    def pay(
+        self,
+        request: PaymentRequest,
+        facts: CardFacts = CardFacts(),
+        *,
+        kind: str = "sale",
+        operator: str | None = None,
+        txn_id: str | None = None,
+        started: float | None = None,
+    ) -> PaymentResult:
+        """Decide one payment and make its outcome durable before returning it."""
+        t0 = started if started is not None else time.perf_counter()
+        timings: dict[str, float] = {}
+        if self.journal is None:
+            return self._storage_failure(self.storage_problem or "journal unavailable", timings, t0)
+        try:
+            state = self.terminal_state(request.card_token)
+        except StorageError as exc:
+            return self._storage_failure(exc.message, timings, t0)
+        outcome = rules.decide(request, state, self.rule_set)
+        timings["rules"] = (time.perf_counter() - t0) * 1000
+        if outcome.decision is Decision.NEED_CVM:
+            return PaymentResult("need_cvm", "none", tuple(outcome.reasons), outcome.message, outcome, None,
+                                 self._total(timings, t0))
+        auth_mode = "offline"
+        final: RuleOutcome = outcome
+        reasons: tuple[str, ...] = tuple(outcome.reasons)
+        answer: OnlineAnswer | None = None
+        if outcome.decision is Decision.GO_ONLINE:
+            txn_id = txn_id or new_txn_id()
+            t_online = time.perf_counter()
+            answer = self._ask_backend(request, txn_id, facts)
+            timings["online"] = (time.perf_counter() - t_online) * 1000
+            if answer is None:
+                final = outcome.offline_answer()
+                auth_mode = "offline_fallback"
+                reasons = tuple(final.reasons)
+            else:
+                auth_mode = "online"
+                reasons = tuple(outcome.reasons) + ((answer.reason,) if answer.reason else ())
+        approved = answer.approved if answer is not None else final.decision is Decision.APPROVE_OFFLINE
+        details = dict(facts.details)
+        if answer is not None and answer.auth_code:
+            details["auth_code"] = answer.auth_code
+        record = NewTransaction(
+            kind=kind, amount=request.amount, method=request.method.value,
+            decision="approved" if approved else "declined", reasons=reasons, auth_mode=auth_mode,
+            scheme=facts.scheme, card_token=request.card_token or facts.card_token,
+            masked_pan=facts.masked_pan, operator=operator, sealed_card=facts.sealed_card,
+            details=details, id=txn_id,
+        )
+        t_journal = time.perf_counter()
+        try:
+            row = self.journal.append(record, now=self.clock(), business_date=state.business_date)
+        except StorageError as exc:
+            return self._storage_failure(exc.message, timings, t0)
+        timings["journal"] = (time.perf_counter() - t_journal) * 1000
+        message = _result_message(approved, auth_mode, final, answer)
+        log.info("payment %s seq=%d %s %s %s reasons=%s", row.id, row.seq, row.decision, auth_mode,
+                 request.amount, ",".join(reasons))
+        return PaymentResult(row.decision, auth_mode, reasons, message, outcome, row, self._total(timings, t0))
+
+    def _ask_backend(self, request: PaymentRequest, txn_id: str, facts: CardFacts) -> OnlineAnswer | None:
+        assert self.online is not None
+        try:
+            return self.online.authorize(request, txn_id, {"scheme": facts.scheme, **facts.details})
+        except WalletposError as exc:
+            log.warning("online authorisation failed, using the offline answer: %s", exc)
+            return None
+
+    @staticmethod
+    def _total(timings: dict[str, float], t0: float) -> dict[str, float]:
+        timings["total"] = (time.perf_counter() - t0) * 1000
+        return timings
+
+    def _storage_failure(self, problem: str, timings: dict[str, float], t0: float) -> PaymentResult:
+        log.error("payment refused, cannot record: %s", problem)
+        return PaymentResult(
+            "declined", "none", (STORAGE_FAILURE,),
+            f"Not approved: the terminal cannot record payments ({problem}).",
+            None, None, self._total(timings, t0),
+        )
+
+    # -- reports --------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "version": __version__,
+            "terminal_id": self.config.terminal.id,
+            "mode": self.config.terminal.mode,
+            "config_file": self.config.source,
+            "data_dir": str(self.data_dir),
+            "currency": self.currency.alpha,
+            "storage": {"ok": self.journal is not None, "problem": self.storage_problem},
+        }
+        if self.journal is None:
+            out["approvals"] = "disabled: the journal cannot record"
+            return out
+        journal = self.journal
+        queue = journal.queue_summary()
+        exposure = journal.unsynced_exposure(self.currency)
+        out.update(
+            journal={"path": str(journal.path), **journal.counts()},
+            unsynced_exposure={"amount": exposure.minor, "text": str(exposure),
+                               "cap": self.rule_set.exposure_cap.minor},
+            queue={"pending": queue["pending"], "oldest_pending_at": queue["oldest_pending_at"]},
+            last_sync_at=journal.meta("last_sync_ok_at"),
+            deny_list={"version": journal.deny_list_version(), "entries": journal.deny_list_size()},
+            approvals="enabled",
+        )
+        return out
+
+    def verify_journal(self) -> VerifyReport:
+        return self.require_journal().verify()
+
+    def export_journal(self, since: datetime | None) -> list[dict[str, Any]]:
+        return [row.to_dict() for row in self.require_journal().rows_since(since)]
+
+    def housekeeping(self) -> None:
+        """Periodic upkeep (the sync worker and the TUI call it every few seconds): seal the journal
+        head so that rows removed from its end are detected by `journal verify`."""
+        if self.journal is not None:
+            try:
+                self.journal.seal_head(self.clock())
+            except StorageError as exc:
+                log.warning("housekeeping: %s", exc.message)
+
+    def audit(self, event: str, *, actor: str | None = None, details: Mapping[str, Any] | None = None) -> None:
+        self.require_journal().audit(event, now=self.clock(), actor=actor, details=details)
+
+
+def _result_message(approved: bool, auth_mode: str, final: RuleOutcome, answer: OnlineAnswer | None) -> str:
+    if answer is not None:
+        if approved:
+            return "Approved by the backend."
+        return f"Declined by the backend{': ' + answer.reason if answer.reason else ''}."
+    head = "Approved offline" if approved else "Declined"
+    if auth_mode == "offline_fallback":
+        head += " (the backend did not answer in time)"
+    detail = "; ".join(rules.REASON_TEXT[Reason(r)] for r in final.reasons)
+    return f"{head}: {detail}." if detail else f"{head}."
+
+
+def build_service(
+    config_path: str | os.PathLike[str] | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    clock: Clock = utc_now,
+    env: Mapping[str, str] | None = None,
+    configure_logging: bool = False,
+) -> Service:
+    """The bootstrap: load and validate config, open the data directory, wire the service."""
+    config = load_config(config_path, env)
+    return Service(config, resolve_data_dir(data_dir, env), clock=clock, configure_logging=configure_logging)
+
+
+__all__ = [
+    "CardFacts", "Method", "OnlineAnswer", "OnlineAuthorizer", "PaymentRequest", "PaymentResult",
+    "Service", "build_service", "resolve_data_dir", "utc_text",
+]
