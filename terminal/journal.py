@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from terminal.core.money import Currency, Money, currency
-from terminal.errors import StorageError
+from terminal.errors import CodeAlreadyUsed, StorageError
 from terminal.security import TerminalKeys, verify_signature
 
 GENESIS_HASH = "0" * 64
@@ -93,6 +93,14 @@ CREATE TABLE IF NOT EXISTS deny_list (
     source TEXT NOT NULL,
     added_at TEXT NOT NULL,
     version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS used_codes (
+    wallet_id TEXT NOT NULL,
+    counter INTEGER NOT NULL,
+    key_id TEXT NOT NULL,
+    txn_id TEXT NOT NULL,
+    used_at TEXT NOT NULL,
+    PRIMARY KEY (wallet_id, counter)
 );
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
@@ -249,6 +257,15 @@ class NewTransaction:
     sealed_card: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
     id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CodeClaim:
+    """A single-use wallet payment code (wallet, counter) claimed by the transaction that uses it."""
+
+    wallet_id: str
+    counter: int
+    key_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,8 +506,12 @@ class Journal:
 
     # -- transactions ---------------------------------------------------------------------------
 
-    def append(self, txn: NewTransaction, *, now: datetime, business_date: date) -> TxnRow:
-        """Sign and durably store one transaction; returns only after the commit is on disk."""
+    def append(self, txn: NewTransaction, *, now: datetime, business_date: date,
+               claim: CodeClaim | None = None) -> TxnRow:
+        """Sign and durably store one transaction; returns only after the commit is on disk.
+
+        With `claim`, the wallet code is marked used in the same transaction: either both are
+        stored or neither, and a code already used raises `CodeAlreadyUsed` (nothing stored)."""
         if txn.kind not in KINDS:
             raise ValueError(f"unknown kind {txn.kind!r}")
         if txn.decision not in DECISIONS:
@@ -541,8 +562,19 @@ class Journal:
                             continue
                         raise
                     break
+                if claim is not None:
+                    try:
+                        db.execute("INSERT INTO used_codes (wallet_id, counter, key_id, txn_id, used_at) "
+                                   "VALUES (?, ?, ?, ?, ?)",
+                                   (claim.wallet_id, claim.counter, claim.key_id, txn_id, created_at))
+                    except sqlite3.IntegrityError:
+                        raise CodeAlreadyUsed(
+                            f"wallet code {claim.wallet_id}/{claim.counter} was already used") from None
                 if seq % SEAL_EVERY == 0:
                     self._seal(db, created_at)
+        except CodeAlreadyUsed:
+            self._head = None
+            raise
         except sqlite3.IntegrityError as exc:
             self._head = None
             raise StorageError(f"journal {self.path}: transaction {txn_id} not stored: {exc}") from None
@@ -706,6 +738,11 @@ class Journal:
                 )
         except sqlite3.Error as exc:
             raise _storage_error(exc, self.path, "record a sync attempt") from None
+
+    def code_used(self, wallet_id: str, counter: int) -> str | None:
+        """The id of the transaction that used this wallet code, or None."""
+        rows = self._read("SELECT txn_id FROM used_codes WHERE wallet_id = ? AND counter = ?", (wallet_id, counter))
+        return rows[0][0] if rows else None
 
     # -- deny list ------------------------------------------------------------------------------
 

@@ -233,3 +233,17 @@ def test_crash_kill_9_loses_nothing_that_returned_and_doubles_nothing(tmp_path):
         assert not missing, f"acknowledged appends lost after kill {run}: {sorted(missing)[:5]}"
         assert report.rows_checked == len(ids) >= len(acknowledged)
     assert len(acknowledged) > 25
+
+
+def test_wallet_code_claim_is_atomic_with_the_payment(journal):
+    from terminal.errors import CodeAlreadyUsed
+    from terminal.journal import CodeClaim
+
+    claim = CodeClaim("wallet-42", 7, "issuer-k1")
+    row = journal.append(sale(method="wallet_signed"), now=T0, business_date=DAY, claim=claim)
+    assert journal.code_used("wallet-42", 7) == row.id
+    with pytest.raises(CodeAlreadyUsed, match="wallet-42/7 was already used"):
+        journal.append(sale(method="wallet_signed"), now=T0, business_date=DAY, claim=claim)
+    assert journal.counts()["total"] == 1  # the replay stored nothing
+    journal.append(sale(method="wallet_signed"), now=T0, business_date=DAY, claim=CodeClaim("wallet-42", 8, "k1"))
+    assert journal.verify().ok and journal.counts()["total"] == 2
