@@ -102,6 +102,12 @@ CREATE TABLE IF NOT EXISTS used_codes (
     used_at TEXT NOT NULL,
     PRIMARY KEY (wallet_id, counter)
 );
+CREATE TABLE IF NOT EXISTS issuer_keys (
+    key_id TEXT PRIMARY KEY,
+    public_key TEXT NOT NULL,
+    source TEXT NOT NULL,
+    added_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
     terminal_id TEXT NOT NULL,
@@ -743,6 +749,26 @@ class Journal:
         """The id of the transaction that used this wallet code, or None."""
         rows = self._read("SELECT txn_id FROM used_codes WHERE wallet_id = ? AND counter = ?", (wallet_id, counter))
         return rows[0][0] if rows else None
+
+    # -- issuer keys (signed wallet codes) -------------------------------------------------------
+
+    def issuer_keys(self) -> dict[str, bytes]:
+        """Issuer public keys delivered by the backend: key id -> raw Ed25519 public key."""
+        return {k: bytes.fromhex(v) for k, v in self._read("SELECT key_id, public_key FROM issuer_keys")}
+
+    def replace_issuer_keys(self, keys: Mapping[str, bytes], version: int, *, now: datetime) -> None:
+        """Replace the backend-delivered issuer keys with `keys` (a full set, atomically)."""
+        try:
+            with self._write() as db:
+                db.execute("DELETE FROM issuer_keys WHERE source = 'backend'")
+                db.executemany(
+                    "INSERT INTO issuer_keys (key_id, public_key, source, added_at) VALUES (?, ?, 'backend', ?)",
+                    [(k, v.hex(), utc_text(now)) for k, v in keys.items()],
+                )
+                db.execute("INSERT INTO meta (key, value) VALUES ('issuer_keys_version', ?) "
+                           "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (str(version),))
+        except sqlite3.Error as exc:
+            raise _storage_error(exc, self.path, "store issuer keys") from None
 
     # -- deny list ------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ the masked PAN (first 6, last 4) is what people see.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
@@ -18,8 +19,12 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from terminal.errors import SecurityError, StorageError
 
@@ -121,6 +126,55 @@ def verify_signature(public_key: bytes, signature: bytes, data: bytes) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+# ------------------------------------------------------------------------------------------------
+# Sealing card data for the backend
+#
+# Whatever the backend needs in full (PAN, track 2 equivalent, cryptogram inputs) is sealed to the
+# backend's X25519 public key, so the terminal itself cannot read it back:
+#   ephemeral X25519 key pair -> shared secret with the backend key -> HKDF-SHA256
+#   (salt = ephemeral public || backend public, info = SEAL_INFO) -> 32-byte AES-256-GCM key;
+#   text = "x25519-aesgcm-v1:" + base64url(ephemeral public (32) || nonce (12) || ciphertext+tag).
+
+SEAL_PREFIX = "x25519-aesgcm-v1:"
+SEAL_INFO = b"walletpos sealed card data v1"
+
+
+def _seal_key(shared: bytes, ephemeral_pub: bytes, recipient_pub: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=ephemeral_pub + recipient_pub, info=SEAL_INFO).derive(shared)
+
+
+def seal_for_backend(recipient_public_key: bytes, payload: bytes) -> str:
+    """Encrypt `payload` so that only the holder of the backend's X25519 private key can read it."""
+    if len(recipient_public_key) != 32:
+        raise SecurityError("the backend sealing key must be a 32-byte X25519 public key")
+    ephemeral = X25519PrivateKey.generate()
+    ephemeral_pub = ephemeral.public_key().public_bytes_raw()
+    shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(recipient_public_key))
+    nonce = secrets.token_bytes(12)
+    box = AESGCM(_seal_key(shared, ephemeral_pub, recipient_public_key)).encrypt(nonce, payload, SEAL_INFO)
+    return SEAL_PREFIX + base64.urlsafe_b64encode(ephemeral_pub + nonce + box).decode("ascii")
+
+
+def open_sealed(recipient_private_key: bytes, text: str) -> bytes:
+    """The backend's side of `seal_for_backend` (used by the sandbox backend and tests)."""
+    if not text.startswith(SEAL_PREFIX):
+        raise SecurityError("not sealed card data (unknown format)")
+    try:
+        raw = base64.urlsafe_b64decode(text[len(SEAL_PREFIX):].encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        raise SecurityError("sealed card data is not valid base64") from None
+    if len(raw) < 32 + 12 + 16:
+        raise SecurityError("sealed card data is truncated")
+    private = X25519PrivateKey.from_private_bytes(recipient_private_key)
+    ephemeral_pub, nonce, box = raw[:32], raw[32:44], raw[44:]
+    shared = private.exchange(X25519PublicKey.from_public_bytes(ephemeral_pub))
+    key = _seal_key(shared, ephemeral_pub, private.public_key().public_bytes_raw())
+    try:
+        return AESGCM(key).decrypt(nonce, box, SEAL_INFO)
+    except InvalidTag:
+        raise SecurityError("sealed card data does not open with this key (wrong key or altered)") from None
 
 
 def _pan_digits(pan: str) -> str:
