@@ -215,6 +215,24 @@ class RefundPolicy:
                                minimum=0, maximum=7)
 
 
+@section("Operators: PIN sign-in for cashiers, supervisors and technicians.")
+@dataclass(frozen=True, kw_only=True)
+class OperatorPolicy:
+    max_failed_pins: int = setting(5, "Wrong PINs in a row before the operator is locked.", minimum=1, maximum=20)
+    lockout_minutes: int = setting(15, "How long a locked operator must wait (a supervisor can unlock sooner).",
+                                   minimum=1, maximum=24 * 60)
+    idle_sign_out_minutes: int = setting(15, "Sign the operator out after this many idle minutes; 0 for never.",
+                                         minimum=0, maximum=24 * 60)
+
+
+@section("Receipts on screen, in files and as a QR code the customer's wallet app can keep.")
+@dataclass(frozen=True, kw_only=True)
+class ReceiptConfig:
+    footer: str = setting("Thank you", "Last line of every receipt (at most 40 characters).",
+                          pattern=r"[^\x00-\x1f]{0,40}", allowed="0-40 characters without control characters")
+    keep_text_files: bool = setting(True, "Write each receipt as a text file in the data directory's receipts/.")
+
+
 @section("Logging (one line per event, never card data).")
 @dataclass(frozen=True, kw_only=True)
 class LogConfig:
@@ -231,6 +249,8 @@ class Config:
     offline: OfflineLimits
     wallet_tiers: WalletTiers
     refunds: RefundPolicy
+    operators: OperatorPolicy
+    receipts: ReceiptConfig
     log: LogConfig
     source: str = field(default=EMBEDDED, compare=False)
 

@@ -108,6 +108,17 @@ CREATE TABLE IF NOT EXISTS issuer_keys (
     source TEXT NOT NULL,
     added_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS operators (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    pin_salt TEXT NOT NULL,
+    pin_hash TEXT NOT NULL,
+    failed_attempts INTEGER NOT NULL DEFAULT 0,
+    locked_until TEXT,
+    active INTEGER NOT NULL DEFAULT 1,
+    created_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
     terminal_id TEXT NOT NULL,
@@ -664,6 +675,16 @@ class Journal:
             yield from page
             after = page[-1].seq
 
+    def rows_after(self, seq: int) -> Iterator[TxnRow]:
+        """All rows with a sequence number above `seq`, in order, fetched in pages."""
+        after = seq
+        while True:
+            page = self._rows("WHERE seq > ?", (after,), limit=1000)
+            if not page:
+                return
+            yield from page
+            after = page[-1].seq
+
     def rows_for_day(self, business_date: date) -> list[TxnRow]:
         return self._rows("WHERE business_date = ?", (business_date.isoformat(),))
 
@@ -749,6 +770,40 @@ class Journal:
         """The id of the transaction that used this wallet code, or None."""
         rows = self._read("SELECT txn_id FROM used_codes WHERE wallet_id = ? AND counter = ?", (wallet_id, counter))
         return rows[0][0] if rows else None
+
+    # -- operators ------------------------------------------------------------------------------
+
+    _OPERATOR_COLUMNS = ("id", "name", "role", "pin_salt", "pin_hash", "failed_attempts", "locked_until", "active")
+
+    def operator_record(self, operator_id: str) -> dict[str, Any] | None:
+        rows = self._read(f"SELECT {', '.join(self._OPERATOR_COLUMNS)} FROM operators WHERE id = ?", (operator_id,))
+        return dict(zip(self._OPERATOR_COLUMNS, rows[0], strict=True)) if rows else None
+
+    def operator_records(self) -> list[dict[str, Any]]:
+        rows = self._read(f"SELECT {', '.join(self._OPERATOR_COLUMNS)} FROM operators ORDER BY role, id")
+        return [dict(zip(self._OPERATOR_COLUMNS, r, strict=True)) for r in rows]
+
+    def save_operator(self, operator_id: str, name: str, role: str, salt: bytes, pin_hash: bytes, *,
+                      now: datetime) -> None:
+        try:
+            with self._write() as db:
+                db.execute(
+                    "INSERT INTO operators (id, name, role, pin_salt, pin_hash, created_at) VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT(id) DO UPDATE SET name = excluded.name, role = excluded.role, "
+                    "pin_salt = excluded.pin_salt, pin_hash = excluded.pin_hash, failed_attempts = 0, "
+                    "locked_until = NULL, active = 1",
+                    (operator_id, name, role, salt.hex(), pin_hash.hex(), utc_text(now)),
+                )
+        except sqlite3.Error as exc:
+            raise _storage_error(exc, self.path, "save the operator") from None
+
+    def set_operator_failures(self, operator_id: str, failures: int, locked_until: str | None) -> None:
+        try:
+            with self._write() as db:
+                db.execute("UPDATE operators SET failed_attempts = ?, locked_until = ? WHERE id = ?",
+                           (failures, locked_until, operator_id))
+        except sqlite3.Error as exc:
+            raise _storage_error(exc, self.path, "record the PIN attempt") from None
 
     # -- issuer keys (signed wallet codes) -------------------------------------------------------
 

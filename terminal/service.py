@@ -15,20 +15,22 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 import platformdirs
 
-from terminal import __version__
+from terminal import __version__, backoffice, receipts
 from terminal.config import Config, load_config
 from terminal.core import rules
 from terminal.core.money import Money
+from terminal.core.reports import DayReport
 from terminal.core.rules import Decision, Method, PaymentRequest, Reason, RuleOutcome, RuleSet, TerminalState
 from terminal.errors import StorageError, WalletposError
 from terminal.journal import Journal, NewTransaction, TxnRow, VerifyReport, new_txn_id, parse_utc, utc_text
 from terminal.logs import setup_logging
+from terminal.operators import Operators, PinCheck
 from terminal.security import TerminalKeys, ensure_private_dir, load_or_create_keys
 
 log = logging.getLogger("walletpos.service")
@@ -272,6 +274,39 @@ class Service:
             f"Not approved: the terminal cannot record payments ({problem}).",
             None, None, self._total(timings, t0),
         )
+
+    # -- back office: operators, refunds, voids, day close, receipts (operators.py, backoffice.py) --
+
+    @property
+    def operators(self) -> Operators:
+        policy = self.config.operators
+        return Operators(self.require_journal(), max_failed_pins=policy.max_failed_pins,
+                         lockout=timedelta(minutes=policy.lockout_minutes))
+
+    def sign_in(self, operator_id: str, pin: str) -> PinCheck:
+        return self.operators.check(operator_id, pin, now=self.clock())
+
+    def refund(self, reference: str, amount: Money | None, *, operator: str | None, supervisor_id: str | None,
+               supervisor_pin: str | None) -> backoffice.BackOfficeResult:
+        return backoffice.refund(self, reference, amount, operator=operator, supervisor_id=supervisor_id,
+                                 supervisor_pin=supervisor_pin)
+
+    def void_last(self, *, operator: str | None, supervisor_id: str | None,
+                  supervisor_pin: str | None) -> backoffice.BackOfficeResult:
+        return backoffice.void_last(self, operator=operator, supervisor_id=supervisor_id,
+                                    supervisor_pin=supervisor_pin)
+
+    def day_report(self) -> DayReport:
+        return backoffice.day_report(self)
+
+    def close_day(self, *, operator: str | None) -> tuple[DayReport, list[Path]]:
+        return backoffice.close_day(self, operator=operator)
+
+    def receipt_lines(self, row: TxnRow, locale: str | None = None) -> list[str]:
+        return receipts.receipt_lines(row, self.config, locale)
+
+    def save_receipt(self, row: TxnRow) -> Path:
+        return backoffice.save_receipt(self, row)
 
     # -- reports --------------------------------------------------------------------------------
 

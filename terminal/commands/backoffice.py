@@ -1,0 +1,195 @@
+"""`walletpos operators|refund|void|report|receipt`: back office from the command line.
+
+PINs are never arguments (they would land in shell history and `ps`): they are asked for on the
+terminal, or read from standard input with --pin-stdin (one PIN per line, for scripts)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from typing import Any
+
+
+def _pins(args: argparse.Namespace, prompts: list[str]) -> list[str]:
+    if getattr(args, "pin_stdin", False):
+        lines = sys.stdin.read().splitlines()
+        if len(lines) < len(prompts):
+            from terminal.cli import UsageError
+
+            raise UsageError(f"--pin-stdin: expected {len(prompts)} line(s) on standard input")
+        return [line.strip() for line in lines[: len(prompts)]]
+    return [getpass.getpass(p) for p in prompts]
+
+
+def _service(args: argparse.Namespace) -> Any:
+    from terminal.cli import _service as make
+
+    return make(args)
+
+
+def cmd_operators_add(args: argparse.Namespace) -> int:
+    from terminal.cli import Exit, UsageError
+    from terminal.operators import OperatorError
+
+    pin, again = _pins(args, ["New PIN: ", "Same PIN again: "])
+    if pin != again:
+        raise UsageError("the two PINs differ")
+    with _service(args) as svc:
+        try:
+            op = svc.operators.add(args.id, args.name, args.role, pin, now=svc.clock(), actor="cli")
+        except OperatorError as exc:
+            raise UsageError(exc.message) from None
+    print(f"operator {op.id} ({op.role}) saved")
+    return Exit.OK
+
+
+def cmd_operators_list(args: argparse.Namespace) -> int:
+    from terminal.cli import Exit
+
+    with _service(args) as svc:
+        records = svc.require_journal().operator_records()
+    rows = [{"id": r["id"], "name": r["name"], "role": r["role"], "active": bool(r["active"]),
+             "failed_attempts": r["failed_attempts"], "locked_until": r["locked_until"]} for r in records]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    elif not rows:
+        print("no operators yet: add one with `walletpos operators add --id ID --name NAME --role cashier`")
+    else:
+        for r in rows:
+            lock = f"  LOCKED until {r['locked_until']}" if r["locked_until"] else ""
+            print(f"{r['id']:<12} {r['role']:<11} {r['name']}{lock}")
+    return Exit.OK
+
+
+def cmd_operators_unlock(args: argparse.Namespace) -> int:
+    from terminal.cli import Exit, UsageError
+    from terminal.operators import OperatorError
+
+    with _service(args) as svc:
+        try:
+            svc.operators.unlock(args.id, now=svc.clock(), actor="cli")
+        except OperatorError as exc:
+            raise UsageError(exc.message) from None
+    print(f"operator {args.id} unlocked")
+    return Exit.OK
+
+
+def _print_result(args: argparse.Namespace, svc: Any, result: Any, what: str) -> int:
+    from terminal.cli import Exit
+
+    locale = svc.config.display.locale
+    out = {"ok": result.ok, "problems": list(result.problems), "message": result.message(locale),
+           "transaction_id": result.row.id if result.row else None,
+           "amount": result.row.amount.minor if result.row else None}
+    if args.json:
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+    elif result.ok:
+        print(f"{what} recorded: {result.row.id} ({result.row.amount})")
+        print("\n".join(svc.receipt_lines(result.row)))
+    else:
+        print(f"{what} refused: {out['message']}", file=sys.stderr)
+    return Exit.OK if result.ok else Exit.DECLINED
+
+
+def cmd_refund(args: argparse.Namespace) -> int:
+    from terminal.cli import UsageError
+    from terminal.core.money import parse_amount
+    from terminal.errors import MoneyError
+
+    (pin,) = _pins(args, [f"Supervisor {args.supervisor} PIN: "])
+    with _service(args) as svc:
+        amount = None
+        if args.amount:
+            try:
+                amount = parse_amount(args.amount, svc.currency, decimal_sep=svc.config.display.decimal_separator,
+                                      group_sep=svc.config.display.group_separator)
+            except MoneyError as exc:
+                raise UsageError(f"--amount: {exc}") from None
+        result = svc.refund(args.reference, amount, operator=args.operator, supervisor_id=args.supervisor,
+                            supervisor_pin=pin)
+        return _print_result(args, svc, result, "refund")
+
+
+def cmd_void(args: argparse.Namespace) -> int:
+    (pin,) = _pins(args, [f"Supervisor {args.supervisor} PIN: "])
+    with _service(args) as svc:
+        result = svc.void_last(operator=args.operator, supervisor_id=args.supervisor, supervisor_pin=pin)
+        return _print_result(args, svc, result, "void")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from terminal.cli import Exit
+    from terminal.receipts import report_lines
+
+    with _service(args) as svc:
+        if args.close:
+            report, paths = svc.close_day(operator=args.operator)
+        else:
+            report, paths = svc.day_report(), []
+        if args.json:
+            print(json.dumps({**report.to_dict(), "files": [str(p) for p in paths]}, ensure_ascii=False, indent=2))
+        else:
+            print("\n".join(report_lines(report, svc.config)))
+            for p in paths:
+                print(f"written: {p}")
+    return Exit.OK
+
+
+def cmd_receipt(args: argparse.Namespace) -> int:
+    from terminal.backoffice import find_original
+    from terminal.cli import Exit, UsageError
+
+    with _service(args) as svc:
+        row = svc.require_journal().get(args.reference) or find_original(svc, args.reference)
+        if row is None:
+            raise UsageError(f"no transaction {args.reference!r}")
+        print("\n".join(svc.receipt_lines(row)))
+        if args.save:
+            print(f"written: {svc.save_receipt(row)}")
+    return Exit.OK
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("operators", parents=[common], help="cashiers, supervisors and technicians")
+    osub = p.add_subparsers(dest="operators_command", metavar="ACTION")
+    a = osub.add_parser("add", parents=[common], help="add an operator or change their name, role or PIN")
+    a.add_argument("--id", required=True)
+    a.add_argument("--name", required=True)
+    a.add_argument("--role", required=True, choices=["cashier", "supervisor", "technician"])
+    a.add_argument("--pin-stdin", action="store_true", help="read the PIN twice from standard input")
+    a.set_defaults(handler=cmd_operators_add)
+    ls = osub.add_parser("list", parents=[common], help="operators and their lock state")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=cmd_operators_list)
+    u = osub.add_parser("unlock", parents=[common], help="clear an operator's lockout")
+    u.add_argument("id")
+    u.set_defaults(handler=cmd_operators_unlock)
+
+    r = sub.add_parser("refund", parents=[common], help="refund a sale (supervisor PIN; within the refund window)")
+    r.add_argument("reference", help="the sale's reference (transaction id, or an unambiguous prefix)")
+    r.add_argument("--amount", help="amount to refund (default: all that is left)")
+    r.add_argument("--supervisor", required=True, help="supervisor operator id")
+    r.add_argument("--operator", help="cashier operator id")
+    r.add_argument("--pin-stdin", action="store_true", help="read the supervisor PIN from standard input")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(handler=cmd_refund)
+
+    v = sub.add_parser("void", parents=[common], help="void the last sale of the day (supervisor PIN)")
+    v.add_argument("--supervisor", required=True, help="supervisor operator id")
+    v.add_argument("--operator", help="cashier operator id")
+    v.add_argument("--pin-stdin", action="store_true", help="read the supervisor PIN from standard input")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(handler=cmd_void)
+
+    d = sub.add_parser("report", parents=[common], help="day report: X (interim) or, with --close, Z")
+    d.add_argument("--close", action="store_true", help="close the batch (Z-report, written to reports/)")
+    d.add_argument("--operator", help="operator closing the day")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(handler=cmd_report)
+
+    c = sub.add_parser("receipt", parents=[common], help="show (and --save) the receipt of a transaction")
+    c.add_argument("reference")
+    c.add_argument("--save", action="store_true")
+    c.set_defaults(handler=cmd_receipt)
