@@ -84,6 +84,15 @@ def e_receipt_payload(row: TxnRow, cfg: Any) -> str:
     return "WPR1." + base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def e_receipt_qr_text(row: TxnRow) -> str:
+    """The short e-receipt for the on-screen QR (small enough for a QR that fits an 80x24 screen):
+    `WPR1:<terminal>:<id, 32 hex>:<amount minor>:<currency>:<first 16 hex of the row hash>`, upper
+    case so the code uses the QR alphanumeric mode. The wallet app fetches the signed receipt
+    (`e_receipt_payload`) from the backend by id and checks the hash prefix."""
+    return (f"WPR1:{row.terminal_id}:{row.id.replace('-', '')}:{row.amount.minor}:"
+            f"{row.amount.currency.alpha}:{row.row_hash[:16]}").upper()
+
+
 def parse_e_receipt(payload: str) -> dict[str, Any]:
     if not payload.startswith("WPR1."):
         raise ValueError("not an e-receipt")

@@ -1,0 +1,169 @@
+"""The walletpos TUI: a view over `terminal.service.Service`.
+
+The app renders state and forwards intent. Anything that may block (journal writes, PIN hashing,
+card and camera waits, the backend) runs in thread workers that report back with messages or
+`call_from_thread`; the event loop never waits on a device or the network. Every screen has the
+status bar on top and the footer of its key bindings at the bottom; every binding is also in the
+command palette (ctrl+p). Screens are localised: their binding descriptions and texts come from
+`terminal.i18n` in the configured locale (`en` or `zh-CN`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from textual import events, work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+
+from terminal.i18n import t
+from terminal.operators import Operator
+from terminal.tui.widgets import StatusSnapshot
+
+S = TypeVar("S", bound=Screen)
+
+_LOCALIZED: dict[tuple[type, str], type] = {}
+
+
+def localized(cls: type[S], locale: str) -> type[S]:
+    """`cls` with its binding descriptions (i18n keys) translated into `locale`."""
+    key = (cls, locale)
+    if key not in _LOCALIZED:
+        chain = [c for c in reversed(cls.__mro__) if "BINDINGS" in c.__dict__ and c.__module__.startswith("terminal.")]
+        merged: dict[str, Binding] = {}
+        for c in chain:
+            for b in c.__dict__["BINDINGS"]:
+                if isinstance(b, Binding):
+                    merged[b.key] = b
+        bindings = [Binding(b.key, b.action, t(locale, b.description) if b.description else "", show=b.show,
+                            key_display=b.key_display, priority=b.priority) for b in merged.values()]
+        _LOCALIZED[key] = type(cls.__name__, (cls,), {"BINDINGS": bindings, "__module__": cls.__module__})
+    return _LOCALIZED[key]  # type: ignore[return-value]
+
+
+def collect_status(service: Any) -> StatusSnapshot:
+    """Read what the status bar shows (journal queue, backend breaker, devices): runs in a worker."""
+    now = service.clock()
+    journal = service.journal
+    queue, oldest = 0, None
+    if journal is not None:
+        summary = journal.queue_summary()
+        queue = summary["pending"]
+        if summary["oldest_pending_at"]:
+            oldest = max(0.0, (now - datetime.fromisoformat(summary["oldest_pending_at"])).total_seconds())
+    backend = "unknown"
+    online = getattr(service, "online", None)
+    if online is not None:
+        backend = "online" if online.reachable() else "offline"
+    devices = getattr(service, "device_states", None)
+    reader, camera = devices() if callable(devices) else ("none", "none")
+    return StatusSnapshot(at=now, backend=backend, queue=queue, oldest_pending_s=oldest, reader=reader,
+                          camera=camera, storage_ok=journal is not None)
+
+
+class WalletposApp(App):
+    CSS_PATH = Path(__file__).with_name("app.tcss")
+    TITLE = "walletpos"
+    ENABLE_COMMAND_PALETTE = True
+
+    status: reactive[StatusSnapshot] = reactive(StatusSnapshot, always_update=True)
+    operator: reactive[Operator | None] = reactive(None)
+
+    def __init__(self, service: Any, *, locale: str | None = None, status_interval: float | None = 1.0,
+                 demo: Any = None) -> None:
+        super().__init__()
+        self.service = service
+        self.locale = locale or service.config.display.locale
+        self.status_interval = status_interval
+        self.demo = demo
+        self.last_activity = time.monotonic()
+        self.idle_limit = service.config.operators.idle_sign_out_minutes * 60
+
+    # -- localisation and screens ---------------------------------------------------------------
+
+    def tr(self, key: str, **values: object) -> str:
+        return t(self.locale, key, **values)
+
+    def make(self, cls: type[S], *args: Any, **kwargs: Any) -> S:
+        return localized(cls, self.locale)(*args, **kwargs)
+
+    def on_mount(self) -> None:
+        from terminal.tui.screens import SignInScreen
+
+        self.title = self.tr("app.title")
+        self.push_screen(self.make(SignInScreen))
+        self.refresh_status()
+        if self.status_interval:
+            self.set_interval(self.status_interval, self.refresh_status)
+            self.set_interval(15, self._check_idle)
+            self.set_interval(5, self._housekeeping)
+
+    # -- status bar -----------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="status")
+    def refresh_status(self) -> None:
+        snapshot = collect_status(self.service)
+        self.call_from_thread(setattr, self, "status", snapshot)
+
+    @work(thread=True, exclusive=True, group="housekeeping")
+    def _housekeeping(self) -> None:
+        self.service.housekeeping()
+
+    # -- operators ------------------------------------------------------------------------------
+
+    def signed_in(self, operator: Operator) -> None:
+        from terminal.tui.screens import CheckoutScreen, DiagnosticsScreen
+
+        self.operator = operator
+        self.last_activity = time.monotonic()
+        home = DiagnosticsScreen if operator.role == "technician" else CheckoutScreen
+        self.switch_screen(self.make(home))
+
+    def sign_out(self) -> None:
+        from terminal.tui.screens import SignInScreen
+
+        if self.operator is not None:
+            self.service.audit("sign_out", actor=self.operator.id)
+        self.operator = None
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        self.switch_screen(self.make(SignInScreen))
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key):
+            self.last_activity = time.monotonic()
+        await super().on_event(event)
+
+    def _check_idle(self) -> None:
+        if self.operator is not None and self.idle_limit and time.monotonic() - self.last_activity > self.idle_limit:
+            self.sign_out()
+
+    # -- feedback -------------------------------------------------------------------------------
+
+    def ring(self) -> None:
+        if self.service.config.display.bell:
+            self.bell()
+
+    # -- command palette: every binding of the active screen ------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        seen: set[str] = set()
+        for _key, (_node, binding, enabled, _tooltip) in screen.active_bindings.items():
+            if not binding.description or not enabled or binding.action in seen:
+                continue
+            seen.add(binding.action)
+            run: Callable[[], Any] = partial(screen.run_action, binding.action)
+            yield SystemCommand(binding.description, f"{self.get_key_display(binding)}", run)
+
+
+def make_app(service: Any, **kwargs: Any) -> WalletposApp:
+    """The factory used by `walletpos tui`, `walletpos demo`, the tests and the benchmarks."""
+    return WalletposApp(service, **kwargs)

@@ -1,0 +1,53 @@
+"""What every screen has: the status bar on top, a title, the footer of its bindings."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from textual.app import ComposeResult
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer, Static
+
+from terminal.tui.widgets import StatusBar
+
+
+class BaseScreen(Screen):
+    TITLE_KEY = "app.title"
+
+    @property
+    def wp(self) -> Any:
+        """The WalletposApp (typed loosely to keep screens free of import cycles)."""
+        return self.app
+
+    def tr(self, key: str, **values: object) -> str:
+        return self.wp.tr(key, **values)
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar()
+        yield Static(self.tr(self.TITLE_KEY), classes="screen-title")
+        yield from self.body()
+        yield Footer()
+
+    def body(self) -> ComposeResult:
+        yield from ()
+
+    def money(self, amount: Any) -> str:
+        from terminal.core.money import format_money
+
+        display = self.wp.service.config.display
+        return format_money(amount, decimal_sep=display.decimal_separator, group_sep=display.group_separator)
+
+    def local_time(self, moment: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
+        return moment.astimezone(self.wp.service.config.terminal.zone).strftime(fmt)
+
+
+ResultT = TypeVar("ResultT")
+
+
+class BaseDialog(ModalScreen[ResultT]):
+    @property
+    def wp(self) -> Any:
+        return self.app
+
+    def tr(self, key: str, **values: object) -> str:
+        return self.wp.tr(key, **values)

@@ -1,0 +1,125 @@
+"""Present card or code: waits (in a worker) for a tap or a scanned code, or shows the merchant QR.
+
+The wait runs in a thread worker through `service.checkout.take_payment(...)`, which races the
+reader and the camera and returns one result; Escape cancels it. The screen only shows progress
+and hands the result to the result screen."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Static
+
+from terminal.tui.qrtext import qr_lines
+from terminal.tui.screens.base import BaseScreen
+from terminal.tui.screens.result import ResultScreen, SaleOutcome
+
+
+class PresentScreen(BaseScreen):
+    TITLE_KEY = "present.title"
+    BINDINGS = [Binding("q", "merchant_qr", "action.merchant_qr"), Binding("escape", "cancel", "action.cancel")]
+
+    def __init__(self, amount: Any, sale: Any = None) -> None:
+        super().__init__()
+        self.amount = amount
+        self.sale = sale
+        self.cancel_event = threading.Event()
+        self.showing_qr = False
+
+    def body(self) -> ComposeResult:
+        with Horizontal(classes="present"):
+            with Vertical(classes="present-left"):
+                yield Static(self.money(self.amount), classes="present-amount")
+                yield Static(self.tr("present.prompt"), id="prompt", classes="present-prompt")
+                yield Static("", id="message", classes="message")
+            yield Static("", id="qr", classes="qr")
+
+    def on_mount(self) -> None:
+        checkout = getattr(self.wp.service, "checkout", None)
+        if checkout is None or not checkout.has_devices():
+            self.say(self.tr("present.no_devices"))
+        if checkout is not None:
+            self.wait_for_payment()
+
+    def say(self, text: str) -> None:
+        self.query_one("#message", Static).update(text)
+
+    # -- the wait -------------------------------------------------------------------------------
+
+    def progress(self, key: str, **values: object) -> None:
+        """Called from the worker thread with an i18n key ("present.reading", ...)."""
+        self.app.call_from_thread(self.say, self.tr(key, **values))
+
+    @work(thread=True, exclusive=True, group="present")
+    def wait_for_payment(self) -> None:
+        checkout = self.wp.service.checkout
+        operator = self.wp.operator.id if self.wp.operator else None
+        result = checkout.take_payment(self.amount, operator=operator, cancel=self.cancel_event,
+                                       progress=self.progress, note=getattr(self.sale, "note", ""))
+        self.app.call_from_thread(self.finish, result)
+
+    def finish(self, result: Any) -> None:
+        if result.outcome == "cancelled":
+            self.dismiss(False)
+            return
+        if result.outcome in ("not_a_payment_code", "code_refused", "no_devices"):
+            # nothing was paid: say why and keep waiting for a card or another code
+            self.say(result.detail or self.tr("present.code_not_payment"))
+            self.cancel_event = threading.Event()
+            self.wait_for_payment()
+            return
+        outcome = SaleOutcome(outcome=result.outcome, amount=self.amount, reasons=tuple(result.reasons),
+                              auth_mode=result.auth_mode, row=result.row, masked_pan=result.masked_pan,
+                              detail=result.detail, retry=result.pending_cvm)
+        self.app.push_screen(self.wp.make(ResultScreen, outcome), self.after_result)
+
+    def after_result(self, answer: Any) -> None:
+        if isinstance(answer, tuple) and answer[0] == "retry":
+            self.retry_with_pin(answer[1])
+            return
+        if answer is True:
+            self.dismiss(True)
+            return
+        # declined, try another card, tap again: wait for the next presentation of this sale
+        self.say("")
+        self.cancel_event = threading.Event()
+        self.wait_for_payment()
+
+    @work(thread=True, exclusive=True, group="present")
+    def retry_with_pin(self, pin: str) -> None:
+        result = self.wp.service.checkout.retry_with_pin(self.cancel_event, pin)
+        self.app.call_from_thread(self.finish, result)
+
+    # -- merchant-presented QR ------------------------------------------------------------------
+
+    def action_merchant_qr(self) -> None:
+        checkout = getattr(self.wp.service, "checkout", None)
+        if checkout is None or self.showing_qr:
+            return
+        self.showing_qr = True
+        self.show_merchant_qr()
+
+    @work(thread=True, exclusive=True, group="merchant_qr")
+    def show_merchant_qr(self) -> None:
+        checkout = self.wp.service.checkout
+        payload = checkout.merchant_qr(self.amount)
+        self.app.call_from_thread(self._draw_qr, payload)
+        result = checkout.wait_merchant_qr(payload, cancel=self.cancel_event)
+        if result is not None:
+            self.cancel_event.set()
+            self.app.call_from_thread(self.finish, result)
+
+    def _draw_qr(self, payload: Any) -> None:
+        self.query_one("#qr", Static).update("\n".join(qr_lines(payload.text, error_correction="L")))
+        self.query_one("#prompt", Static).update(self.tr("present.qr_prompt"))
+        self.say(self.tr("present.qr_waiting"))
+
+    def action_cancel(self) -> None:
+        self.cancel_event.set()
+        if getattr(self.wp.service, "checkout", None) is None:
+            self.dismiss(False)

@@ -1,0 +1,44 @@
+"""A receipt on screen, saved as a text file, and as an e-receipt QR code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Static
+
+from terminal.receipts import e_receipt_qr_text
+from terminal.tui.qrtext import qr_lines
+from terminal.tui.screens.base import BaseScreen
+
+
+class ReceiptScreen(BaseScreen):
+    TITLE_KEY = "receipt.title"
+    BINDINGS = [Binding("s", "save", "action.save"), Binding("escape", "back", "action.back")]
+
+    def __init__(self, row: Any) -> None:
+        super().__init__()
+        self.row = row
+
+    def body(self) -> ComposeResult:
+        lines = self.wp.service.receipt_lines(self.row, self.wp.locale)
+        with Horizontal(classes="receipt"):
+            yield Static("\n".join(lines), classes="receipt-text")
+            with Vertical(classes="receipt-qr"):
+                yield Static("\n".join(qr_lines(e_receipt_qr_text(self.row))), classes="qr")
+                yield Static(self.tr("receipt.qr_hint"), classes="hint")
+        yield Static("", id="message", classes="message")
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+    def action_save(self) -> None:
+        self.save()
+
+    @work(thread=True, exclusive=True, group="receipt")
+    def save(self) -> None:
+        path = self.wp.service.save_receipt(self.row)
+        self.app.call_from_thread(self.query_one("#message", Static).update, self.tr("receipt.saved", path=path))

@@ -1,0 +1,76 @@
+"""Operator sign-in: id and PIN; wrong PINs count down to a lockout."""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import Input, Label, Static
+
+from terminal.operators import PinCheck
+from terminal.tui.screens.base import BaseScreen
+
+
+class SignInScreen(BaseScreen):
+    TITLE_KEY = "signin.title"
+    BINDINGS = [Binding("enter", "submit", "action.sign_in", show=True)]
+
+    def body(self) -> ComposeResult:
+        with Vertical(classes="form"):
+            yield Static(self.tr("signin.hint"), classes="hint")
+            yield Label(self.tr("signin.operator"))
+            yield Input(max_length=32, id="operator")
+            yield Label(self.tr("signin.pin"))
+            yield Input(password=True, max_length=8, restrict=r"[0-9]*", id="pin")
+            yield Static("", id="message", classes="message")
+
+    def on_mount(self) -> None:
+        self.query_one("#operator", Input).focus()
+        self.check_operators()
+
+    @work(thread=True, group="signin")
+    def check_operators(self) -> None:
+        journal = self.wp.service.journal
+        if journal is not None and not journal.operator_records():
+            self.app.call_from_thread(self.say, self.tr("signin.no_operators"))
+
+    def say(self, text: str) -> None:
+        self.query_one("#message", Static).update(text)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "operator":
+            self.query_one("#pin", Input).focus()
+        else:
+            self.action_submit()
+
+    def action_submit(self) -> None:
+        operator = self.query_one("#operator", Input).value.strip()
+        pin = self.query_one("#pin", Input).value
+        if not operator:
+            self.query_one("#operator", Input).focus()
+            return
+        if not pin:
+            self.query_one("#pin", Input).focus()
+            return
+        self.say(self.tr("signin.checking"))
+        self.check(operator, pin)
+
+    @work(thread=True, exclusive=True, group="signin")
+    def check(self, operator: str, pin: str) -> None:
+        result = self.wp.service.sign_in(operator, pin)
+        self.app.call_from_thread(self.done, result)
+
+    def done(self, result: PinCheck) -> None:
+        pin = self.query_one("#pin", Input)
+        pin.value = ""
+        if result.ok and result.operator is not None:
+            self.wp.signed_in(result.operator)
+            return
+        if result.reason == "wrong_pin":
+            self.say(self.tr("signin.wrong_pin", left=result.attempts_left))
+        elif result.reason == "locked" and result.locked_until is not None:
+            self.say(self.tr("signin.locked", until=self.local_time(result.locked_until, "%H:%M")))
+        else:
+            self.say(self.tr(f"signin.{result.reason}"))
+        pin.focus()

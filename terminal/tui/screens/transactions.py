@@ -1,0 +1,97 @@
+"""Transactions list with search; Enter shows the receipt, F5 refunds the selected sale."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Input, Static
+
+from terminal.tui.screens.base import BaseScreen
+
+
+class TransactionsScreen(BaseScreen):
+    TITLE_KEY = "txns.title"
+    BINDINGS = [
+        Binding("slash", "search", "action.search", key_display="/"),
+        Binding("enter", "receipt", "action.receipt"),
+        Binding("f5", "refund", "action.refund"),
+        Binding("escape", "back", "action.back"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[Any] = []
+
+    def body(self) -> ComposeResult:
+        yield Input(placeholder=self.tr("txns.search"), id="search")
+        table: DataTable[str] = DataTable(id="table", cursor_type="row", zebra_stripes=True)
+        yield table
+        yield Static("", id="message", classes="message")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for key in ("time", "kind", "amount", "method", "card", "result", "sync", "reference"):
+            table.add_column(self.tr(f"txns.col.{key}"), key=key)
+        table.focus()
+        self.load("")
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.load(event.value)
+
+    def on_input_submitted(self, _: Input.Submitted) -> None:
+        self.query_one(DataTable).focus()
+
+    @work(thread=True, exclusive=True, group="txns")
+    def load(self, text: str) -> None:
+        rows = self.wp.service.require_journal().recent(200, search=text.strip() or None)
+        self.app.call_from_thread(self.show, rows)
+
+    def show(self, rows: list[Any]) -> None:
+        self.rows = rows
+        table = self.query_one(DataTable)
+        table.clear()
+        for row in rows:
+            table.add_row(
+                self.local_time(row.created_at, "%m-%d %H:%M"),
+                self.tr(f"kind.{row.kind}"),
+                self.money(row.amount),
+                (row.scheme or self.tr(f"method.{row.method}"))[:12],
+                row.masked_pan or "",
+                self.tr(f"decision.{row.decision}"),
+                self.tr(f"sync.{row.sync_state}"),
+                row.id[:13],
+                key=row.id,
+            )
+        self.query_one("#message", Static).update("" if rows else self.tr("txns.empty"))
+
+    def selected(self) -> Any:
+        table = self.query_one(DataTable)
+        if not self.rows or table.cursor_row is None or table.cursor_row >= len(self.rows):
+            return None
+        return self.rows[table.cursor_row]
+
+    def action_search(self) -> None:
+        self.query_one("#search", Input).focus()
+
+    def action_receipt(self) -> None:
+        from terminal.tui.screens.receipt import ReceiptScreen
+
+        row = self.selected()
+        if row is not None:
+            self.app.push_screen(self.wp.make(ReceiptScreen, row))
+
+    def on_data_table_row_selected(self, _: DataTable.RowSelected) -> None:
+        self.action_receipt()
+
+    def action_refund(self) -> None:
+        from terminal.tui.screens.refund import RefundScreen
+
+        row = self.selected()
+        self.app.push_screen(self.wp.make(RefundScreen, row.id if row is not None else ""),
+                             lambda _: self.load(self.query_one("#search", Input).value))
+
+    def action_back(self) -> None:
+        self.dismiss()

@@ -1,0 +1,154 @@
+"""Widgets shared by the screens: the status bar, the keypad-style amount entry, the outcome banner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from rich.text import Text
+from textual import events
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widget import Widget
+from textual.widgets import Static
+
+from terminal.core.money import MAX_MINOR_UNITS, Currency, Money, format_money
+
+
+@dataclass(frozen=True)
+class StatusSnapshot:
+    """Everything the status bar shows, collected off the event loop."""
+
+    at: datetime | None = None
+    backend: str = "unknown"  # online | offline | unknown
+    queue: int = 0
+    oldest_pending_s: float | None = None
+    reader: str = "none"  # ReaderStatus.state or "none"
+    camera: str = "none"
+    storage_ok: bool = True
+
+
+def human_age(seconds: float) -> str:
+    if seconds < 60:
+        return f"{int(seconds)}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+    return f"{int(seconds // 86400)}d"
+
+
+class StatusBar(Static):
+    """One line on every screen: backend, queue, reader, camera, operator, clock."""
+
+    DEFAULT_CSS = """
+    StatusBar { dock: top; height: 1; background: $panel; color: $text; padding: 0 1; }
+    """
+
+    def on_mount(self) -> None:
+        self.watch(self.app, "status", self._refresh_status)
+        self.watch(self.app, "operator", self._refresh_status)
+
+    def _refresh_status(self, _: object = None) -> None:
+        app = self.app
+        tr = app.tr  # type: ignore[attr-defined]
+        status: StatusSnapshot = app.status  # type: ignore[attr-defined]
+        parts: list[tuple[str, str]] = []
+        if not status.storage_ok:
+            parts.append((tr("status.storage_failed"), "bold white on red"))
+        backend = {"online": ("status.backend_online", "bold green"),
+                   "offline": ("status.backend_offline", "bold red")}.get(status.backend,
+                                                                          ("status.backend_unknown", "yellow"))
+        parts.append(("● " + tr(backend[0]), backend[1]))
+        if status.oldest_pending_s is not None and status.queue:
+            parts.append((tr("status.queue_oldest", count=status.queue, age=human_age(status.oldest_pending_s)),
+                          "yellow" if status.oldest_pending_s > 3600 else ""))
+        else:
+            parts.append((tr("status.queue", count=status.queue), ""))
+        for key, state in (("status.reader", status.reader), ("status.camera", status.camera)):
+            style = "green" if state in ("ready", "card_present") else ("red" if state in ("absent", "error") else "")
+            parts.append((tr(key, state=tr(f"state.{state}")), style))
+        operator = app.operator  # type: ignore[attr-defined]
+        if operator is not None:
+            parts.append((tr("status.operator", name=operator.name, role=tr(f"role.{operator.role}")), "bold"))
+        else:
+            parts.append((tr("status.signed_out"), "dim"))
+        if status.at is not None:
+            zone = app.service.config.terminal.zone  # type: ignore[attr-defined]
+            parts.append((status.at.astimezone(zone).strftime("%H:%M:%S"), ""))
+        text = Text()
+        for i, (part, style) in enumerate(parts):
+            if i:
+                text.append(" │ ", "dim")
+            text.append(part, style)
+        self.update(text)
+
+
+class AmountEntry(Widget, can_focus=True):
+    """Cash-register amount entry: digits shift in from the right (1 2 3 4 shows 12.34)."""
+
+    DEFAULT_CSS = """
+    AmountEntry { height: 3; border: round $accent; content-align: right middle; padding: 0 2;
+                  text-style: bold; }
+    AmountEntry:focus { border: round $success; }
+    """
+
+    minor: reactive[int] = reactive(0)
+
+    class Changed(Message):
+        def __init__(self, entry: AmountEntry, minor: int) -> None:
+            super().__init__()
+            self.entry, self.minor = entry, minor
+
+    class TooLarge(Message):
+        pass
+
+    def __init__(self, currency: Currency, *, decimal_sep: str = ".", group_sep: str = ",",
+                 id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.currency = currency
+        self.decimal_sep, self.group_sep = decimal_sep, group_sep
+
+    @property
+    def amount(self) -> Money:
+        return Money(self.minor, self.currency)
+
+    def render(self) -> Text:
+        return Text(format_money(self.amount, decimal_sep=self.decimal_sep, group_sep=self.group_sep))
+
+    def clear(self) -> None:
+        self.minor = 0
+
+    def on_key(self, event: events.Key) -> None:
+        if event.character is not None and event.character.isdigit() and event.character.isascii():
+            value = self.minor * 10 + int(event.character)
+            if value > min(MAX_MINOR_UNITS, 10**10 - 1):
+                self.post_message(self.TooLarge())
+            else:
+                self.minor = value
+            event.stop()
+        elif event.key == "backspace":
+            self.minor //= 10
+            event.stop()
+        elif event.key == "delete":
+            self.minor = 0
+            event.stop()
+
+    def watch_minor(self, value: int) -> None:
+        self.post_message(self.Changed(self, value))
+
+
+class Banner(Static):
+    """The big result word: APPROVED / DECLINED / ENTER PIN / TRY ANOTHER CARD."""
+
+    DEFAULT_CSS = """
+    Banner { height: 5; content-align: center middle; text-style: bold; border: heavy $primary; }
+    Banner.approved { background: $success; color: $text; border: heavy $success-darken-2; }
+    Banner.declined { background: $error; color: $text; border: heavy $error-darken-2; }
+    Banner.attention { background: $warning; color: $background; border: heavy $warning-darken-2; }
+    """
+
+    def show(self, text: str, kind: str) -> None:
+        self.remove_class("approved", "declined", "attention")
+        self.add_class(kind)
+        self.update(text)

@@ -1,0 +1,227 @@
+"""Cashier flows through the real TUI (Pilot), in both languages where the words matter."""
+
+from __future__ import annotations
+
+from terminal.core.money import Money
+from terminal.core.rules import Method, PaymentRequest
+from terminal.service import CardFacts
+from terminal.tui.screens import (
+    CheckoutScreen,
+    DayCloseScreen,
+    DiagnosticsScreen,
+    RefundScreen,
+    SignInScreen,
+    TransactionsScreen,
+    VoidScreen,
+)
+from terminal.tui.widgets import AmountEntry
+from tests.tui.conftest import sign_in, type_text
+
+
+def text_of(app, selector: str) -> str:
+    return str(app.screen.query_one(selector).render())
+
+
+def sell(service, minor: int, token: str = "tokA"):
+    result = service.pay(PaymentRequest(Money(minor, service.currency), Method.CARD, card_token=token),
+                         CardFacts(scheme="unionpay", masked_pan="622202******1234"))
+    assert result.approved
+    return result.row
+
+
+async def test_sign_in_and_sign_out(app_factory):
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert isinstance(app.screen, SignInScreen)
+        await sign_in(pilot)
+        assert isinstance(app.screen, CheckoutScreen) and app.operator.id == "cash1"
+        await pilot.press("f10")
+        await pilot.pause()
+        assert isinstance(app.screen, SignInScreen) and app.operator is None
+
+
+async def test_lockout_after_wrong_pins(app_factory, staffed):
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await type_text(pilot, "cash1")
+        await pilot.press("enter")
+        for left in (4, 3, 2, 1):
+            await type_text(pilot, "9999")
+            await pilot.press("enter")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            assert f"Wrong PIN. {left} tries left." in text_of(app, "#message")
+        await type_text(pilot, "9999")
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "Too many wrong PINs. Locked until" in text_of(app, "#message")
+        await type_text(pilot, "1111")  # the right PIN does not open the lock
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, SignInScreen) and "Locked until" in text_of(app, "#message")
+
+
+async def test_lockout_message_in_chinese(app_factory):
+    app = app_factory(locale="zh-CN")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await sign_in(pilot, "cash1", "0000")
+        assert "密码错误，还可尝试 4 次。" in text_of(app, "#message")
+
+
+async def test_technician_lands_on_diagnostics(app_factory):
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot, "tech1", "3333")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, DiagnosticsScreen)
+        assert "verify    OK" in text_of(app, "#report")
+
+
+async def test_amount_entry_items_and_note(app_factory):
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        await type_text(pilot, "1234")
+        entry = app.screen.query_one(AmountEntry)
+        assert entry.minor == 1234 and "¥12.34" in str(entry.render())
+        await pilot.press("backspace")
+        assert entry.minor == 123
+        await pilot.press("f2")
+        await type_text(pilot, "tea")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert entry.minor == 0 and "tea  ¥1.23" in text_of(app, "#items")
+        await type_text(pilot, "500")
+        await pilot.press("f3")
+        await type_text(pilot, "table 4")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "Note: table 4" in text_of(app, "#note")
+        assert "Total  ¥6.23" in text_of(app, "#total")
+        await pilot.press("delete")
+        assert entry.minor == 0
+
+
+async def test_charge_without_amount_says_so(app_factory):
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "Key an amount first." in text_of(app, "#message")
+
+
+async def test_refund_refused_without_the_supervisor_pin_then_done(app_factory, staffed):
+    row = sell(staffed, 8000)
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        await pilot.press("f5")
+        await pilot.pause()
+        assert isinstance(app.screen, RefundScreen)
+        await type_text(pilot, row.id)
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "Left to refund: ¥80.00" in text_of(app, "#original")
+        await type_text(pilot, "30.00")
+        await pilot.press("enter")  # asks for the supervisor
+        await type_text(pilot, "sup1")
+        await pilot.press("enter")
+        await type_text(pilot, "0000")
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "Refund refused: wrong supervisor PIN" in text_of(app, "#message")
+        await pilot.press("f9")
+        await type_text(pilot, "sup1")
+        await pilot.press("enter")
+        await type_text(pilot, "2222")
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "Refund recorded: ¥30.00" in text_of(app, "#message")
+    refunds = [r for r in staffed.require_journal().recent(10) if r.kind == "refund"]
+    assert len(refunds) == 1 and refunds[0].amount.minor == 3000 and refunds[0].reference == row.id
+
+
+async def test_refund_over_the_original_is_refused(app_factory, staffed):
+    row = sell(staffed, 2000)
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        await pilot.press("f5")
+        await type_text(pilot, row.id)
+        await pilot.press("enter")
+        await type_text(pilot, "20.01")
+        await pilot.press("enter")
+        await type_text(pilot, "sup1")
+        await pilot.press("enter")
+        await type_text(pilot, "2222")
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "Refund refused: more than what is left of the original payment" in text_of(app, "#message")
+    assert not [r for r in staffed.require_journal().recent(10) if r.kind == "refund"]
+
+
+async def test_void_last_sale(app_factory, staffed):
+    sell(staffed, 1500)
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        await pilot.press("f6")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, VoidScreen) and "Last sale: ¥15.00" in text_of(app, "#last")
+        await pilot.press("f9")
+        await type_text(pilot, "sup1")
+        await pilot.press("enter")
+        await type_text(pilot, "2222")
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "Sale voided: ¥15.00" in text_of(app, "#message")
+
+
+async def test_transactions_search_and_refund_from_list(app_factory, staffed):
+    sell(staffed, 1000, "tokA")
+    second = sell(staffed, 2500, "tokB")
+    app = app_factory()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await sign_in(pilot)
+        await pilot.press("f4")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, TransactionsScreen) and len(app.screen.rows) == 2
+        await pilot.press("slash")
+        await type_text(pilot, second.id[:13])
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert [r.id for r in app.screen.rows] == [second.id]
+        await pilot.press("enter")
+        await pilot.press("f5")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, RefundScreen)
+        assert "Left to refund: ¥25.00" in text_of(app, "#original")
+
+
+async def test_day_close_by_a_supervisor(app_factory, staffed):
+    sell(staffed, 1000)
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot, "sup1", "2222")
+        await pilot.press("f7")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, DayCloseScreen) and "X-REPORT" in text_of(app, "#report")
+        await pilot.press("f9")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "Z-REPORT 1" in text_of(app, "#report")
+        assert "Batch closed: Z-report 1" in text_of(app, "#message")
+    assert list((staffed.data_dir / "reports").glob("Z0001-*.json"))
