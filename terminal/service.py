@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,8 +27,8 @@ from terminal.core import rules
 from terminal.core.money import Money
 from terminal.core.reports import DayReport
 from terminal.core.rules import Decision, Method, PaymentRequest, Reason, RuleOutcome, RuleSet, TerminalState
-from terminal.errors import StorageError, WalletposError
-from terminal.journal import Journal, NewTransaction, TxnRow, VerifyReport, new_txn_id, parse_utc, utc_text
+from terminal.errors import CodeAlreadyUsed, StorageError, WalletposError
+from terminal.journal import CodeClaim, Journal, NewTransaction, TxnRow, VerifyReport, new_txn_id, parse_utc, utc_text
 from terminal.logs import setup_logging
 from terminal.operators import Operators, PinCheck
 from terminal.security import TerminalKeys, ensure_private_dir, load_or_create_keys
@@ -201,8 +201,15 @@ class Service:
         operator: str | None = None,
         txn_id: str | None = None,
         started: float | None = None,
+        claim: CodeClaim | None = None,
+        online_extras: Mapping[str, Any] | None = None,
     ) -> PaymentResult:
-        """Decide one payment and make its outcome durable before returning it."""
+        """Decide one payment and make its outcome durable before returning it.
+
+        `claim` marks a single-use wallet code as used in the same transaction as an approval; a
+        code already used is declined (`code_already_used`) and the decline is journaled.
+        `online_extras` (e.g. a sealed PIN block) go to the backend with the online request only and
+        are never journaled."""
         t0 = started if started is not None else time.perf_counter()
         timings: dict[str, float] = {}
         if self.journal is None:
@@ -223,7 +230,7 @@ class Service:
         if outcome.decision is Decision.GO_ONLINE:
             txn_id = txn_id or new_txn_id()
             t_online = time.perf_counter()
-            answer = self._ask_backend(request, txn_id, facts)
+            answer = self._ask_backend(request, txn_id, facts, online_extras)
             timings["online"] = (time.perf_counter() - t_online) * 1000
             if answer is None:
                 final = outcome.offline_answer()
@@ -245,19 +252,32 @@ class Service:
         )
         t_journal = time.perf_counter()
         try:
-            row = self.journal.append(record, now=self.clock(), business_date=state.business_date)
+            try:
+                row = self.journal.append(record, now=self.clock(), business_date=state.business_date,
+                                          claim=claim if approved else None)
+            except CodeAlreadyUsed:
+                approved, auth_mode, reasons = False, "none", ("code_already_used",)
+                final = RuleOutcome(Decision.DECLINE, ())
+                answer = None
+                record = replace(record, decision="declined", reasons=reasons, auth_mode=auth_mode)
+                row = self.journal.append(record, now=self.clock(), business_date=state.business_date)
         except StorageError as exc:
             return self._storage_failure(exc.message, timings, t0)
         timings["journal"] = (time.perf_counter() - t_journal) * 1000
-        message = _result_message(approved, auth_mode, final, answer)
+        message = _result_message(approved, auth_mode, final, answer) if reasons != ("code_already_used",) \
+            else "Declined: this payment code was already used."
         log.info("payment %s seq=%d %s %s %s reasons=%s", row.id, row.seq, row.decision, auth_mode,
                  request.amount, ",".join(reasons))
         return PaymentResult(row.decision, auth_mode, reasons, message, outcome, row, self._total(timings, t0))
 
-    def _ask_backend(self, request: PaymentRequest, txn_id: str, facts: CardFacts) -> OnlineAnswer | None:
+    def _ask_backend(self, request: PaymentRequest, txn_id: str, facts: CardFacts,
+                     extras: Mapping[str, Any] | None = None) -> OnlineAnswer | None:
         assert self.online is not None
         try:
-            return self.online.authorize(request, txn_id, {"scheme": facts.scheme, **facts.details})
+            return self.online.authorize(request, txn_id, {"scheme": facts.scheme, "card_token": facts.card_token,
+                                                           "masked_pan": facts.masked_pan,
+                                                           "sealed_card": facts.sealed_card,
+                                                           **facts.details, **(extras or {})})
         except WalletposError as exc:
             log.warning("online authorisation failed, using the offline answer: %s", exc)
             return None

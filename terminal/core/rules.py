@@ -65,6 +65,7 @@ class Reason(StrEnum):
     # reasons to go online (and, offline, to decline)
     ABOVE_FLOOR_LIMIT = "above_floor_limit"
     ONLINE_ONLY_METHOD = "online_only_method"
+    ONLINE_PIN = "online_pin"
     OFFLINE_PAYMENT_CAP_EXCEEDED = "offline_payment_cap_exceeded"
     CARD_DAILY_AMOUNT_EXCEEDED = "card_daily_amount_exceeded"
     CARD_DAILY_COUNT_EXCEEDED = "card_daily_count_exceeded"
@@ -86,6 +87,7 @@ REASON_TEXT: Mapping[Reason, str] = {
     Reason.CVM_REQUIRED: "the amount needs the customer's PIN or verification on their phone",
     Reason.ABOVE_FLOOR_LIMIT: "the amount is above the floor limit",
     Reason.ONLINE_ONLY_METHOD: "this way of paying needs the backend",
+    Reason.ONLINE_PIN: "the customer's PIN can only be checked by the backend",
     Reason.OFFLINE_PAYMENT_CAP_EXCEEDED: "the amount is above the largest offline payment",
     Reason.CARD_DAILY_AMOUNT_EXCEEDED: "this card would go over its offline amount for today",
     Reason.CARD_DAILY_COUNT_EXCEEDED: "this card has used up its offline payments for today",
@@ -155,6 +157,7 @@ class PaymentRequest:
     expiry: date | None = None  # last valid day (EMV 5F24)
     wallet_tier: WalletTier | None = None
     cvm_performed: bool = False
+    online_pin: bool = False  # CVM is a PIN entered at the terminal: only the backend can verify it
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +245,8 @@ def decide(request: PaymentRequest, state: TerminalState, rules: RuleSet) -> Rul
     online: list[Reason] = []
     if request.method in ONLINE_ONLY_METHODS:
         online.append(Reason.ONLINE_ONLY_METHOD)
+    if request.online_pin:
+        online.append(Reason.ONLINE_PIN)
     if amount.minor > rules.floor_limit.minor:
         online.append(Reason.ABOVE_FLOOR_LIMIT)
 
@@ -257,7 +262,7 @@ def decide(request: PaymentRequest, state: TerminalState, rules: RuleSet) -> Rul
     if state.now - state.last_sync_at > rules.max_sync_age:
         blockers.append(Reason.SYNC_TOO_OLD)
 
-    offline_possible = not blockers and Reason.ONLINE_ONLY_METHOD not in online
+    offline_possible = not blockers and Reason.ONLINE_ONLY_METHOD not in online and Reason.ONLINE_PIN not in online
     if not online and offline_possible:
         return RuleOutcome(Decision.APPROVE_OFFLINE, (Reason.BELOW_FLOOR_LIMIT,))
 

@@ -247,3 +247,17 @@ def test_wallet_code_claim_is_atomic_with_the_payment(journal):
     assert journal.counts()["total"] == 1  # the replay stored nothing
     journal.append(sale(method="wallet_signed"), now=T0, business_date=DAY, claim=CodeClaim("wallet-42", 8, "k1"))
     assert journal.verify().ok and journal.counts()["total"] == 2
+
+
+def test_service_declines_a_replayed_wallet_code(service):
+    from terminal.core.rules import Method, PaymentRequest
+    from terminal.journal import CodeClaim
+    from terminal.service import CardFacts
+
+    request = PaymentRequest(Money(500, CNY), Method.WALLET_SIGNED, card_token="wallet-9")
+    first = service.pay(request, CardFacts(), claim=CodeClaim("wallet-9", 1, "k1"))
+    replay = service.pay(request, CardFacts(), claim=CodeClaim("wallet-9", 1, "k1"))
+    assert first.approved and not replay.approved
+    assert replay.reasons == ("code_already_used",) and replay.row is not None and replay.row.decision == "declined"
+    assert service.require_journal().code_used("wallet-9", 1) == first.row.id
+    assert service.verify_journal().ok

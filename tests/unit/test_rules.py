@@ -149,6 +149,12 @@ CASES = [
      (D, [R.BACKEND_UNREACHABLE, R.ONLINE_ONLY_METHOD])),
     ("numeric code offline", pay("10.00", Method.WALLET_NUMERIC), state(**OFFLINE), D,
      [R.BACKEND_UNREACHABLE, R.ONLINE_ONLY_METHOD], None),
+    # --- a PIN typed at the terminal is only worth something online --------------------------
+    ("online pin", pay("1000.00", cvm_performed=True, online_pin=True), state(), G,
+     [R.ONLINE_PIN, R.ABOVE_FLOOR_LIMIT, R.OFFLINE_PAYMENT_CAP_EXCEEDED],
+     (D, [R.BACKEND_UNREACHABLE, R.ONLINE_PIN, R.ABOVE_FLOOR_LIMIT, R.OFFLINE_PAYMENT_CAP_EXCEEDED])),
+    ("online pin small", pay("50.00", cvm_performed=True, online_pin=True), state(**OFFLINE), D,
+     [R.BACKEND_UNREACHABLE, R.ONLINE_PIN], None),
     # --- several hard reasons are all reported ------------------------------------------------
     ("all hard reasons", pay("10000.00", expiry=TODAY - timedelta(days=1), wallet_tier=WalletTier.REAL_NAME),
      state(deny_listed=True), D,

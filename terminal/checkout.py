@@ -1,0 +1,332 @@
+"""Taking one payment at the counter: race the card reader and the camera, then decide.
+
+A `DeviceWatcher` thread owns each device. It opens the device, reopens it with exponential
+backoff when it disappears (a pulled USB reader, a camera that stops delivering frames), keeps its
+state for the status bar, and — only while a sale is armed — hands each presentation (a card in the
+field, a decoded code) to the checkout. `Checkout.take_payment` arms the watchers, takes the first
+presentation, turns it into a payment request through an interpreter (the EMV kernel for cards,
+the payload parsers for codes) and lets `Service.pay` decide and journal it.
+
+A card left on the reader after its payment is not read again for the next sale until it has been
+taken away: the reader watcher waits for the field to be empty first.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from drivers.base import (
+    CardReader,
+    CardRemovedError,
+    CardSession,
+    CodeScanner,
+    ReaderStatus,
+    ReaderUnavailableError,
+    ScannedCode,
+)
+from terminal.core.money import Money
+from terminal.core.rules import PaymentRequest
+from terminal.errors import CardError, QrPayloadError, ReaderError, WalletposError
+from terminal.journal import CodeClaim, TxnRow
+from terminal.service import CardFacts, PaymentResult, Service
+
+log = logging.getLogger("walletpos.checkout")
+
+Progress = Callable[..., None]  # progress(i18n_key, **values)
+
+
+@dataclass(frozen=True)
+class CheckoutResult:
+    """The outcome of one presentation, for the screen. `outcome` is one of: approved, declined,
+    need_cvm, try_another_card, tap_again, storage (declined, cannot record), cancelled,
+    not_a_payment_code, code_refused (nothing paid; the screen keeps waiting)."""
+
+    outcome: str
+    amount: Money
+    reasons: tuple[str, ...] = ()
+    auth_mode: str = "none"
+    row: TxnRow | None = None
+    masked_pan: str | None = None
+    detail: str = ""
+    pending_cvm: Any = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_payment(cls, amount: Money, result: PaymentResult, facts: CardFacts,
+                     pending_cvm: Any = None) -> CheckoutResult:
+        outcome = result.outcome
+        if result.reasons == ("storage_failure",):
+            outcome = "storage"
+        return cls(outcome, amount, tuple(result.reasons), result.auth_mode, result.row, facts.masked_pan,
+                   "" if outcome in ("approved", "declined", "need_cvm") else result.message,
+                   pending_cvm if outcome == "need_cvm" else None, dict(result.timings_ms))
+
+
+@dataclass(frozen=True)
+class Interpretation:
+    """What an interpreter makes of a presentation: a payment request to decide, or a refusal."""
+
+    request: PaymentRequest | None = None
+    facts: CardFacts = CardFacts()
+    claim: CodeClaim | None = None
+    refusal: CheckoutResult | None = None
+
+
+class Interpreter(Protocol):
+    def card(self, session: CardSession, amount: Money) -> Interpretation: ...
+
+    def code(self, code: ScannedCode, amount: Money) -> Interpretation: ...
+
+
+# ------------------------------------------------------------------------------------------------
+# device watchers
+
+
+class DeviceWatcher(threading.Thread):
+    """One device, kept open (reopened with backoff), its presentations queued while armed."""
+
+    kind = "device"
+
+    def __init__(self, opener: Callable[[], Any], deliver: Callable[[str, Any], None], *,
+                 backoff_max: float = 5.0) -> None:
+        super().__init__(name=f"watch-{self.kind}", daemon=True)
+        self.opener = opener
+        self.deliver = deliver
+        self.backoff_max = backoff_max
+        self.armed = threading.Event()
+        self.stopped = threading.Event()
+        self.device: Any = None
+        self._status = ReaderStatus("starting", self.kind)
+
+    @property
+    def status(self) -> ReaderStatus:
+        return self._status
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.armed.set()  # wake a sleeping watcher
+
+    def _open(self, backoff: float) -> float:
+        try:
+            self.device = self.opener()
+            self._status = self.device.status()
+            log.info("%s opened: %s", self.kind, self._status.name)
+            return 0.2
+        except (ReaderError, OSError) as exc:
+            self._status = ReaderStatus("absent", self.kind, str(exc))
+            self.device = None
+            self.stopped.wait(backoff)
+            return min(self.backoff_max, backoff * 2)
+
+    def _lost(self, exc: Exception) -> None:
+        log.warning("%s lost: %s", self.kind, exc)
+        self._status = ReaderStatus("absent", self.kind, str(exc))
+        try:
+            if self.device is not None:
+                self.device.close()
+        except (ReaderError, OSError):
+            pass
+        self.device = None
+
+    def run(self) -> None:
+        backoff = 0.2
+        while not self.stopped.is_set():
+            if self.device is None:
+                backoff = self._open(backoff)
+                continue
+            try:
+                self.poll()
+            except (ReaderUnavailableError, OSError) as exc:
+                self._lost(exc)
+            except WalletposError as exc:  # a device error that is not a disconnect: report, keep going
+                self._status = ReaderStatus("error", self.kind, exc.message)
+                self.stopped.wait(0.5)
+        if self.device is not None:
+            self.device.close()
+
+    def poll(self) -> None:
+        raise NotImplementedError
+
+
+class ReaderWatcher(DeviceWatcher):
+    kind = "reader"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.need_removal = False
+        self.done = threading.Event()
+
+    def poll(self) -> None:
+        reader: CardReader = self.device
+        if not self.armed.is_set() and not self.need_removal:
+            self._status = reader.status()
+            self.armed.wait(0.5)
+            return
+        session = reader.wait_for_card(0.2)
+        if session is None:
+            self.need_removal = False
+            self._status = reader.status()
+            return
+        if self.need_removal or not self.armed.is_set():
+            session.close()  # the card of the last sale is still in the field: wait for it to go
+            self.stopped.wait(0.05)
+            return
+        self._status = ReaderStatus("card_present", reader.name)
+        self.done.clear()
+        self.deliver("card", session)
+        self.done.wait()  # the checkout reads the card, then releases it
+        self.need_removal = True
+
+
+class ScannerWatcher(DeviceWatcher):
+    kind = "camera"
+
+    def poll(self) -> None:
+        scanner: CodeScanner = self.device
+        if not self.armed.is_set():
+            self._status = scanner.status()
+            self.armed.wait(0.5)
+            return
+        for code in scanner.codes(timeout=0.5):
+            if self.armed.is_set():
+                self.deliver("code", code)
+        self._status = scanner.status()
+
+
+# ------------------------------------------------------------------------------------------------
+# the checkout
+
+
+@dataclass(frozen=True)
+class PendingCvm:
+    """A payment waiting for the customer's PIN: decided again with CVM done once it is entered."""
+
+    request: PaymentRequest
+    facts: CardFacts
+    claim: CodeClaim | None = None
+
+
+class Checkout:
+    def __init__(self, service: Service, interpreter: Interpreter, *,
+                 open_reader: Callable[[], CardReader] | None = None,
+                 open_scanner: Callable[[], CodeScanner] | None = None,
+                 seal_pin: Callable[[str, PendingCvm], str | None] | None = None) -> None:
+        self.service = service
+        self.interpreter = interpreter
+        self.seal_pin = seal_pin
+        self._queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._pending: PendingCvm | None = None
+        self.reader = ReaderWatcher(open_reader, self._queue_put) if open_reader else None
+        self.scanner = ScannerWatcher(open_scanner, self._queue_put) if open_scanner else None
+        for watcher in self.watchers:
+            watcher.start()
+
+    @property
+    def watchers(self) -> list[DeviceWatcher]:
+        return [w for w in (self.reader, self.scanner) if w is not None]
+
+    def _queue_put(self, kind: str, item: Any) -> None:
+        self._queue.put((kind, item))
+
+    def has_devices(self) -> bool:
+        return bool(self.watchers)
+
+    def device_states(self) -> tuple[str, str]:
+        return (self.reader.status.state if self.reader else "none",
+                self.scanner.status.state if self.scanner else "none")
+
+    def close(self) -> None:
+        for watcher in self.watchers:
+            watcher.stop()
+        for watcher in self.watchers:
+            watcher.join(timeout=3)
+
+    # -- one sale ---------------------------------------------------------------------------------
+
+    def _arm(self, on: bool) -> None:
+        for watcher in self.watchers:
+            if on:
+                watcher.armed.set()
+            else:
+                watcher.armed.clear()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                kind, item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            self._release(kind, item)
+
+    def _release(self, kind: str, item: Any) -> None:
+        if kind == "card":
+            try:
+                item.close()
+            finally:
+                if self.reader is not None:
+                    self.reader.done.set()
+
+    def take_payment(self, amount: Money, *, operator: str | None, cancel: threading.Event,
+                     progress: Progress | None = None, note: str = "") -> CheckoutResult:
+        """Wait for a card or a code (until `cancel`), decide and journal the payment."""
+        progress = progress or (lambda *_a, **_k: None)
+        self._drain()
+        self._arm(True)
+        try:
+            while not cancel.is_set():
+                try:
+                    kind, item = self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                self._arm(False)
+                try:
+                    return self._decide(kind, item, amount, operator, progress, note)
+                finally:
+                    self._release(kind, item)
+            return CheckoutResult("cancelled", amount)
+        finally:
+            self._arm(False)
+
+    def _decide(self, kind: str, item: Any, amount: Money, operator: str | None, progress: Progress,
+                note: str) -> CheckoutResult:
+        started = time.perf_counter()
+        progress("present.reading")
+        try:
+            found = self.interpreter.card(item, amount) if kind == "card" else self.interpreter.code(item, amount)
+        except CardRemovedError as exc:
+            return CheckoutResult("tap_again", amount, ("card_removed",), detail=exc.message)
+        except CardError as exc:
+            outcome = exc.outcome if exc.outcome in ("tap_again", "try_another_card") else "try_another_card"
+            return CheckoutResult(outcome, amount, (exc.outcome,), detail=exc.message)
+        except QrPayloadError as exc:
+            return CheckoutResult("code_refused", amount, (exc.reason,), detail=exc.message)
+        if found.refusal is not None:
+            return found.refusal
+        assert found.request is not None
+        progress("present.deciding")
+        facts = found.facts
+        if note:
+            facts = replace(facts, details={**facts.details, "note": note})
+        result = self.service.pay(found.request, facts, operator=operator, claim=found.claim, started=started)
+        pending = PendingCvm(found.request, facts, found.claim) if result.outcome == "need_cvm" else None
+        self._pending = pending
+        return CheckoutResult.from_payment(amount, result, facts, pending)
+
+    def retry_with_pin(self, cancel: threading.Event, pin: str) -> CheckoutResult:
+        """Decide the payment that needed the customer's PIN again, with CVM performed (online PIN:
+        the PIN goes to the backend sealed, never stored)."""
+        pending = self._pending
+        self._pending = None
+        if pending is None:
+            raise WalletposError("no payment is waiting for a PIN")
+        sealed = self.seal_pin(pin, pending) if self.seal_pin else None
+        request = replace(pending.request, cvm_performed=True, online_pin=True)
+        result = self.service.pay(request, pending.facts, claim=pending.claim,
+                                  online_extras={"sealed_pin": sealed} if sealed else None)
+        return CheckoutResult.from_payment(request.amount, result, pending.facts)
