@@ -638,12 +638,12 @@ class Journal:
         return rows[0] if rows else None
 
     def find(self, text: str) -> list[TxnRow]:
-        """Rows whose id starts with `text` (a receipt reference may be shortened)."""
+        """Rows whose id contains `text` (at least 6 characters: a shortened receipt reference)."""
         text = text.strip().lower()
-        if not text:
+        if len(text) < 6:
             return []
-        return self._rows("WHERE id LIKE ? ESCAPE '\\'", (text.replace("%", "\\%").replace("_", "\\_") + "%",),
-                          order="seq DESC", limit=20)
+        like = "%" + text.replace("%", "\\%").replace("_", "\\_") + "%"
+        return self._rows("WHERE id LIKE ? ESCAPE '\\'", (like,), order="seq DESC", limit=20)
 
     def recent(self, limit: int = 50, *, search: str | None = None, since: datetime | None = None) -> list[TxnRow]:
         """Newest first; `search` matches reference prefix, masked PAN digits, method, scheme or kind."""

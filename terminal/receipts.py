@@ -48,7 +48,8 @@ def receipt_lines(row: TxnRow, cfg: Any, locale: str | None = None) -> list[str]
         _centre(cfg.terminal.merchant_city),
         rule,
         _centre(t(locale, f"receipt.title.{row.kind}")),
-        t(locale, "receipt.terminal", terminal=row.terminal_id, merchant=cfg.terminal.merchant_id),
+        t(locale, "receipt.terminal", terminal=row.terminal_id),
+        t(locale, "receipt.merchant", merchant=cfg.terminal.merchant_id),
         t(locale, "receipt.time", time=local_time),
         t(locale, "receipt.amount", amount=_money(cfg, row.amount.minor, row.amount.currency.alpha)),
         t(locale, "receipt.method",
@@ -56,9 +57,9 @@ def receipt_lines(row: TxnRow, cfg: Any, locale: str | None = None) -> list[str]
     ]
     if row.masked_pan:
         lines.append(t(locale, "receipt.card", pan=row.masked_pan))
-    lines.append(t(locale, "receipt.reference", reference=row.id))
+    lines += [t(locale, "receipt.reference"), "  " + row.id]
     if row.reference:
-        lines.append(t(locale, "receipt.original", reference=row.reference))
+        lines += [t(locale, "receipt.original"), "  " + row.reference]
     if row.approved:
         auth = t(locale, f"receipt.auth.{row.auth_mode}") if f"receipt.auth.{row.auth_mode}" in _AUTH_KEYS else ""
         lines.append(t(locale, "receipt.result", result=t(locale, "outcome.approved")) + (f" - {auth}" if auth else ""))

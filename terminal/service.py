@@ -127,6 +127,7 @@ class Service:
         self.rule_set = RuleSet.from_config(config)
         self.currency = config.currency
         self.online: OnlineAuthorizer | None = None
+        self.checkout: Any = None  # terminal.checkout.Checkout once devices are attached
         self.keys: TerminalKeys | None = None
         self.journal: Journal | None = None
         self.storage_problem: str | None = None
@@ -143,8 +144,14 @@ class Service:
     # -- basics ---------------------------------------------------------------------------------
 
     def close(self) -> None:
+        if self.checkout is not None:
+            self.checkout.close()
         if self.journal is not None:
             self.journal.close()
+
+    def device_states(self) -> tuple[str, str]:
+        """(reader state, camera state) for status bars: ready, card_present, absent, error, none."""
+        return self.checkout.device_states() if self.checkout is not None else ("none", "none")
 
     def __enter__(self) -> Service:
         return self

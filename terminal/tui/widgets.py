@@ -49,33 +49,43 @@ class StatusBar(Static):
         self.watch(self.app, "status", self._refresh_status)
         self.watch(self.app, "operator", self._refresh_status)
 
+    def on_resize(self) -> None:
+        self._refresh_status()
+
     def _refresh_status(self, _: object = None) -> None:
         app = self.app
         tr = app.tr  # type: ignore[attr-defined]
         status: StatusSnapshot = app.status  # type: ignore[attr-defined]
+        short = self.app.size.width < 100
         parts: list[tuple[str, str]] = []
         if not status.storage_ok:
             parts.append((tr("status.storage_failed"), "bold white on red"))
-        backend = {"online": ("status.backend_online", "bold green"),
-                   "offline": ("status.backend_offline", "bold red")}.get(status.backend,
-                                                                          ("status.backend_unknown", "yellow"))
-        parts.append(("● " + tr(backend[0]), backend[1]))
+        style = {"online": "bold green", "offline": "bold red"}.get(status.backend, "yellow")
+        key = f"status.short.{status.backend}" if short else {
+            "online": "status.backend_online", "offline": "status.backend_offline"}.get(status.backend,
+                                                                                     "status.backend_unknown")
+        parts.append(("● " + tr(key), style))
+        prefix = "status.short." if short else "status."
         if status.oldest_pending_s is not None and status.queue:
-            parts.append((tr("status.queue_oldest", count=status.queue, age=human_age(status.oldest_pending_s)),
+            parts.append((tr(prefix + "queue_oldest", count=status.queue, age=human_age(status.oldest_pending_s)),
                           "yellow" if status.oldest_pending_s > 3600 else ""))
         else:
-            parts.append((tr("status.queue", count=status.queue), ""))
-        for key, state in (("status.reader", status.reader), ("status.camera", status.camera)):
-            style = "green" if state in ("ready", "card_present") else ("red" if state in ("absent", "error") else "")
-            parts.append((tr(key, state=tr(f"state.{state}")), style))
+            parts.append((tr(prefix + "queue", count=status.queue), ""))
+        for key, state in (("reader", status.reader), ("camera", status.camera)):
+            style = "green" if state in ("ready", "card_present") else ("bold red" if state in ("absent", "error")
+                                                                         else "")
+            word = tr(("short." if short else "state.") + state)
+            parts.append((tr(prefix + key, state=word), style))
         operator = app.operator  # type: ignore[attr-defined]
-        if operator is not None:
-            parts.append((tr("status.operator", name=operator.name, role=tr(f"role.{operator.role}")), "bold"))
-        else:
+        if operator is None:
             parts.append((tr("status.signed_out"), "dim"))
+        elif short:
+            parts.append((operator.name[:14], "bold"))
+        else:
+            parts.append((tr("status.operator", name=operator.name, role=tr(f"role.{operator.role}")), "bold"))
         if status.at is not None:
             zone = app.service.config.terminal.zone  # type: ignore[attr-defined]
-            parts.append((status.at.astimezone(zone).strftime("%H:%M:%S"), ""))
+            parts.append((status.at.astimezone(zone).strftime("%H:%M" if short else "%H:%M:%S"), ""))
         text = Text()
         for i, (part, style) in enumerate(parts):
             if i:

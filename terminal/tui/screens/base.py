@@ -26,7 +26,7 @@ class BaseScreen(Screen):
         yield StatusBar()
         yield Static(self.tr(self.TITLE_KEY), classes="screen-title")
         yield from self.body()
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def body(self) -> ComposeResult:
         yield from ()

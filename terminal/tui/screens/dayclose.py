@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -33,8 +34,8 @@ class DayCloseScreen(BaseScreen):
         self.app.call_from_thread(self.show, report)
 
     def show(self, report: Any) -> None:
-        self.query_one("#report", Static).update("\n".join(report_lines(report, self.wp.service.config,
-                                                                        self.wp.locale)))
+        lines = report_lines(report, self.wp.service.config, self.wp.locale)
+        self.query_one("#report", Static).update(Text("\n".join(lines), no_wrap=True))
 
     def action_close_batch(self) -> None:
         from terminal.tui.screens.dialogs import SupervisorPrompt

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -26,9 +27,9 @@ class ReceiptScreen(BaseScreen):
     def body(self) -> ComposeResult:
         lines = self.wp.service.receipt_lines(self.row, self.wp.locale)
         with Horizontal(classes="receipt"):
-            yield Static("\n".join(lines), classes="receipt-text")
+            yield Static(Text("\n".join(lines), no_wrap=True, overflow="ellipsis"), classes="receipt-text")
             with Vertical(classes="receipt-qr"):
-                yield Static("\n".join(qr_lines(e_receipt_qr_text(self.row))), classes="qr")
+                yield Static(Text("\n".join(qr_lines(e_receipt_qr_text(self.row))), no_wrap=True), classes="qr")
                 yield Static(self.tr("receipt.qr_hint"), classes="hint")
         yield Static("", id="message", classes="message")
 

@@ -12,11 +12,16 @@ from textual.widgets import DataTable, Input, Static
 from terminal.tui.screens.base import BaseScreen
 
 
+def short_reference(txn_id: str) -> str:
+    """The last 8 characters of a transaction id: its random part (the start is a timestamp)."""
+    return txn_id[-8:]
+
+
 class TransactionsScreen(BaseScreen):
     TITLE_KEY = "txns.title"
     BINDINGS = [
         Binding("slash", "search", "action.search", key_display="/"),
-        Binding("enter", "receipt", "action.receipt"),
+        Binding("enter", "receipt", "action.receipt", priority=True),
         Binding("f5", "refund", "action.refund"),
         Binding("escape", "back", "action.back"),
     ]
@@ -58,11 +63,11 @@ class TransactionsScreen(BaseScreen):
                 self.local_time(row.created_at, "%m-%d %H:%M"),
                 self.tr(f"kind.{row.kind}"),
                 self.money(row.amount),
-                (row.scheme or self.tr(f"method.{row.method}"))[:12],
-                row.masked_pan or "",
+                (row.scheme or self.tr(f"method.{row.method}"))[:10],
+                f"*{row.masked_pan[-4:]}" if row.masked_pan else "",
                 self.tr(f"decision.{row.decision}"),
                 self.tr(f"sync.{row.sync_state}"),
-                row.id[:13],
+                short_reference(row.id),
                 key=row.id,
             )
         self.query_one("#message", Static).update("" if rows else self.tr("txns.empty"))
@@ -79,12 +84,12 @@ class TransactionsScreen(BaseScreen):
     def action_receipt(self) -> None:
         from terminal.tui.screens.receipt import ReceiptScreen
 
+        if self.focused is not None and self.focused.id == "search":
+            self.query_one(DataTable).focus()
+            return
         row = self.selected()
         if row is not None:
             self.app.push_screen(self.wp.make(ReceiptScreen, row))
-
-    def on_data_table_row_selected(self, _: DataTable.RowSelected) -> None:
-        self.action_receipt()
 
     def action_refund(self) -> None:
         from terminal.tui.screens.refund import RefundScreen
