@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import Input, Label, Static
+from textual.widgets import Footer, Input, Label, Static
 
 from terminal.tui.screens.base import BaseDialog
 
@@ -23,6 +23,7 @@ class TextPrompt(BaseDialog[str | None]):
         with Vertical(classes="dialog"):
             yield Label(self.prompt_title, classes="dialog-title")
             yield Input(value=self.value, max_length=self.max_length, id="text")
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value.strip())
@@ -46,6 +47,7 @@ class PinPrompt(BaseDialog[str | None]):
             if self.hint:
                 yield Static(self.hint, classes="hint")
             yield Input(password=True, max_length=8, restrict=r"[0-9]*", id="pin")
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value)
@@ -66,6 +68,7 @@ class SupervisorPrompt(BaseDialog[tuple[str, str] | None]):
             yield Input(max_length=32, id="supervisor")
             yield Label(self.tr("supervisor.pin"))
             yield Input(password=True, max_length=8, restrict=r"[0-9]*", id="pin")
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "supervisor":

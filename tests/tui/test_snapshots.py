@@ -1,0 +1,131 @@
+"""Snapshot tests: every screen, English at 80x24 and Chinese at 100x30, compared with the accepted
+SVG screenshots in __snapshots__/ (update after a deliberate change with `--snapshot-update`, then
+look at the new SVGs before committing them). Fixed clock, fixed transaction ids, no cursor blink."""
+
+from __future__ import annotations
+
+import pytest
+
+from terminal.core.money import Money
+from terminal.core.rules import Method, PaymentRequest
+from terminal.service import CardFacts
+from terminal.tui.screens import ReceiptScreen, ResultScreen, SaleOutcome
+from tests.tui.conftest import sign_in, type_text
+
+SIZES = {"en": (80, 24), "zh-CN": (100, 30)}
+
+
+def seed(service) -> list:
+    rows = []
+    for i, (minor, token) in enumerate([(1234, "tokA"), (8800, "tokB"), (150000, "tokC")]):
+        result = service.pay(PaymentRequest(Money(minor, service.currency), Method.CARD, card_token=token,
+                                            cvm_performed=True),
+                             CardFacts(scheme="unionpay", masked_pan="622202******1234"),
+                             txn_id=f"01a20700-0000-7000-8000-00000000000{i}")
+        rows.append(result.row)
+    return rows
+
+
+async def settle(pilot) -> None:
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def nothing(pilot) -> None:
+    await settle(pilot)
+
+
+async def checkout(pilot) -> None:
+    await sign_in(pilot)
+    await type_text(pilot, "4550")
+    await pilot.press("f2")
+    await type_text(pilot, "green tea")
+    await pilot.press("enter")
+    await type_text(pilot, "1299")
+    await settle(pilot)
+
+
+async def present(pilot) -> None:
+    await sign_in(pilot)
+    await type_text(pilot, "4550")
+    await pilot.press("enter")
+    await settle(pilot)
+
+
+async def transactions(pilot) -> None:
+    await sign_in(pilot)
+    await pilot.press("f4")
+    await settle(pilot)
+
+
+async def refund(pilot) -> None:
+    await sign_in(pilot)
+    await pilot.press("f5")
+    await type_text(pilot, "00000001")
+    await pilot.press("enter")
+    await settle(pilot)
+
+
+async def void(pilot) -> None:
+    await sign_in(pilot)
+    await pilot.press("f6")
+    await settle(pilot)
+
+
+async def day_close(pilot) -> None:
+    await sign_in(pilot)
+    await pilot.press("f7")
+    await settle(pilot)
+
+
+async def supervisor(pilot) -> None:
+    await void(pilot)
+    await pilot.press("f9")
+    await type_text(pilot, "sup1")
+    await settle(pilot)
+
+
+def result_of(outcome: str, reasons: tuple[str, ...], auth: str, row_index: int | None):
+    async def run(pilot) -> None:
+        await sign_in(pilot)
+        rows = pilot.app.service.require_journal().recent(10)
+        row = sorted(rows, key=lambda r: r.seq)[row_index] if row_index is not None else None
+        amount = row.amount if row is not None else Money(150000, pilot.app.service.currency)
+        sale = SaleOutcome(outcome=outcome, amount=amount, reasons=reasons, auth_mode=auth, row=row,
+                           masked_pan="622202******1234", retry=(lambda pin: None) if outcome == "need_cvm" else None)
+        await pilot.app.push_screen(pilot.app.make(ResultScreen, sale))
+        await settle(pilot)
+
+    return run
+
+
+async def receipt(pilot) -> None:
+    await sign_in(pilot)
+    rows = sorted(pilot.app.service.require_journal().recent(10), key=lambda r: r.seq)
+    await pilot.app.push_screen(pilot.app.make(ReceiptScreen, rows[1]))
+    await settle(pilot)
+
+
+SCREENS = {
+    "signin": nothing,
+    "checkout": checkout,
+    "present": present,
+    "approved": result_of("approved", ("below_floor_limit",), "offline", 1),
+    "declined": result_of("declined", ("backend_unreachable", "above_floor_limit", "offline_payment_cap_exceeded"),
+                          "offline", 2),
+    "need_cvm": result_of("need_cvm", ("cvm_required",), "none", None),
+    "receipt": receipt,
+    "transactions": transactions,
+    "refund": refund,
+    "void": void,
+    "supervisor": supervisor,
+    "day_close": day_close,
+}
+
+
+@pytest.mark.parametrize("locale", list(SIZES))
+@pytest.mark.parametrize("screen", list(SCREENS))
+def test_screen(snap_compare, app_factory, staffed, screen, locale):
+    seed(staffed)
+    app = app_factory(locale=locale)
+    assert snap_compare(app, terminal_size=SIZES[locale], run_before=SCREENS[screen])
