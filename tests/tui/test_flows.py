@@ -225,3 +225,25 @@ async def test_day_close_by_a_supervisor(app_factory, staffed):
         assert "Z-REPORT 1" in text_of(app, "#report")
         assert "Batch closed: Z-report 1" in text_of(app, "#message")
     assert list((staffed.data_dir / "reports").glob("Z0001-*.json"))
+
+
+async def test_every_footer_action_is_in_the_command_palette(app_factory):
+    from textual.command import CommandPalette
+
+    app = app_factory()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await sign_in(pilot)
+        screen = app.screen
+        shown = {b.description for _, b, enabled, _ in screen.active_bindings.values() if b.show and b.description}
+        assert {"Charge", "Item", "Note", "Sales", "Refund", "Void", "Close day", "Sign out"} <= shown
+        titles = {c.title for c in app.get_system_commands(screen)}
+        assert shown <= titles
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert isinstance(app.screen, CommandPalette)
+        await type_text(pilot, "Close day")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, DayCloseScreen)
