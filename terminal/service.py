@@ -130,7 +130,8 @@ class Service:
         self.checkout: Any = None  # terminal.checkout.Checkout once devices are attached
         self.keys: TerminalKeys | None = None
         self.journal: Journal | None = None
-        self.storage_problem: str | None = None
+        self.storage_problem: str | None = None  # the journal could not be opened at start
+        self.last_storage_error: str | None = None  # the last append failed (cleared by the next success)
         try:
             ensure_private_dir(data_dir)
             if configure_logging:
@@ -271,6 +272,7 @@ class Service:
         except StorageError as exc:
             return self._storage_failure(exc.message, timings, t0)
         timings["journal"] = (time.perf_counter() - t_journal) * 1000
+        self.last_storage_error = None
         message = _result_message(approved, auth_mode, final, answer) if reasons != ("code_already_used",) \
             else "Declined: this payment code was already used."
         log.info("payment %s seq=%d %s %s %s reasons=%s", row.id, row.seq, row.decision, auth_mode,
@@ -296,6 +298,7 @@ class Service:
 
     def _storage_failure(self, problem: str, timings: dict[str, float], t0: float) -> PaymentResult:
         log.error("payment refused, cannot record: %s", problem)
+        self.last_storage_error = problem
         return PaymentResult(
             "declined", "none", (STORAGE_FAILURE,),
             f"Not approved: the terminal cannot record payments ({problem}).",

@@ -65,7 +65,7 @@ def collect_status(service: Any) -> StatusSnapshot:
     devices = getattr(service, "device_states", None)
     reader, camera = devices() if callable(devices) else ("none", "none")
     return StatusSnapshot(at=now, backend=backend, queue=queue, oldest_pending_s=oldest, reader=reader,
-                          camera=camera, storage_ok=journal is not None)
+                          camera=camera, storage_ok=journal is not None and not service.last_storage_error)
 
 
 class WalletposApp(App):

@@ -31,6 +31,7 @@ async def type_text(pilot, text: str) -> None:
 
 
 async def sign_in(pilot, operator: str = "cash1", pin: str = "1111") -> None:
+    """Type an operator id and PIN into the focused form (sign-in screen or supervisor prompt)."""
     await type_text(pilot, operator)
     await pilot.press("enter")
     await type_text(pilot, pin)

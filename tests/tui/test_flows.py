@@ -129,20 +129,10 @@ async def test_refund_refused_without_the_supervisor_pin_then_done(app_factory, 
         assert "Left to refund: ¥80.00" in text_of(app, "#original")
         await type_text(pilot, "30.00")
         await pilot.press("enter")  # asks for the supervisor
-        await type_text(pilot, "sup1")
-        await pilot.press("enter")
-        await type_text(pilot, "0000")
-        await pilot.press("enter")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await sign_in(pilot, "sup1", "0000")  # the supervisor prompt
         assert "Refund refused: wrong supervisor PIN" in text_of(app, "#message")
         await pilot.press("f9")
-        await type_text(pilot, "sup1")
-        await pilot.press("enter")
-        await type_text(pilot, "2222")
-        await pilot.press("enter")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await sign_in(pilot, "sup1", "2222")  # the supervisor prompt
         assert "Refund recorded: ¥30.00" in text_of(app, "#message")
     refunds = [r for r in staffed.require_journal().recent(10) if r.kind == "refund"]
     assert len(refunds) == 1 and refunds[0].amount.minor == 3000 and refunds[0].reference == row.id
@@ -158,12 +148,7 @@ async def test_refund_over_the_original_is_refused(app_factory, staffed):
         await pilot.press("enter")
         await type_text(pilot, "20.01")
         await pilot.press("enter")
-        await type_text(pilot, "sup1")
-        await pilot.press("enter")
-        await type_text(pilot, "2222")
-        await pilot.press("enter")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await sign_in(pilot, "sup1", "2222")  # the supervisor prompt
         assert "Refund refused: more than what is left of the original payment" in text_of(app, "#message")
     assert not [r for r in staffed.require_journal().recent(10) if r.kind == "refund"]
 
@@ -178,12 +163,7 @@ async def test_void_last_sale(app_factory, staffed):
         await pilot.pause()
         assert isinstance(app.screen, VoidScreen) and "Last sale: ¥15.00" in text_of(app, "#last")
         await pilot.press("f9")
-        await type_text(pilot, "sup1")
-        await pilot.press("enter")
-        await type_text(pilot, "2222")
-        await pilot.press("enter")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await sign_in(pilot, "sup1", "2222")  # the supervisor prompt
         assert "Sale voided: ¥15.00" in text_of(app, "#message")
 
 
