@@ -24,6 +24,7 @@ _TERMINAL = re.compile(r"[A-Za-z0-9]{1,8}")
 _NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _TS = re.compile(r"[0-9]{1,16}")
 _SIG = re.compile(r"[0-9a-f]{128}")
+_PARAMS = "the Authorization parameters must be terminal, ts, nonce and sig, once each"
 
 
 class AuthorizationFormatError(ValueError):
@@ -66,10 +67,10 @@ def parse_authorization(value: str | None) -> SignedHeader:
     for part in params.split(","):
         key, sep, val = part.strip().partition("=")
         if not sep or key in fields:
-            raise AuthorizationFormatError("the Authorization parameters must be terminal, ts, nonce and sig, once each")
+            raise AuthorizationFormatError(_PARAMS)
         fields[key] = val
     if set(fields) != {"terminal", "ts", "nonce", "sig"}:
-        raise AuthorizationFormatError("the Authorization parameters must be terminal, ts, nonce and sig, once each")
+        raise AuthorizationFormatError(_PARAMS)
     checks = ((_TERMINAL, "terminal"), (_TS, "ts"), (_NONCE, "nonce"), (_SIG, "sig"))
     for pattern, key in checks:
         if not pattern.fullmatch(fields[key]):
