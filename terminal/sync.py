@@ -220,7 +220,8 @@ class SyncWorker:
             values = {META_LAST_ATTEMPT: report.finished_at or report.started_at,
                       META_LAST_REPORT: json.dumps(report.to_dict(), separators=(",", ":"))}
             if report.ok:
-                values.update({META_LAST_OK: report.finished_at or report.started_at, META_LAST_ERROR: ""})
+                values.update({META_LAST_OK: report.finished_at or report.started_at, META_LAST_ERROR: "",
+                               META_LAST_ERROR_AT: ""})
             else:
                 values.update({META_LAST_ERROR: report.error or "", META_LAST_ERROR_AT: report.finished_at or ""})
             self.journal.set_meta(values)

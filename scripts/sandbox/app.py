@@ -364,9 +364,15 @@ def create_app(store: Store, faults: FaultInjector, *, admin_token: str, spec: d
         limit = int(request.args.get("limit", 1000))
         return _json_response({"transactions": store.transactions(terminal_id, after_seq=after, limit=limit)})
 
+    @app.post("/admin/transactions/forget")
+    def admin_forget() -> Response:
+        body = admin_json()
+        return _json_response({"forgotten": store.forget(body["terminal_id"], body["seqs"])})
+
     @app.post("/admin/reset")
     def admin_reset() -> Response:
         store.reset()
+        store.clock_offset_s = 0.0
         faults.configure(FaultPlan())
         faults.reset_counters()
         return _json_response({"reset": True})

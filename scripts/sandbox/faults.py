@@ -13,7 +13,8 @@ starting with given prefixes) goes wrong, and how:
 - `retry_after`: a 503 or 429 with `Retry-After: retry_after_s`, before processing.
 
 `latency_ms` delays every matching request. `count` stops injecting after that many faults.
-`seed` makes the sequence of draws repeatable.
+`seed` makes the sequence of draws repeatable. `cycle` takes the kinds in turn instead of at random,
+so that every kind shows up once `len(kinds)` faults were injected.
 """
 
 from __future__ import annotations
@@ -45,10 +46,11 @@ class FaultPlan:
     paths: tuple[str, ...] = ()
     count: int | None = None
     seed: int | None = None
+    cycle: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FaultPlan:
-        allowed = {"rate", "kinds", "latency_ms", "timeout_ms", "retry_after_s", "paths", "count", "seed"}
+        allowed = {"rate", "kinds", "latency_ms", "timeout_ms", "retry_after_s", "paths", "count", "seed", "cycle"}
         unknown = set(data) - allowed
         if unknown:
             raise ValueError(f"unknown fault settings: {', '.join(sorted(unknown))}; "
@@ -75,7 +77,10 @@ class FaultPlan:
         seed = data.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError("seed must be a whole number or null")
-        return cls(rate=float(rate), kinds=kinds, paths=tuple(paths), count=count, seed=seed, **ints)
+        cycle = data.get("cycle", False)
+        if not isinstance(cycle, bool):
+            raise ValueError("cycle must be true or false")
+        return cls(rate=float(rate), kinds=kinds, paths=tuple(paths), count=count, seed=seed, cycle=cycle, **ints)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -89,6 +94,7 @@ class FaultInjector:
         self.plan = FaultPlan()
         self._rng = random.Random()
         self._left: int | None = None
+        self._turn = 0
         self.injected: Counter[str] = Counter()
         self.requests: Counter[str] = Counter()
 
@@ -97,6 +103,7 @@ class FaultInjector:
             self.plan = plan
             self._rng = random.Random(plan.seed)
             self._left = plan.count
+            self._turn = 0
 
     def reset_counters(self) -> None:
         with self._lock:
@@ -118,7 +125,11 @@ class FaultInjector:
                 return None
             if self._left is not None:
                 self._left -= 1
-            kind = self._rng.choice(plan.kinds)
+            if plan.cycle:
+                kind = plan.kinds[self._turn % len(plan.kinds)]
+                self._turn += 1
+            else:
+                kind = self._rng.choice(plan.kinds)
             if kind in ("error", "reset"):
                 phase = self._rng.choice(("before", "after"))
             elif kind == "retry_after":

@@ -173,6 +173,10 @@ class AdminClient:
         return self._call("GET", "/admin/transactions", terminal_id=terminal_id, after_seq=after_seq,
                           limit=limit)["transactions"]
 
+    def forget(self, terminal_id: str, seqs: list[int]) -> int:
+        """Make the backend lose these stored rows (data loss on the backend side)."""
+        return self._call("POST", "/admin/transactions/forget", {"terminal_id": terminal_id, "seqs": seqs})["forgotten"]
+
     def reset(self) -> None:
         self._call("POST", "/admin/reset")
 

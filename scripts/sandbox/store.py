@@ -144,15 +144,17 @@ class Store:
                    (key, value))
 
     def reset(self) -> None:
-        """Forget everything except the sealing key (tests reuse one sandbox)."""
+        """Forget everything except the sealing key, as a backend restored from nothing would (tests
+        reuse one sandbox)."""
         with self._tx() as db:
             for table in ("terminals", "enrolment_tokens", "nonces", "transactions", "authorisations",
                           "deny_list", "out_of_funds", "payments", "issuer_keys", "heartbeats"):
                 db.execute(f"DELETE FROM {table}")
             db.execute("DELETE FROM meta WHERE key NOT IN ('sealing_private_key', 'sealing_key_id')")
-        # the deny-list change log keeps counting (AUTOINCREMENT), so versions never go back
+        # a backend that lost everything: deny-list versions start again from 1
         with self._tx() as db:
             db.execute("DELETE FROM deny_changes")
+            db.execute("DELETE FROM sqlite_sequence WHERE name = 'deny_changes'")
         self._keys.clear()
 
     # -- sealing key ------------------------------------------------------------------------------
@@ -382,6 +384,12 @@ class Store:
     def continuity(self, terminal_id: str) -> dict[str, Any]:
         with self._lock:
             return self._continuity(self._db, terminal_id)
+
+    def forget(self, terminal_id: str, seqs: Sequence[int]) -> int:
+        """Lose stored rows (to show that a terminal re-sends what its backend lost)."""
+        with self._tx() as db:
+            return sum(db.execute("DELETE FROM transactions WHERE terminal_id = ? AND seq = ?",
+                                  (terminal_id, seq)).rowcount for seq in seqs)
 
     def transactions(self, terminal_id: str, *, after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         rows = self._all(
