@@ -262,7 +262,8 @@ class BackendConfig:
         "decided beforehand stands.", minimum=10, maximum=60_000,
     )
     ca_file: str = setting(
-        "", "PEM file of the CA certificates that may sign the backend's certificate (\"\": the system's).",
+        "", "PEM file of the CA certificates that may sign the backend's certificate (\"\": the public CAs\n"
+        "of the certifi bundle that requests ships). Environment variables such as REQUESTS_CA_BUNDLE are ignored.",
     )
     pin_sha256: tuple[str, ...] = setting(
         [], "SHA-256 (hex) of the backend certificate's public key (SubjectPublicKeyInfo); when set, a\n"

@@ -102,6 +102,7 @@ class AdminClient:
     def __init__(self, url: str, token: str, *, verify: str | bool = True, timeout: float = 10.0):
         self.url = url.rstrip("/")
         self.session = requests.Session()
+        self.session.trust_env = False  # REQUESTS_CA_BUNDLE and proxies from the environment would override verify
         self.session.headers[ADMIN_HEADER] = token
         self.session.verify = verify
         self.timeout = timeout
