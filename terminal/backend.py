@@ -264,6 +264,21 @@ class _Signer(requests.auth.AuthBase):
         return r
 
 
+def signing_session(keys: TerminalKeys, terminal_id: str, *, clock_offset_ms: Callable[[], int] = lambda: 0,
+                    ca_file: str = "", pins: Sequence[str] = ()) -> requests.Session:
+    """A requests session that signs every request as `terminal_id`, verifies TLS against `ca_file`
+    (or certifi's CAs) and, with `pins`, checks the server key. Proxies, netrc and CA settings from
+    the environment are ignored: the backend connection is configured in walletpos config only."""
+    session = requests.Session()
+    session.trust_env = False
+    session.auth = _Signer(keys, terminal_id, clock_offset_ms)
+    session.verify = ca_file or True
+    session.headers.update({"User-Agent": f"walletpos/{__version__}", "Accept": "application/json"})
+    if pins:
+        session.mount("https://", _PinningAdapter(pins))
+    return session
+
+
 def spki_sha256(cert_der: bytes) -> str:
     """SHA-256 (hex) of a DER certificate's SubjectPublicKeyInfo: what `[backend] pin_sha256` lists."""
     key = x509.load_der_x509_certificate(cert_der).public_key()
@@ -545,13 +560,8 @@ class BackendClient:
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
-            session.trust_env = False  # no proxies or netrc from the environment: the backend is configured here
-            session.auth = _Signer(self.keys, self.terminal_id, lambda: self._offset_ms)
-            session.verify = self.cfg.ca_file or True
-            session.headers.update({"User-Agent": f"walletpos/{__version__}", "Accept": "application/json"})
-            if self.cfg.pin_sha256:
-                session.mount("https://", _PinningAdapter(self.cfg.pin_sha256))
+            session = signing_session(self.keys, self.terminal_id, clock_offset_ms=lambda: self._offset_ms,
+                                      ca_file=self.cfg.ca_file, pins=self.cfg.pin_sha256)
             self._local.session = session
             with self._lock:
                 self._sessions.append(session)

@@ -13,6 +13,7 @@ import json
 import time
 import zlib
 from collections.abc import Callable, Iterable
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,16 @@ class Validators:
             raise Refused(422, "invalid_request", f"{where}: {error.message}")
 
 
-def _no_floats(text: str) -> Any:
-    raise Refused(422, "invalid_request", f"floats are not accepted ({text}); amounts are integer minor units")
+def _integral_only(text: str) -> int:
+    """JSON numbers with a fraction or exponent: the contract has no non-integer numbers, but JSON
+    Schema counts 1083.0 as the integer 1083, so integral values are read as integers."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise Refused(400, "not_json", f"{text} is not a JSON number") from None
+    if not value.is_finite() or value != value.to_integral_value() or abs(value) > 10**18:
+        raise Refused(422, "invalid_request", f"floats are not accepted ({text[:40]}); amounts are integer minor units")
+    return int(value)
 
 
 def _no_constants(text: str) -> Any:
@@ -119,7 +128,7 @@ def create_app(store: Store, faults: FaultInjector, *, admin_token: str, spec: d
         except UnicodeDecodeError:
             raise Refused(400, "not_utf8", "the body is not UTF-8") from None
         try:
-            body = json.loads(text, parse_float=_no_floats, parse_constant=_no_constants)
+            body = json.loads(text, parse_float=_integral_only, parse_constant=_no_constants)
         except json.JSONDecodeError as exc:
             raise Refused(400, "not_json", f"the body is not JSON: {exc}") from None
         validators.check(schema, body)
