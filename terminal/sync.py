@@ -26,6 +26,7 @@ until the breaker allows a probe.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import random
@@ -323,23 +324,29 @@ class SyncWorker:
     # -- upload -----------------------------------------------------------------------------------
 
     def _push(self, report: SyncReport) -> None:
+        """Upload every row pending now, batch after batch. While one batch is on the wire the next
+        one is read from the journal in a helper thread (the rows after it are not touched by the
+        answer), so the terminal's work overlaps the backend's."""
         journal = self.journal
         newest = journal.recent(1)
         head = newest[0].seq if newest else 0
-        cursor = 0
-        while True:
-            rows = [r for r in journal.pending(self.cfg.batch_size, after_seq=cursor) if r.seq <= head]
-            if not rows:
-                return
-            try:
-                answer = self.client.upload(rows)
-            except BackendError as exc:
-                journal.note_sync_attempt([r.id for r in rows], exc.message[:300])
-                raise
-            report.batches += 1
-            report.uploaded += len(rows)
-            self._record(rows, answer, report)
-            cursor = rows[-1].seq
+
+        def batch_after(cursor: int) -> list[TxnRow]:
+            return [r for r in journal.pending(self.cfg.batch_size, after_seq=cursor) if r.seq <= head]
+
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="walletpos-sync-read") as reader:
+            rows = batch_after(0)
+            while rows:
+                upcoming = reader.submit(batch_after, rows[-1].seq)
+                try:
+                    answer = self.client.upload(rows)
+                except BackendError as exc:
+                    journal.note_sync_attempt([r.id for r in rows], exc.message[:300])
+                    raise
+                report.batches += 1
+                report.uploaded += len(rows)
+                self._record(rows, answer, report)
+                rows = upcoming.result()
 
     def _record(self, rows: list[TxnRow], answer: BatchAnswer, report: SyncReport) -> None:
         results: list[tuple[str, str, str | None]] = []

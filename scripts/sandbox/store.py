@@ -9,6 +9,7 @@ sealing key.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import sqlite3
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from terminal.errors import SecurityError
-from terminal.journal import GENESIS_HASH, record_hash, utc_text
+from terminal.journal import GENESIS_HASH, canonical_bytes, utc_text
 from terminal.security import open_sealed
 from terminal.wire import MAX_SKEW_S
 
@@ -296,7 +297,9 @@ class Store:
             inserts: list[tuple[Any, ...]] = []
             duplicates: list[tuple[str, str]] = []
             for rec in records:
-                result = self._judge(terminal_id, key, rec, by_id, by_seq, denied, broke)
+                canonical = canonical_bytes(rec)
+                result = self._judge(terminal_id, key, rec, hashlib.sha256(canonical).hexdigest(), by_id, by_seq,
+                                     denied, broke)
                 results.append(result)
                 if result.status == "duplicate":
                     duplicates.append((terminal_id, rec["id"]))
@@ -304,8 +307,7 @@ class Store:
                     by_id[rec["id"]] = (rec["row_hash"], result.status, result.reason)
                     by_seq[rec["seq"]] = (rec["id"], rec["row_hash"], rec["prev_hash"])
                     inserts.append((terminal_id, rec["id"], rec["seq"], rec["row_hash"], rec["prev_hash"],
-                                    json.dumps(rec, separators=(",", ":"), ensure_ascii=False), result.status,
-                                    result.reason, received_at))
+                                    canonical.decode("utf-8"), result.status, result.reason, received_at))
             db.executemany(
                 "INSERT INTO transactions (terminal_id, id, seq, row_hash, prev_hash, record, status, reason, "
                 "received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", inserts)
@@ -327,7 +329,7 @@ class Store:
         return found
 
     @staticmethod
-    def _judge(terminal_id: str, key: Ed25519PublicKey, rec: Mapping[str, Any],
+    def _judge(terminal_id: str, key: Ed25519PublicKey, rec: Mapping[str, Any], computed_hash: str,
                by_id: dict[str, tuple[str, str, str | None]], by_seq: dict[int, tuple[str, str, str]],
                denied: set[str], broke: set[str]) -> ItemResult:
         rid, seq = rec["id"], rec["seq"]
@@ -337,7 +339,7 @@ class Store:
 
         if rec["terminal_id"] != terminal_id:
             return rejected("wrong_terminal")
-        if record_hash(rec) != rec["row_hash"]:
+        if computed_hash != rec["row_hash"]:
             return rejected("hash_mismatch")
         known = by_id.get(rid)
         if known is not None:
@@ -396,7 +398,7 @@ class Store:
             "SELECT id, seq, status, reason, times_received, row_hash, record FROM transactions "
             "WHERE terminal_id = ? AND seq > ? ORDER BY seq LIMIT ?", (terminal_id, after_seq, limit))
         return [{"id": i, "seq": s, "status": st, "reason": r, "times_received": n, "row_hash": h,
-                 "record": json.loads(rec)} for i, s, st, r, n, h, rec in rows]
+                 "record": json.loads(rec)} for i, s, st, r, n, h, rec in rows]  # the signed fields, canonical
 
     def stats(self, terminal_id: str | None = None) -> dict[str, Any]:
         where, params = ("WHERE terminal_id = ?", (terminal_id,)) if terminal_id else ("", ())
