@@ -83,7 +83,7 @@ def run(sandbox: Sandbox, data_dir: Path, args: argparse.Namespace, fault_rate: 
         assert svc.sync is not None
         if fault_rate:
             sandbox.admin.faults(rate=fault_rate, timeout_ms=args.request_timeout_ms + 200,
-                                 retry_after_s=1, seed=args.seed)
+                                 retry_after_s=1, seed=args.seed, cycle=True)
         requests_before = svc.sync.client.requests_made
         t0 = time.perf_counter()
         reports = svc.sync.drain(timeout_s=args.max_seconds)
@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         "transactions": args.transactions,
         "transport": "HTTP over loopback to the sandbox backend (own process), Ed25519-signed requests",
         "settings": settings(args),
-        "fault_plan": {"rate": args.fault_rate, "kinds": ["error", "reset", "timeout", "malformed", "retry_after"],
+        "fault_plan": {"rate": args.fault_rate, "kinds_in_turn": ["error", "reset", "timeout", "malformed",
+                                                                  "retry_after"],
                        "timeout_hold_ms": args.request_timeout_ms + 200, "retry_after_s": 1, "seed": args.seed},
         "no_faults": clean,
         "with_faults": faulty,

@@ -403,7 +403,8 @@ class SyncWorker:
         if report.ok:
             self._failures = 0
             return 0.0 if report.queue_after else self.cfg.interval_ms / 1000
-        self._failures += 1
+        # a cycle that moved rows before failing shows a working backend: back off from the start again
+        self._failures = 1 if report.batches else self._failures + 1
         return max(self.retry_delay(self._failures, report.retry_after_s), self.client.breaker.seconds_until_probe())
 
     def drain(self, *, timeout_s: float, sleep: Any = time.sleep) -> list[SyncReport]:
