@@ -63,6 +63,7 @@ META_LIMITS = "backend_limits"
 META_ISSUER_VERSION = "issuer_keys_version"
 MAX_DENY_PAGES = 10_000
 SKEW_WARNING_MS = 60_000
+MAX_DECLINES_LISTED = 100  # in one report; the journal keeps every one (sync_state declined_after_offline)
 
 
 @dataclass
@@ -95,7 +96,7 @@ class SyncReport:
     error: str | None = None
     retryable: bool = True
     retry_after_s: float | None = None
-    declined: list[dict[str, Any]] = field(default_factory=list)  # rows declined after offline approval
+    declined: list[dict[str, Any]] = field(default_factory=list)  # rows declined after offline approval (first 100)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -364,9 +365,10 @@ class SyncWorker:
                 reason = reason or "declined_by_backend"
                 if row.card_token:
                     denials.append((row.card_token, f"declined_after_offline:{reason}"))
-                report.declined.append({"id": row.id, "seq": row.seq, "amount": row.amount.minor,
-                                        "amount_text": str(row.amount), "card_token": row.card_token,
-                                        "masked_pan": row.masked_pan, "reason": reason})
+                if len(report.declined) < MAX_DECLINES_LISTED:
+                    report.declined.append({"id": row.id, "seq": row.seq, "amount": row.amount.minor,
+                                            "amount_text": str(row.amount), "card_token": row.card_token,
+                                            "masked_pan": row.masked_pan, "reason": reason})
                 log.warning("backend declined offline-approved payment seq=%d %s (%s); card token denied here",
                             row.seq, row.amount, reason)
             elif state == "rejected":
