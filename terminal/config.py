@@ -241,6 +241,81 @@ class LogConfig:
                               minimum=1, maximum=100)
 
 
+def _check_backend_url(value: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return "an http(s) URL such as https://wallet.example.com"
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        return "an http(s) URL such as https://wallet.example.com (no query or fragment)"
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        return "an https URL: plain http is only allowed for a backend on this machine (127.0.0.1)"
+    return None
+
+
+@section(
+    "The wallet backend: where it is, how long the terminal waits for it, and how it is trusted.\n"
+    "Requests are signed with the terminal key; the terminal is enrolled once with\n"
+    "`walletpos backend enrol --token T` (the answer is kept in the data directory, mode 0600)."
+)
+@dataclass(frozen=True, kw_only=True)
+class BackendConfig:
+    enabled: bool = setting(True, "Talk to the backend (sync, online authorisation); false: offline-only terminal.")
+    url: str = setting(
+        "http://127.0.0.1:8765",
+        "Base URL of the backend API; https, or http only for a backend on this machine (the sandbox).",
+        check=_check_backend_url,
+    )
+    connect_timeout_ms: int = setting(3000, "Longest wait to open a connection, in milliseconds.",
+                                      minimum=10, maximum=60_000)
+    request_timeout_ms: int = setting(
+        15000, "Longest wait for an answer to a sync call (upload, downloads, heartbeat), in milliseconds.",
+        minimum=10, maximum=300_000,
+    )
+    online_auth_deadline_ms: int = setting(
+        3000, "Longest a payment waits for online authorisation, in milliseconds; then the offline answer\n"
+        "decided beforehand stands.", minimum=10, maximum=60_000,
+    )
+    ca_file: str = setting(
+        "", "PEM file of the CA certificates that may sign the backend's certificate (\"\": the public CAs\n"
+        "of the certifi bundle that requests ships). Environment variables such as REQUESTS_CA_BUNDLE are ignored.",
+    )
+    pin_sha256: tuple[str, ...] = setting(
+        [], "SHA-256 (hex) of the backend certificate's public key (SubjectPublicKeyInfo); when set, a\n"
+        "certificate whose key is not listed is refused even if it verifies. List two during a key change.",
+        pattern=r"[0-9a-f]{64}", allowed="64 lowercase hex digits",
+    )
+    breaker_failures: int = setting(
+        3, "Consecutive failed calls after which the checkout stops asking the backend (circuit open).",
+        minimum=1, maximum=100,
+    )
+    breaker_reset_ms: int = setting(
+        30000, "How long the circuit stays open before the sync worker probes the backend again, in ms.",
+        minimum=10, maximum=3_600_000,
+    )
+
+
+@section("Store-and-forward upload of the journal and the downloads that come back.")
+@dataclass(frozen=True, kw_only=True)
+class SyncConfig:
+    interval_ms: int = setting(15000, "Time between sync cycles while all is well, in milliseconds.",
+                               minimum=10, maximum=3_600_000)
+    batch_size: int = setting(500, "Journal rows per upload request.", minimum=1, maximum=1000)
+    compress: bool = setting(True, "gzip upload bodies larger than 1 KiB.")
+    backoff_initial_ms: int = setting(
+        1000, "First retry delay after a failed cycle, in milliseconds (doubled per failure, with jitter).",
+        minimum=1, maximum=600_000,
+    )
+    backoff_max_ms: int = setting(300000, "Longest retry delay, in milliseconds.", minimum=1, maximum=3_600_000)
+    retry_after_max_ms: int = setting(
+        900000, "Longest Retry-After from the backend that is honoured, in milliseconds.",
+        minimum=0, maximum=86_400_000,
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class Config:
     terminal: TerminalConfig
@@ -252,6 +327,8 @@ class Config:
     operators: OperatorPolicy
     receipts: ReceiptConfig
     log: LogConfig
+    backend: BackendConfig
+    sync: SyncConfig
     source: str = field(default=EMBEDDED, compare=False)
 
     @property
@@ -405,6 +482,8 @@ def _cross_checks(ctx: _Ctx, cfg: Config) -> None:
         _fail(ctx, ("display", "group_separator"), "must differ from decimal_separator")
     if not cfg.limits.contactless_transaction_limit.is_positive:
         _fail(ctx, ("limits", "contactless_transaction_limit"), "must be more than zero")
+    if cfg.sync.backoff_initial_ms > cfg.sync.backoff_max_ms:
+        _fail(ctx, ("sync", "backoff_initial_ms"), "must not be larger than backoff_max_ms")
 
 
 def config_from_mapping(data: Mapping[str, Any], source: str = EMBEDDED) -> Config:

@@ -766,6 +766,25 @@ class Journal:
         except sqlite3.Error as exc:
             raise _storage_error(exc, self.path, "record a sync attempt") from None
 
+    def sync_state_counts(self) -> dict[str, int]:
+        """How many rows are in each sync state (pending, accepted, duplicate, declined_after_offline, rejected)."""
+        counts = dict.fromkeys(SYNC_STATES, 0)
+        counts.update(self._read("SELECT sync_state, COUNT(*) FROM txn GROUP BY sync_state"))
+        return counts
+
+    def requeue_for_sync(self, ranges: Sequence[tuple[int, int]]) -> int:
+        """Mark rows the backend reports missing (sequence ranges, inclusive) as pending again, if this
+        terminal took them for delivered (accepted or duplicate). Returns how many were requeued."""
+        try:
+            with self._write() as db:
+                return sum(
+                    db.execute("UPDATE txn SET sync_state = 'pending', synced_at = NULL WHERE seq BETWEEN ? AND ? "
+                               "AND sync_state IN ('accepted', 'duplicate')", (first, last)).rowcount
+                    for first, last in ranges
+                )
+        except sqlite3.Error as exc:
+            raise _storage_error(exc, self.path, "requeue rows for sync") from None
+
     def code_used(self, wallet_id: str, counter: int) -> str | None:
         """The id of the transaction that used this wallet code, or None."""
         rows = self._read("SELECT txn_id FROM used_codes WHERE wallet_id = ? AND counter = ?", (wallet_id, counter))
@@ -854,6 +873,13 @@ class Journal:
                 db.execute("UPDATE meta SET value = ? WHERE key = 'deny_list_version'", (str(version),))
         except sqlite3.Error as exc:
             raise _storage_error(exc, self.path, "update the deny list") from None
+
+    def deny_list_entries(self, source: str | None = None) -> list[tuple[str, str, str]]:
+        """(card token, reason, source) of every entry, or of one source ('backend' or 'local')."""
+        if source is None:
+            return self._read("SELECT card_token, reason, source FROM deny_list ORDER BY card_token")
+        return self._read("SELECT card_token, reason, source FROM deny_list WHERE source = ? ORDER BY card_token",
+                          (source,))
 
     def deny_locally(self, card_token: str, reason: str, *, now: datetime) -> None:
         """Deny a token on this terminal (e.g. after a decline following an offline approval)."""

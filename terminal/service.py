@@ -32,6 +32,7 @@ from terminal.journal import CodeClaim, Journal, NewTransaction, TxnRow, VerifyR
 from terminal.logs import setup_logging
 from terminal.operators import Operators, PinCheck
 from terminal.security import TerminalKeys, ensure_private_dir, load_or_create_keys
+from terminal.sync import Enrolment, PaymentStatus, SyncReport, SyncStatus, SyncWorker, attach_backend, disabled_status
 
 log = logging.getLogger("walletpos.service")
 
@@ -132,6 +133,8 @@ class Service:
         self.journal: Journal | None = None
         self.storage_problem: str | None = None  # the journal could not be opened at start
         self.last_storage_error: str | None = None  # the last append failed (cleared by the next success)
+        self.backend: Any = None  # terminal.backend.BackendClient when [backend] enabled
+        self.sync: SyncWorker | None = None
         try:
             ensure_private_dir(data_dir)
             if configure_logging:
@@ -141,12 +144,16 @@ class Service:
         except StorageError as exc:
             self.storage_problem = exc.message
             log.error("storage unavailable, approvals disabled: %s", exc.message)
+        if config.backend.enabled and self.journal is not None:
+            attach_backend(self)  # backend client, online authorisation, sync worker (terminal/sync.py)
 
     # -- basics ---------------------------------------------------------------------------------
 
     def close(self) -> None:
         if self.checkout is not None:
             self.checkout.close()
+        if self.sync is not None:
+            self.sync.close()
         if self.journal is not None:
             self.journal.close()
 
@@ -384,6 +391,42 @@ class Service:
 
     def audit(self, event: str, *, actor: str | None = None, details: Mapping[str, Any] | None = None) -> None:
         self.require_journal().audit(event, now=self.clock(), actor=actor, details=details)
+
+    # -- backend: sync and online authorisation (terminal/sync.py, terminal/backend.py) ----------
+
+    def _require_sync(self) -> SyncWorker:
+        if self.sync is None:
+            from terminal.backend import NotEnrolled
+
+            raise NotEnrolled(self.storage_problem or "the backend is switched off ([backend] enabled = false)")
+        return self.sync
+
+    def sync_once(self, *, force: bool = True) -> SyncReport:
+        """One sync cycle now (an operator's request goes ahead even while the circuit is open)."""
+        return self._require_sync().run_once(force=force)
+
+    def sync_status(self) -> SyncStatus:
+        return self.sync.status() if self.sync is not None else disabled_status(self)
+
+    def start_sync(self) -> None:
+        """Sync in the background (the TUI and the gate loop call this once)."""
+        self._require_sync().start()
+
+    def stop_sync(self) -> None:
+        if self.sync is not None:
+            self.sync.stop()
+
+    def enrol_backend(self, token: str) -> Enrolment:
+        return self._require_sync().client.enrol(token)
+
+    def payment_status(self, reference: str) -> PaymentStatus:
+        """Merchant-presented QR: has the customer paid the payment with this reference?"""
+        return self._require_sync().client.payment_status(reference)
+
+    def backend_sealing_key(self) -> bytes | None:
+        """The backend's X25519 key that card data is sealed to (None until enrolled)."""
+        enrolment = self.sync.client.enrolment if self.sync is not None else None
+        return enrolment.sealing_public_key if enrolment is not None else None
 
 
 def _result_message(approved: bool, auth_mode: str, final: RuleOutcome, answer: OnlineAnswer | None) -> str:

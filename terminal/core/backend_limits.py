@@ -1,0 +1,64 @@
+"""How limits set by the backend combine with the terminal's own configuration (pure).
+
+The backend may only tighten: every effective limit is the smaller of the local value and the
+backend's. A smaller floor limit sends more payments online, a smaller CVM or contactless limit asks
+for verification or another way to pay sooner, smaller offline caps approve less without the
+backend, and a shorter sync age stops offline approvals sooner. A limit the backend leaves unset
+(None) keeps the local value. Limits in another currency than the terminal's are not applied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from terminal.core.money import Money
+from terminal.core.rules import RuleSet
+
+AMOUNT_LIMITS: Mapping[str, str] = {  # backend name -> RuleSet field
+    "floor_limit": "floor_limit",
+    "cvm_required_limit": "cvm_required_limit",
+    "contactless_transaction_limit": "contactless_transaction_limit",
+    "offline_max_payment": "offline_max_payment",
+    "card_daily_amount": "card_daily_amount",
+    "exposure_cap": "exposure_cap",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BackendLimits:
+    version: int
+    currency: str  # ISO 4217 alphabetic code the amounts are in
+    values: Mapping[str, int | None]  # minor units, or counts/hours; None = not set by the backend
+
+
+@dataclass(frozen=True, slots=True)
+class Tightened:
+    rules: RuleSet
+    applied: tuple[str, ...]  # the limits the backend made stricter
+    problem: str | None = None  # why nothing was applied
+
+
+def tighten(local: RuleSet, backend: BackendLimits) -> Tightened:
+    if backend.currency != local.currency.alpha:
+        return Tightened(local, (), f"backend limits are in {backend.currency}, the terminal works in "
+                                    f"{local.currency.alpha}; they are not applied")
+    changes: dict[str, object] = {}
+    applied: list[str] = []
+    for name, attr in AMOUNT_LIMITS.items():
+        value = backend.values.get(name)
+        current: Money = getattr(local, attr)
+        if value is not None and value < current.minor:
+            changes[attr] = Money(value, local.currency)
+            applied.append(name)
+    count = backend.values.get("card_daily_count")
+    if count is not None and count < local.card_daily_count:
+        changes["card_daily_count"] = count
+        applied.append("card_daily_count")
+    hours = backend.values.get("max_hours_since_sync")
+    if hours is not None and timedelta(hours=hours) < local.max_sync_age:
+        changes["max_sync_age"] = timedelta(hours=hours)
+        applied.append("max_hours_since_sync")
+    return Tightened(dataclasses.replace(local, **changes), tuple(applied))

@@ -1,0 +1,533 @@
+"""Store-and-forward sync with the wallet backend.
+
+One cycle (`SyncWorker.run_once`):
+1. heartbeat: queue depth, oldest pending row, clock and the versions the terminal holds; the
+   answer says which data sets changed;
+2. downloads, each only when its version changed: deny-list deltas (paged; a backend that lost
+   its history answers `reset` and the backend-sourced entries are replaced), terminal limits
+   (stored in journal meta and applied: they can only tighten the local config, see
+   `terminal.core.backend_limits`), issuer keys for signed wallet codes, and the sealing key;
+3. upload of every row pending at the start of the cycle, in sequence order, in batches of
+   `[sync] batch_size`. Each row's idempotency key is its transaction id, so a batch whose answer
+   was lost is simply sent again. The answer is recorded per row (accepted, duplicate,
+   declined_after_offline, rejected); a row declined after an offline approval is kept and marked,
+   and its card token goes on the local deny list *before* the row leaves the queue, so a crash in
+   between can only cause the decline to be fetched again. Rows the backend reports missing
+   (gaps) that the terminal took for delivered are queued again;
+4. on success, `last_sync_ok_at` in journal meta (the offline rules' sync age), and in every case
+   the last attempt and error, so `walletpos sync --status` in another process sees them;
+   `Service.housekeeping()` seals the journal head.
+
+A failed cycle leaves every unanswered row pending (its attempt counted); the background worker
+tries again after an exponential backoff with jitter (`[sync] backoff_*`), at least as long as a
+Retry-After from the backend (up to `[sync] retry_after_max_ms`) and, while the circuit is open,
+until the breaker allows a probe.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import random
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from terminal.backend import (
+    BackendAnswerError,
+    BackendAuthorizer,
+    BackendClient,
+    BackendError,
+    BatchAnswer,
+    Enrolment,
+    HeartbeatAnswer,
+    PaymentStatus,
+)
+from terminal.core.backend_limits import BackendLimits, tighten
+from terminal.errors import StorageError
+from terminal.journal import Journal, TxnRow, parse_utc, utc_text
+
+if TYPE_CHECKING:
+    from terminal.service import Service
+
+log = logging.getLogger("walletpos.sync")
+
+META_LAST_OK = "last_sync_ok_at"
+META_LAST_ATTEMPT = "sync_last_attempt_at"
+META_LAST_ERROR = "sync_last_error"
+META_LAST_ERROR_AT = "sync_last_error_at"
+META_LAST_REPORT = "sync_last_report"
+META_LIMITS = "backend_limits"
+META_ISSUER_VERSION = "issuer_keys_version"
+MAX_DENY_PAGES = 10_000
+SKEW_WARNING_MS = 60_000
+MAX_DECLINES_LISTED = 100  # in one report; the journal keeps every one (sync_state declined_after_offline)
+
+
+@dataclass
+class SyncReport:
+    """What one sync cycle did."""
+
+    started_at: str
+    forced: bool = False
+    ok: bool = False
+    skipped: str | None = None  # why nothing was attempted (circuit open)
+    finished_at: str | None = None
+    duration_ms: float = 0.0
+    queue_before: int = 0
+    queue_after: int = 0
+    uploaded: int = 0
+    accepted: int = 0
+    duplicate: int = 0
+    declined_after_offline: int = 0
+    rejected: int = 0
+    batches: int = 0
+    requests: int = 0
+    requeued: int = 0
+    gaps: list[tuple[int, int]] = field(default_factory=list)
+    deny_list: dict[str, int] = field(default_factory=dict)
+    limits_version: int | None = None
+    limits_applied: list[str] = field(default_factory=list)
+    issuer_keys_version: int | None = None
+    sealing_key_id: str | None = None
+    clock_skew_ms: int | None = None
+    error: str | None = None
+    retryable: bool = True
+    retry_after_s: float | None = None
+    declined: list[dict[str, Any]] = field(default_factory=list)  # rows declined after offline approval (first 100)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["gaps"] = [list(g) for g in self.gaps]
+        out["duration_ms"] = round(self.duration_ms, 1)
+        return out
+
+    def lines(self) -> list[str]:
+        """What happened, for people."""
+        if self.skipped:
+            return [f"sync skipped: {self.skipped}"]
+        head = "sync OK" if self.ok else "sync FAILED"
+        out = [f"{head} in {self.duration_ms / 1000:.2f} s ({self.requests} requests)"]
+        if self.uploaded or self.queue_before:
+            out.append(f"uploaded {self.uploaded} of {self.queue_before} queued rows in {self.batches} batches: "
+                       f"{self.accepted} accepted, {self.duplicate} already there, "
+                       f"{self.declined_after_offline} declined after offline approval, {self.rejected} rejected")
+        else:
+            out.append("nothing to upload")
+        for row in self.declined:
+            out.append(f"  declined after offline approval: seq {row['seq']} {row['amount_text']} "
+                       f"{row['masked_pan'] or row['card_token'] or ''} ({row['reason']}); card now denied here")
+        if self.deny_list:
+            out.append(f"deny list now version {self.deny_list['version']} (+{self.deny_list['added']} "
+                       f"-{self.deny_list['removed']})")
+        if self.limits_version is not None:
+            applied = ", ".join(self.limits_applied) or "none stricter than local config"
+            out.append(f"backend limits version {self.limits_version} (tightened: {applied})")
+        if self.issuer_keys_version is not None:
+            out.append(f"issuer keys now version {self.issuer_keys_version}")
+        if self.sealing_key_id:
+            out.append(f"sealing key now {self.sealing_key_id}")
+        if self.gaps:
+            out.append(f"backend reports missing sequence numbers {self.gaps}; {self.requeued} rows queued again")
+        if self.error:
+            retry = f" (backend asks to wait {self.retry_after_s:.0f} s)" if self.retry_after_s else ""
+            out.append(f"error: {self.error}{retry}")
+        out.append(f"{self.queue_after} rows still waiting")
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStatus:
+    """Sync state at a glance (for `walletpos sync --status` and the TUI)."""
+
+    enabled: bool
+    backend_url: str
+    enrolled: bool
+    enrolment_problem: str | None
+    queue_depth: int
+    oldest_pending_at: str | None
+    oldest_pending_age_s: float | None
+    last_success_at: str | None
+    last_attempt_at: str | None
+    last_error: str | None
+    last_error_at: str | None
+    breaker_state: str
+    consecutive_failures: int
+    worker_running: bool
+    next_attempt_in_s: float | None
+    declined_after_offline: int
+    rejected: int
+    deny_list_version: int
+    limits_version: int
+    issuer_keys_version: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SyncWorker:
+    """Moves the journal to the backend and the backend's data to the terminal."""
+
+    def __init__(self, service: Service, client: BackendClient, authorizer: BackendAuthorizer | None = None, *,
+                 rng: random.Random | None = None):
+        self.service = service
+        self.client = client
+        self.authorizer = authorizer
+        self.cfg = service.config.sync
+        self.journal: Journal = service.require_journal()
+        self._rng = rng or random.Random()
+        self._cycle = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._failures = 0
+        self._next_at: float | None = None
+        self.local_rules = service.rule_set
+        self.apply_stored_limits()
+
+    # -- one cycle --------------------------------------------------------------------------------
+
+    def run_once(self, *, force: bool = False) -> SyncReport:
+        """One sync cycle. `force`: go ahead even while the circuit is open (an operator's request)."""
+        with self._cycle:
+            t0 = time.perf_counter()
+            report = SyncReport(started_at=utc_text(self.service.clock()), forced=force)
+            if self.client.enrolled and not force and not self.client.breaker.allows_probe():
+                report.skipped = (f"the backend failed {self.client.breaker.consecutive_failures} times in a row; "
+                                  f"next try in {self.client.breaker.seconds_until_probe():.1f} s")
+                report.queue_before = report.queue_after = self.journal.queue_summary()["pending"]
+                return report
+            requests_before = self.client.requests_made
+            try:
+                self._exchange(report)
+                report.ok = True
+            except BackendError as exc:
+                report.error, report.retryable, report.retry_after_s = exc.message, exc.retryable, exc.retry_after_s
+                log.warning("sync failed: %s", exc.message)
+            except StorageError as exc:
+                report.error, report.retryable = f"journal: {exc.message}", True
+                log.error("sync stopped by the journal: %s", exc.message)
+            finally:
+                report.requests = self.client.requests_made - requests_before
+                report.duration_ms = (time.perf_counter() - t0) * 1000
+                report.finished_at = utc_text(self.service.clock())
+                self._finish(report)
+            return report
+
+    def _finish(self, report: SyncReport) -> None:
+        try:
+            report.queue_after = self.journal.queue_summary()["pending"]
+            values = {META_LAST_ATTEMPT: report.finished_at or report.started_at,
+                      META_LAST_REPORT: json.dumps(report.to_dict(), separators=(",", ":"))}
+            if report.ok:
+                values.update({META_LAST_OK: report.finished_at or report.started_at, META_LAST_ERROR: "",
+                               META_LAST_ERROR_AT: ""})
+            else:
+                values.update({META_LAST_ERROR: report.error or "", META_LAST_ERROR_AT: report.finished_at or ""})
+            self.journal.set_meta(values)
+        except StorageError as exc:
+            log.error("cannot record the sync outcome: %s", exc.message)
+        self.service.housekeeping()
+
+    def _exchange(self, report: SyncReport) -> None:
+        journal = self.journal
+        queue = journal.queue_summary()
+        report.queue_before = queue["pending"]
+        limits = self.stored_limits()
+        beat = self.client.heartbeat(
+            queue_depth=queue["pending"], oldest_pending_at=queue["oldest_pending_at"],
+            last_sync_ok_at=journal.meta(META_LAST_OK), deny_list_version=journal.deny_list_version(),
+            config_version=limits.version if limits else 0,
+            issuer_keys_version=int(journal.meta(META_ISSUER_VERSION) or 0),
+        )
+        report.clock_skew_ms = beat.clock_skew_ms
+        if beat.clock_skew_ms is not None and abs(beat.clock_skew_ms) > SKEW_WARNING_MS:
+            log.warning("terminal clock is %+.1f s off the backend's; check the time source",
+                        beat.clock_skew_ms / 1000)
+        self._pull_deny_list(beat, report)
+        self._pull_limits(beat, limits, report)
+        self._pull_issuer_keys(beat, report)
+        self._pull_sealing_key(beat, report)
+        self._push(report)
+
+    # -- downloads --------------------------------------------------------------------------------
+
+    def _pull_deny_list(self, beat: HeartbeatAnswer, report: SyncReport) -> None:
+        journal = self.journal
+        local = journal.deny_list_version()
+        if beat.deny_list_version == local:
+            return
+        added = removed = 0
+        for _ in range(MAX_DENY_PAGES):
+            delta = self.client.deny_delta(local)
+            gone = list(delta.removed)
+            if delta.reset:
+                log.warning("backend does not know deny-list version %d: replacing the backend entries", local)
+                gone += [token for token, _, _ in journal.deny_list_entries("backend")]
+            elif delta.has_more and delta.version <= local:
+                raise BackendAnswerError(f"deny-list pages do not advance (version {delta.version} after {local})")
+            journal.apply_deny_delta(delta.version, delta.added, gone, now=self.service.clock())
+            added, removed, local = added + len(delta.added), removed + len(gone), delta.version
+            if not delta.has_more:
+                break
+        report.deny_list = {"version": local, "added": added, "removed": removed}
+
+    def stored_limits(self) -> BackendLimits | None:
+        text = self.journal.meta(META_LIMITS)
+        if not text:
+            return None
+        try:
+            data = json.loads(text)
+            return BackendLimits(int(data["version"]), str(data["currency"]), dict(data["values"]))
+        except (ValueError, KeyError, TypeError):
+            log.error("stored backend limits are unreadable; they will be fetched again")
+            return None
+
+    def apply_stored_limits(self) -> None:
+        limits = self.stored_limits()
+        if limits is not None:
+            self.apply_limits(limits)
+
+    def apply_limits(self, limits: BackendLimits) -> list[str]:
+        result = tighten(self.local_rules, limits)
+        if result.problem:
+            log.error("%s", result.problem)
+        self.service.rule_set = result.rules
+        return list(result.applied)
+
+    def _pull_limits(self, beat: HeartbeatAnswer, stored: BackendLimits | None, report: SyncReport) -> None:
+        if beat.config_version == (stored.version if stored else 0):
+            return
+        answer = self.client.terminal_limits()
+        limits = BackendLimits(answer.version, answer.currency, dict(answer.limits))
+        self.journal.set_meta({META_LIMITS: json.dumps({"version": limits.version, "currency": limits.currency,
+                                                        "values": dict(limits.values)})})
+        report.limits_version = limits.version
+        report.limits_applied = self.apply_limits(limits)
+
+    def _pull_issuer_keys(self, beat: HeartbeatAnswer, report: SyncReport) -> None:
+        if beat.issuer_keys_version == int(self.journal.meta(META_ISSUER_VERSION) or 0):
+            return
+        version, keys = self.client.issuer_keys()
+        self.journal.replace_issuer_keys(keys, version, now=self.service.clock())
+        report.issuer_keys_version = version
+
+    def _pull_sealing_key(self, beat: HeartbeatAnswer, report: SyncReport) -> None:
+        enrolment = self.client.enrolment
+        if enrolment is None or enrolment.sealing_key_id == beat.sealing_key_id:
+            return
+        key_id, key = self.client.sealing_key()
+        self.client.update_sealing_key(key_id, key)
+        report.sealing_key_id = key_id
+
+    # -- upload -----------------------------------------------------------------------------------
+
+    def _push(self, report: SyncReport) -> None:
+        """Upload every row pending now, batch after batch. While one batch is on the wire the next
+        one is read from the journal in a helper thread (the rows after it are not touched by the
+        answer), so the terminal's work overlaps the backend's."""
+        journal = self.journal
+        newest = journal.recent(1)
+        head = newest[0].seq if newest else 0
+
+        def batch_after(cursor: int) -> list[TxnRow]:
+            return [r for r in journal.pending(self.cfg.batch_size, after_seq=cursor) if r.seq <= head]
+
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="walletpos-sync-read") as reader:
+            rows = batch_after(0)
+            while rows:
+                upcoming = reader.submit(batch_after, rows[-1].seq)
+                try:
+                    answer = self.client.upload(rows)
+                except BackendError as exc:
+                    journal.note_sync_attempt([r.id for r in rows], exc.message[:300])
+                    raise
+                report.batches += 1
+                report.uploaded += len(rows)
+                self._record(rows, answer, report)
+                rows = upcoming.result()
+
+    def _record(self, rows: list[TxnRow], answer: BatchAnswer, report: SyncReport) -> None:
+        results: list[tuple[str, str, str | None]] = []
+        denials: list[tuple[str, str]] = []
+        for row, item in zip(rows, answer.results, strict=True):
+            state, reason = item.status, item.reason
+            if state == "duplicate":
+                report.duplicate += 1
+                if item.original_status == "declined_after_offline":
+                    state = "declined_after_offline"
+            elif state == "accepted":
+                report.accepted += 1
+            if state == "declined_after_offline":
+                report.declined_after_offline += 1
+                reason = reason or "declined_by_backend"
+                if row.card_token:
+                    denials.append((row.card_token, f"declined_after_offline:{reason}"))
+                if len(report.declined) < MAX_DECLINES_LISTED:
+                    report.declined.append({"id": row.id, "seq": row.seq, "amount": row.amount.minor,
+                                            "amount_text": str(row.amount), "card_token": row.card_token,
+                                            "masked_pan": row.masked_pan, "reason": reason})
+                log.warning("backend declined offline-approved payment seq=%d %s (%s); card token denied here",
+                            row.seq, row.amount, reason)
+            elif state == "rejected":
+                report.rejected += 1
+                log.error("backend rejected journal row seq=%d id=%s: %s (kept in the journal; call support)",
+                          row.seq, row.id, reason)
+            results.append((row.id, state, reason))
+        now = self.service.clock()
+        for token, why in denials:  # first the deny list, then the rows leave the queue
+            self.journal.deny_locally(token, why, now=now)
+        self.journal.set_sync_results(results, now=now)
+        if answer.gaps:
+            requeued = self.journal.requeue_for_sync(answer.gaps)
+            report.gaps = sorted(set(report.gaps) | set(answer.gaps))
+            report.requeued += requeued
+            if requeued:
+                log.warning("backend is missing rows %s; %d rows queued again", list(answer.gaps), requeued)
+
+    # -- retries and the background worker --------------------------------------------------------
+
+    def retry_delay(self, failures: int, retry_after_s: float | None = None) -> float:
+        """Exponential backoff with jitter (half fixed, half random), at least Retry-After (capped)."""
+        base = self.cfg.backoff_initial_ms / 1000
+        ceiling = min(self.cfg.backoff_max_ms / 1000, base * 2 ** min(max(failures, 1) - 1, 40))
+        delay = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+        if retry_after_s is not None:
+            delay = max(delay, min(retry_after_s, self.cfg.retry_after_max_ms / 1000))
+        return delay
+
+    def _delay_after(self, report: SyncReport) -> float:
+        if report.skipped:
+            self._failures = max(self._failures, 1)
+            return max(0.01, self.client.breaker.seconds_until_probe())
+        if report.ok:
+            self._failures = 0
+            return 0.0 if report.queue_after else self.cfg.interval_ms / 1000
+        # a cycle that moved rows before failing shows a working backend: back off from the start again
+        self._failures = 1 if report.batches else self._failures + 1
+        return max(self.retry_delay(self._failures, report.retry_after_s), self.client.breaker.seconds_until_probe())
+
+    def drain(self, *, timeout_s: float, sleep: Any = time.sleep) -> list[SyncReport]:
+        """Run cycles, with the worker's backoff between failures, until a cycle succeeds with an
+        empty queue, a failure cannot be retried, or `timeout_s` is up. Returns every cycle's report."""
+        deadline = time.monotonic() + timeout_s
+        reports: list[SyncReport] = []
+        self._failures = 0
+        while True:
+            report = self.run_once()
+            reports.append(report)
+            if report.ok and report.queue_after == 0:
+                return reports
+            if not report.retryable and report.error:
+                return reports
+            delay = self._delay_after(report)
+            if time.monotonic() + delay > deadline:
+                return reports
+            sleep(delay)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Sync in a background thread until `stop()`."""
+        if self.running:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="walletpos-sync", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        self._failures = 0
+        while not self._stop.is_set():
+            try:
+                report = self.run_once()
+                delay = self._delay_after(report)
+            except Exception:  # the worker must outlive a bug in one cycle; the log has the traceback
+                log.exception("sync cycle crashed")
+                self._failures += 1
+                delay = self.retry_delay(self._failures)
+            self._next_at = time.monotonic() + delay
+            self._wake.wait(delay)
+            self._wake.clear()
+        self._next_at = None
+
+    def nudge(self) -> None:
+        """Start the next cycle now (e.g. the operator pressed 'sync')."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def close(self) -> None:
+        """Stop the worker and release the backend connections and the authorisation threads."""
+        self.stop()
+        if self.authorizer is not None:
+            self.authorizer.close()
+        self.client.close()
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def status(self) -> SyncStatus:
+        journal = self.journal
+        queue = journal.queue_summary()
+        oldest = queue["oldest_pending_at"]
+        age = (self.service.clock() - parse_utc(oldest)).total_seconds() if oldest else None
+        counts = journal.sync_state_counts()
+        limits = self.stored_limits()
+        breaker = self.client.breaker
+        next_in = max(0.0, self._next_at - time.monotonic()) if self.running and self._next_at else None
+        return SyncStatus(
+            enabled=True, backend_url=self.client.base_url, enrolled=self.client.enrolled,
+            enrolment_problem=self.client.enrolment_problem, queue_depth=queue["pending"],
+            oldest_pending_at=oldest, oldest_pending_age_s=round(age, 1) if age is not None else None,
+            last_success_at=journal.meta(META_LAST_OK), last_attempt_at=journal.meta(META_LAST_ATTEMPT),
+            last_error=journal.meta(META_LAST_ERROR) or None, last_error_at=journal.meta(META_LAST_ERROR_AT) or None,
+            breaker_state=breaker.state, consecutive_failures=breaker.consecutive_failures,
+            worker_running=self.running, next_attempt_in_s=round(next_in, 3) if next_in is not None else None,
+            declined_after_offline=counts["declined_after_offline"], rejected=counts["rejected"],
+            deny_list_version=journal.deny_list_version(), limits_version=limits.version if limits else 0,
+            issuer_keys_version=int(journal.meta(META_ISSUER_VERSION) or 0),
+        )
+
+
+def disabled_status(service: Service) -> SyncStatus:
+    """Status of a terminal whose backend is switched off in config."""
+    journal = service.require_journal()
+    queue = journal.queue_summary()
+    oldest = queue["oldest_pending_at"]
+    counts = journal.sync_state_counts()
+    return SyncStatus(
+        enabled=False, backend_url=service.config.backend.url, enrolled=False,
+        enrolment_problem="the backend is switched off ([backend] enabled = false)", queue_depth=queue["pending"],
+        oldest_pending_at=oldest,
+        oldest_pending_age_s=round((service.clock() - parse_utc(oldest)).total_seconds(), 1) if oldest else None,
+        last_success_at=journal.meta(META_LAST_OK), last_attempt_at=journal.meta(META_LAST_ATTEMPT),
+        last_error=journal.meta(META_LAST_ERROR) or None, last_error_at=journal.meta(META_LAST_ERROR_AT) or None,
+        breaker_state="closed", consecutive_failures=0, worker_running=False, next_attempt_in_s=None,
+        declined_after_offline=counts["declined_after_offline"], rejected=counts["rejected"],
+        deny_list_version=journal.deny_list_version(), limits_version=0,
+        issuer_keys_version=int(journal.meta(META_ISSUER_VERSION) or 0),
+    )
+
+
+def attach_backend(service: Service) -> None:
+    """Wire the backend into a service: client, online authorisation for `pay`, sync worker."""
+    config = service.config
+    assert service.keys is not None
+    client = BackendClient(config, service.data_dir, service.keys)
+    authorizer = BackendAuthorizer(client, config.backend.online_auth_deadline_ms)
+    service.backend = client
+    service.online = authorizer
+    service.sync = SyncWorker(service, client, authorizer)
+
+
+__all__ = [
+    "Enrolment", "PaymentStatus", "SyncReport", "SyncStatus", "SyncWorker", "attach_backend", "disabled_status",
+]
