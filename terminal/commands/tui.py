@@ -11,6 +11,8 @@ def cmd_tui(args: argparse.Namespace) -> int:
     from terminal.tui.app import make_app
 
     with _service(args) as svc:
+        if svc.sync is not None:
+            svc.start_sync()  # store-and-forward in the background; the screen never waits for it
         make_app(svc, locale=args.locale).run()
     return Exit.OK
 

@@ -48,20 +48,30 @@ def localized(cls: type[S], locale: str) -> type[S]:
     return _LOCALIZED[key]  # type: ignore[return-value]
 
 
+def backend_state(sync: Any) -> str:
+    """online, offline, connecting (never tried yet), not_enrolled or disabled, from a SyncStatus."""
+    if not sync.enabled:
+        return "disabled"
+    if not sync.enrolled:
+        return "not_enrolled"
+    if sync.breaker_state != "closed":
+        return "offline"
+    if sync.last_error_at and (not sync.last_success_at or sync.last_error_at > sync.last_success_at):
+        return "offline"
+    return "online" if sync.last_success_at else "connecting"
+
+
 def collect_status(service: Any) -> StatusSnapshot:
-    """Read what the status bar shows (journal queue, backend breaker, devices): runs in a worker."""
+    """Read what the status bar shows (journal queue, backend, devices): runs in a worker thread."""
     now = service.clock()
     journal = service.journal
-    queue, oldest = 0, None
+    queue, oldest, backend = 0, None, "disabled"
     if journal is not None:
         summary = journal.queue_summary()
         queue = summary["pending"]
         if summary["oldest_pending_at"]:
             oldest = max(0.0, (now - datetime.fromisoformat(summary["oldest_pending_at"])).total_seconds())
-    backend = "unknown"
-    online = getattr(service, "online", None)
-    if online is not None:
-        backend = "online" if online.reachable() else "offline"
+        backend = backend_state(service.sync_status())
     devices = getattr(service, "device_states", None)
     reader, camera = devices() if callable(devices) else ("none", "none")
     return StatusSnapshot(at=now, backend=backend, queue=queue, oldest_pending_s=oldest, reader=reader,

@@ -20,7 +20,7 @@ class StatusSnapshot:
     """Everything the status bar shows, collected off the event loop."""
 
     at: datetime | None = None
-    backend: str = "unknown"  # online | offline | unknown
+    backend: str = "disabled"  # online | offline | connecting | not_enrolled | disabled
     queue: int = 0
     oldest_pending_s: float | None = None
     reader: str = "none"  # ReaderStatus.state or "none"
@@ -60,11 +60,9 @@ class StatusBar(Static):
         parts: list[tuple[str, str]] = []
         if not status.storage_ok:
             parts.append((tr("status.storage_failed"), "bold white on red"))
-        style = {"online": "bold green", "offline": "bold red"}.get(status.backend, "yellow")
-        key = f"status.short.{status.backend}" if short else {
-            "online": "status.backend_online", "offline": "status.backend_offline"}.get(status.backend,
-                                                                                     "status.backend_unknown")
-        parts.append(("● " + tr(key), style))
+        style = {"online": "bold green", "offline": "bold red", "not_enrolled": "bold red"}.get(status.backend,
+                                                                                             "yellow")
+        parts.append(("● " + tr(("status.short." if short else "status.backend.") + status.backend), style))
         prefix = "status.short." if short else "status."
         if status.oldest_pending_s is not None and status.queue:
             parts.append((tr(prefix + "queue_oldest", count=status.queue, age=human_age(status.oldest_pending_s)),
