@@ -165,4 +165,4 @@ def test_missing_unreadable_and_binary_files(tmp_path):
 
 def test_generated_defaults_parse_as_toml():
     data = tomllib.loads(defaults_toml())
-    assert set(data) == {"terminal", "display", "limits", "offline", "wallet_tiers", "refunds", "log"}
+    assert set(data) == {"terminal", "display", "limits", "offline", "wallet_tiers", "refunds", "log", "camera", "qr"}
