@@ -143,12 +143,12 @@ def _homography(src_w: int, src_h: int, anchor: tuple[float, float], code_side_s
 
 
 def _motion_kernel(length: float, angle: float) -> np.ndarray:
-    size = max(3, int(math.ceil(length)) | 1)
+    size = max(3, math.ceil(length) | 1)
     kernel = np.zeros((size, size), np.float32)
     c = size // 2
     dx, dy = math.cos(math.radians(angle)), math.sin(math.radians(angle))
     for t in np.linspace(-length / 2, length / 2, max(2, int(length * 2))):
-        kernel[int(round(c + t * dy)), int(round(c + t * dx))] = 1
+        kernel[round(c + t * dy), round(c + t * dx)] = 1
     return kernel / kernel.sum()
 
 
@@ -158,7 +158,7 @@ def render_scene(text: str, scene: Scene, size: tuple[int, int] = FRAME_SIZE) ->
     w, h = size
     frame = _background(rng, w, h)
     n = qr_modules(text, scene.error_correction).shape[0]
-    module_px = max(2, int(math.ceil(scene.code_px / n * 2)))  # supersample, then the warp scales down
+    module_px = max(2, math.ceil(scene.code_px / n * 2))  # supersample, then the warp scales down
     phone, ox, oy = _screen(text, scene, rng, module_px)
     code_side = n * module_px
     if scene.damage > 0:
@@ -185,7 +185,8 @@ def render_scene(text: str, scene: Scene, size: tuple[int, int] = FRAME_SIZE) ->
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         f1, f2 = rng.uniform(0.35, 0.6), rng.uniform(0.35, 0.6)
         ang = rng.uniform(0, math.pi)
-        fringe = np.sin(f1 * (xx * math.cos(ang) + yy * math.sin(ang))) * np.sin(f2 * (yy * math.cos(ang) - xx * math.sin(ang)))
+        ca, sa = math.cos(ang), math.sin(ang)
+        fringe = np.sin(f1 * (xx * ca + yy * sa)) * np.sin(f2 * (yy * ca - xx * sa))
         img = img * (1 + scene.moire * 0.5 * fringe[..., None] * alpha)
     if scene.gaussian_blur > 0:
         img = cv2.GaussianBlur(img, (0, 0), scene.gaussian_blur)
