@@ -12,6 +12,7 @@ Used by the simulated camera (`drivers.sim.camera`), the tests and `scripts/benc
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
@@ -24,12 +25,15 @@ FRAME_SIZE = (1280, 720)
 _EC = {"L": ERROR_CORRECT_L, "M": ERROR_CORRECT_M, "Q": ERROR_CORRECT_Q, "H": ERROR_CORRECT_H}
 
 
+@functools.lru_cache(maxsize=256)
 def qr_modules(text: str, error_correction: str = "M") -> np.ndarray:
-    """The module matrix of a QR code for `text` (True = dark), without quiet zone."""
+    """The module matrix of a QR code for `text` (True = dark), without quiet zone (read-only)."""
     code = qrcode.QRCode(error_correction=_EC[error_correction], border=0, box_size=1)
     code.add_data(text.encode("utf-8"))
     code.make(fit=True)
-    return np.array(code.get_matrix(), dtype=bool)
+    matrix = np.array(code.get_matrix(), dtype=bool)
+    matrix.flags.writeable = False
+    return matrix
 
 
 def render_code(text: str, module_px: int = 8, quiet: int = 4, error_correction: str = "M",
@@ -68,10 +72,9 @@ class Scene:
 
 
 def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
-    """A counter: a smooth gradient, some boxes and lines (edges that look a bit like finder patterns)."""
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    base = 90 + 50 * np.sin(xx / rng.uniform(150, 400) + rng.uniform(0, 6)) * np.cos(yy / rng.uniform(150, 400))
-    img = np.dstack([base * rng.uniform(0.7, 1.2) for _ in range(3)]).clip(0, 255).astype(np.uint8)
+    """A counter: a smooth uneven light, some boxes and lines (edges that look a bit like finder patterns)."""
+    coarse = rng.uniform(50, 170, (4, 6, 3)).astype(np.float32)
+    img = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC).clip(0, 255).astype(np.uint8)
     for _ in range(int(rng.integers(6, 14))):
         x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
         bw, bh = int(rng.integers(20, 200)), int(rng.integers(20, 200))
