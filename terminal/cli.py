@@ -294,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Subcommands that live in their own modules (tap, scan, qr, sync, demo, ...). Each module has
 # `register(subparsers, common_parent)` and imports heavy dependencies only inside its handlers,
 # so `walletpos --help` stays fast.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("terminal.commands.qr",)
 
 
 def _fail(code: Exit, title: str, message: str) -> NoReturn:

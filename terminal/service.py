@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,8 +26,8 @@ from terminal.config import Config, load_config
 from terminal.core import rules
 from terminal.core.money import Money
 from terminal.core.rules import Decision, Method, PaymentRequest, Reason, RuleOutcome, RuleSet, TerminalState
-from terminal.errors import StorageError, WalletposError
-from terminal.journal import Journal, NewTransaction, TxnRow, VerifyReport, new_txn_id, parse_utc, utc_text
+from terminal.errors import CodeAlreadyUsed, StorageError, WalletposError
+from terminal.journal import CodeClaim, Journal, NewTransaction, TxnRow, VerifyReport, new_txn_id, parse_utc, utc_text
 from terminal.logs import setup_logging
 from terminal.security import TerminalKeys, ensure_private_dir, load_or_create_keys
 
@@ -199,8 +199,12 @@ class Service:
         operator: str | None = None,
         txn_id: str | None = None,
         started: float | None = None,
+        claim: CodeClaim | None = None,
     ) -> PaymentResult:
-        """Decide one payment and make its outcome durable before returning it."""
+        """Decide one payment and make its outcome durable before returning it.
+
+        `claim` marks a single-use wallet code as used in the same transaction as an approval; a
+        code already used is declined (`code_already_used`) and the decline is journaled."""
         t0 = started if started is not None else time.perf_counter()
         timings: dict[str, float] = {}
         if self.journal is None:
@@ -243,11 +247,20 @@ class Service:
         )
         t_journal = time.perf_counter()
         try:
-            row = self.journal.append(record, now=self.clock(), business_date=state.business_date)
+            try:
+                row = self.journal.append(record, now=self.clock(), business_date=state.business_date,
+                                          claim=claim if approved else None)
+            except CodeAlreadyUsed:
+                approved, auth_mode, reasons = False, "none", ("code_already_used",)
+                final = RuleOutcome(Decision.DECLINE, ())
+                answer = None
+                record = replace(record, decision="declined", reasons=reasons, auth_mode=auth_mode)
+                row = self.journal.append(record, now=self.clock(), business_date=state.business_date)
         except StorageError as exc:
             return self._storage_failure(exc.message, timings, t0)
         timings["journal"] = (time.perf_counter() - t_journal) * 1000
-        message = _result_message(approved, auth_mode, final, answer)
+        message = _result_message(approved, auth_mode, final, answer) if reasons != ("code_already_used",) \
+            else "Declined: this payment code was already used."
         log.info("payment %s seq=%d %s %s %s reasons=%s", row.id, row.seq, row.decision, auth_mode,
                  request.amount, ",".join(reasons))
         return PaymentResult(row.decision, auth_mode, reasons, message, outcome, row, self._total(timings, t0))
@@ -319,6 +332,20 @@ class Service:
 
     def audit(self, event: str, *, actor: str | None = None, details: Mapping[str, Any] | None = None) -> None:
         self.require_journal().audit(event, now=self.clock(), actor=actor, details=details)
+
+    # -- QR payment codes: scanned codes and the terminal's merchant code (terminal/codepay.py) ---
+
+    def pay_code(self, text: str, amount: Money, *, operator: str | None = None) -> Any:
+        """Pay with a code the customer shows (CPM, signed or numeric wallet code) -> CodePayResult."""
+        from terminal import codepay
+
+        return codepay.pay_code(self, text, amount, operator=operator)
+
+    def merchant_qr(self, amount: Money) -> Any:
+        """The dynamic merchant code for one payment -> codepay.MerchantQr."""
+        from terminal import codepay
+
+        return codepay.merchant_qr(self, amount)
 
 
 def _result_message(approved: bool, auth_mode: str, final: RuleOutcome, answer: OnlineAnswer | None) -> str:
