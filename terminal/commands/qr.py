@@ -52,6 +52,23 @@ def write_png(text: str, path: Path, module_px: int = 8) -> None:
         raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def _usage_errors(handler: Any) -> Any:
+    """Usage errors end the command with exit code 2 here, whichever copy of terminal.cli raised them
+    (under `python -m terminal.cli` the running module is __main__, not terminal.cli)."""
+
+    def run(args: argparse.Namespace) -> int:
+        from terminal.cli import Exit, UsageError
+
+        try:
+            return handler(args)
+        except UsageError as exc:
+            print(f"walletpos: {exc.title}: {exc.message}", file=sys.stderr)
+            return Exit.USAGE
+
+    return run
+
+
+@_usage_errors
 def cmd_qr(args: argparse.Namespace) -> int:
     from terminal.cli import Exit, _service
     from terminal.core.money import format_money
@@ -95,6 +112,7 @@ def _describe(svc: Any, text: str) -> dict[str, Any]:
     return out
 
 
+@_usage_errors
 def cmd_scan(args: argparse.Namespace) -> int:
     from drivers.camera import scanner_from_config
     from terminal.cli import Exit, UsageError, _service
