@@ -79,6 +79,8 @@ def test_scan_pay_with_a_signed_code_from_a_video_then_the_replay_is_declined(cl
 
 
 def test_scan_usage_and_read_errors(cli_env, tmp_path):
+    help_text = run(cli_env, "--help").stdout
+    assert "qr " in help_text and "scan" in help_text
     assert "--pay needs --amount" in run(cli_env, "scan", "--source", "x.png", "--pay", code=2).stderr
     missing = run(cli_env, "scan", "--source", str(tmp_path / "none.mp4"), code=13)
     assert "no such file" in missing.stderr

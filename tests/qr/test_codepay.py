@@ -127,3 +127,24 @@ def test_merchant_qr_carries_amount_and_a_reference_that_is_the_transaction_id(q
     for txn_id in ("00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff"):
         assert codepay.txn_id_of_reference(codepay.reference_of(txn_id)) == txn_id
     assert codepay.reference_of("ffffffff-ffff-ffff-ffff-ffffffffffff") == "F5LXX1ZZ5PNORYNQGLHZMSP33"
+
+
+def test_card_data_and_numeric_codes_are_sealed_to_the_backend_key_when_there_is_one(qr_service):
+    """Once the backend side offers `backend_sealing_key()` (enrolment), card data goes sealed: only
+    the backend's X25519 private key opens it. A real key pair stands in for an enrolled backend."""
+    import json
+
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from terminal.security import open_sealed
+
+    backend = X25519PrivateKey.generate()
+    qr_service.backend_sealing_key = lambda: backend.public_key().public_bytes_raw()
+    pan = "6212345678901234"
+    row = qr_service.pay_code(cpm_text(pan=pan), Money(500, CNY)).payment.row
+    assert row.sealed_card and pan not in row.sealed_card
+    opened = json.loads(open_sealed(backend.private_bytes_raw(), row.sealed_card))
+    assert opened["pan"] == pan and opened["expiry"] == "281231"
+    numeric = qr_service.pay_code("291234567890123456", Money(500, CNY)).payment.row
+    assert json.loads(open_sealed(backend.private_bytes_raw(), numeric.sealed_card)) == {
+        "wallet_code": "291234567890123456"}
