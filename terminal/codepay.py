@@ -209,15 +209,25 @@ def _decline_signed(svc: Service, text: str, amount: Money, reason: str, message
                          transaction_id=row.id)
 
 
+def journal_refusal(svc: Service, text: str, amount: Money, exc: QrPayloadError, *,
+                    operator: str | None = None) -> CodePayResult | None:
+    """Journal the refusal `exc` of `text` as a declined payment when it is the refusal of a signed
+    wallet code (a payment attempt the backend should see); None when nothing is journaled. For a
+    checkout that calls `prepare_code_payment` itself."""
+    kind = qrpay.kind_of(text, svc.config.qr.numeric_prefixes) if isinstance(text, str) else CodeKind.OTHER
+    if kind is CodeKind.WALLET_SIGNED and exc.reason in JOURNALED_REFUSALS:
+        return _decline_signed(svc, text, amount, exc.reason, exc.message, operator)
+    return None
+
+
 def pay_code(svc: Service, text: str, amount: Money, *, operator: str | None = None) -> CodePayResult:
     """Decide and journal a payment with a scanned code (see the module docstring)."""
     kind = qrpay.kind_of(text, svc.config.qr.numeric_prefixes) if isinstance(text, str) else CodeKind.OTHER
     try:
         payment = prepare_code_payment(svc, text, amount)
     except QrPayloadError as exc:
-        if kind is CodeKind.WALLET_SIGNED and exc.reason in JOURNALED_REFUSALS:
-            return _decline_signed(svc, text, amount, exc.reason, exc.message, operator)
-        return CodePayResult(kind.value, "refused", (exc.reason,), exc.message)
+        declined = journal_refusal(svc, text, amount, exc, operator=operator)
+        return declined or CodePayResult(kind.value, "refused", (exc.reason,), exc.message)
     claim = payment.claim
     if claim is not None and svc.require_journal().code_used(claim.wallet_id, claim.counter):
         return _decline_signed(svc, text, amount, "code_already_used", "this payment code was already used",

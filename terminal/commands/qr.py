@@ -37,17 +37,11 @@ def _terminal_qr(text: str) -> str:
 
 def write_png(text: str, path: Path, module_px: int = 8) -> None:
     """The code as a PNG (black on white, 4-module quiet zone, error correction M)."""
-    import cv2
-
-    from drivers.sim.phone import render_code
+    from drivers.qrimage import code_png
     from terminal.errors import StorageError
 
-    image = render_code(text, module_px=module_px, quiet=4, error_correction="M")
-    ok, data = cv2.imencode(".png", image)
     try:
-        if not ok:
-            raise OSError("PNG encoding failed")
-        path.write_bytes(data.tobytes())
+        path.write_bytes(code_png(text, module_px=module_px))
     except OSError as exc:
         raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
 

@@ -87,3 +87,13 @@ def test_scan_usage_and_read_errors(cli_env, tmp_path):
     blank = tmp_path / "blank.png"
     cv2.imwrite(str(blank), np.zeros((100, 100, 3), np.uint8))
     assert "0 code(s) read from 1 frame(s)" in run(cli_env, "scan", "--source", str(blank), code=13).stderr
+
+
+def test_cli_and_payment_flow_load_no_camera_libraries():
+    """cv2, zxing-cpp and zbar load only when a camera or image is used (walletpos --help stays fast)."""
+    import sys
+
+    code = ("import sys, terminal.cli, terminal.codepay, terminal.commands.qr; terminal.cli.build_parser(); "
+            "print(sorted(m for m in ('cv2', 'zxingcpp', 'pyzbar', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
