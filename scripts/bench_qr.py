@@ -160,10 +160,16 @@ def machine() -> dict[str, object]:
                 break
     except OSError:
         pass
-    import zxingcpp
+    from importlib.metadata import PackageNotFoundError, version
+
+    def package(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
 
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "opencv": cv2.__version__,
-            "zxing_cpp": getattr(zxingcpp, "__version__", "?"), "numpy": np.__version__,
+            "zxing_cpp": package("zxing-cpp"), "pyzbar": package("pyzbar"), "numpy": np.__version__,
             "platform": platform.platform()}
 
 
