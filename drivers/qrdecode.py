@@ -176,7 +176,7 @@ class Pipeline:
     already spent on the frame plus that rung's running average cost stays within it. `steps` may
     be narrowed, e.g. to measure zxing-cpp alone."""
 
-    budget_ms: float = 13.0
+    budget_ms: float = 12.0
     steps: tuple[tuple[str, Step], ...] = (
         ("zxing", _primary),
         ("half_unsharp", _half_unsharp),

@@ -224,14 +224,19 @@ def pay_code(svc: Service, text: str, amount: Money, *, operator: str | None = N
     """Decide and journal a payment with a scanned code (see the module docstring)."""
     kind = qrpay.kind_of(text, svc.config.qr.numeric_prefixes) if isinstance(text, str) else CodeKind.OTHER
     try:
-        payment = prepare_code_payment(svc, text, amount)
-    except QrPayloadError as exc:
-        declined = journal_refusal(svc, text, amount, exc, operator=operator)
-        return declined or CodePayResult(kind.value, "refused", (exc.reason,), exc.message)
-    claim = payment.claim
-    if claim is not None and svc.require_journal().code_used(claim.wallet_id, claim.counter):
-        return _decline_signed(svc, text, amount, "code_already_used", "this payment code was already used",
-                               operator)
+        try:
+            payment = prepare_code_payment(svc, text, amount)
+        except QrPayloadError as exc:
+            declined = journal_refusal(svc, text, amount, exc, operator=operator)
+            return declined or CodePayResult(kind.value, "refused", (exc.reason,), exc.message)
+        claim = payment.claim
+        if claim is not None and svc.journal is not None and svc.journal.code_used(claim.wallet_id, claim.counter):
+            return _decline_signed(svc, text, amount, "code_already_used", "this payment code was already used",
+                                   operator)
+    except StorageError as exc:  # the journal cannot record: nothing is approved (fail closed)
+        log.error("code payment refused, cannot record: %s", exc.message)
+        return CodePayResult(kind.value, "declined", ("storage_failure",),
+                             f"Not approved: the terminal cannot record payments ({exc.message}).")
     result = svc.pay(payment.request, payment.facts, operator=operator, claim=claim)
     return CodePayResult(payment.kind.value, result.outcome, tuple(result.reasons), result.message, result,
                          result.row.id if result.row else None, payment.facts.masked_pan)

@@ -148,3 +148,16 @@ def test_card_data_and_numeric_codes_are_sealed_to_the_backend_key_when_there_is
     numeric = qr_service.pay_code("291234567890123456", Money(500, CNY)).payment.row
     assert json.loads(open_sealed(backend.private_bytes_raw(), numeric.sealed_card)) == {
         "wallet_code": "291234567890123456"}
+
+
+def test_codes_are_declined_when_the_journal_cannot_record(tmp_path, clock, qr_config, issuer):
+    from terminal.service import build_service
+
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the data directory should be")
+    with build_service(qr_config, blocked, clock=clock, env={}) as svc:
+        assert svc.journal is None
+        for text in (make_code(issuer, issued=clock.now), make_code(issuer, issued=clock.now - timedelta(hours=1)),
+                     cpm_text()):
+            result = svc.pay_code(text, Money(100, CNY))
+            assert result.outcome == "declined" and "storage_failure" in result.reasons, result
