@@ -256,6 +256,13 @@ def _check_backend_url(value: str) -> str | None:
     return None
 
 
+def _check_camera_source(value: str) -> str | None:
+    if value.strip() != value or not value:
+        return ("a device index (0), a device path (/dev/video0), a video file, an image, a folder of images, "
+                "an rtsp:// URL or sim:")
+    return None
+
+
 @section(
     "The wallet backend: where it is, how long the terminal waits for it, and how it is trusted.\n"
     "Requests are signed with the terminal key; the terminal is enrolled once with\n"
@@ -316,6 +323,66 @@ class SyncConfig:
     )
 
 
+@section(
+    "The camera that reads payment codes shown by customers. The same decoding serves a live camera and a\n"
+    "file, so a recorded video or a folder of images can stand in for the camera."
+)
+@dataclass(frozen=True, kw_only=True)
+class CameraConfig:
+    source: str = setting(
+        "sim:", "Where frames come from: a device index (0) or path (/dev/video0), a video file, an image, a\n"
+        "folder of images (read in name order), an rtsp:// URL, or sim: for the built-in simulated camera.",
+        check=_check_camera_source,
+    )
+    width: int = setting(1280, "Frame width asked of the camera, in pixels.", minimum=160, maximum=3840)
+    height: int = setting(720, "Frame height asked of the camera, in pixels.", minimum=120, maximum=2160)
+    fps: int = setting(30, "Frames per second asked of the camera.", minimum=1, maximum=120)
+    reopen_backoff_max_ms: int = setting(
+        5000, "A camera that stops delivering frames is reopened, waiting twice as long after each failure up\n"
+        "to this many milliseconds.", minimum=50, maximum=600_000,
+    )
+    debounce_ms: int = setting(
+        1500, "A code is reported once per presentation: the same code is reported again only after it has\n"
+        "been out of sight for this many milliseconds.", minimum=0, maximum=60_000,
+    )
+
+
+def _check_issuer_key(value: str) -> str | None:
+    return None if re.fullmatch(r"[A-Za-z0-9._-]{1,32}:[0-9a-f]{64}", value) else (
+        "key-id:64 lowercase hex digits of the issuer's Ed25519 public key")
+
+
+@section("Payment codes: which codes this terminal accepts and the merchant code it shows.")
+@dataclass(frozen=True, kw_only=True)
+class QrConfig:
+    numeric_prefixes: tuple[str, ...] = setting(
+        ["28", "29"], "Numeric wallet payment codes (18-19 digits, resolved by the backend) start with one of these.",
+        pattern=r"[0-9]{1,6}", allowed="1-6 digits",
+    )
+    issuer_keys: tuple[str, ...] = setting(
+        [], "Issuer public keys for signed wallet codes, as \"key-id:hex\" (Ed25519, 32 bytes); keys the\n"
+        "backend delivers are used as well. A code signed by a key in neither place is refused.",
+        check=lambda keys: next((p for p in map(_check_issuer_key, keys) if p), None),
+    )
+    clock_skew_seconds: int = setting(
+        30, "Tolerance between the issuer's clock and the terminal's when checking a signed code's time window.",
+        minimum=0, maximum=600,
+    )
+    merchant_account_id: int = setting(
+        26, "EMVCo merchant account ID (26-51) of this wallet in the merchant code the terminal shows.",
+        minimum=26, maximum=51,
+    )
+    merchant_account_guid: str = setting(
+        "com.walletpos.pay", "Globally unique identifier of the wallet (merchant account sub-ID 00): a reverse\n"
+        "domain name or an AID.", pattern=r"[\x21-\x7e]{1,32}", allowed="1-32 printable ASCII characters",
+    )
+
+    @property
+    def issuer_key_map(self) -> dict[str, bytes]:
+        """Configured issuer keys: key id -> raw Ed25519 public key."""
+        return {k: bytes.fromhex(v) for k, v in (item.split(":", 1) for item in self.issuer_keys)}
+
+
 @dataclass(frozen=True, kw_only=True)
 class Config:
     terminal: TerminalConfig
@@ -329,6 +396,8 @@ class Config:
     log: LogConfig
     backend: BackendConfig
     sync: SyncConfig
+    camera: CameraConfig
+    qr: QrConfig
     source: str = field(default=EMBEDDED, compare=False)
 
     @property

@@ -428,6 +428,20 @@ class Service:
         enrolment = self.sync.client.enrolment if self.sync is not None else None
         return enrolment.sealing_public_key if enrolment is not None else None
 
+    # -- QR payment codes: scanned codes and the terminal's merchant code (terminal/codepay.py) ---
+
+    def pay_code(self, text: str, amount: Money, *, operator: str | None = None) -> Any:
+        """Pay with a code the customer shows (CPM, signed or numeric wallet code) -> CodePayResult."""
+        from terminal import codepay
+
+        return codepay.pay_code(self, text, amount, operator=operator)
+
+    def merchant_qr(self, amount: Money) -> Any:
+        """The dynamic merchant code for one payment -> codepay.MerchantQr."""
+        from terminal import codepay
+
+        return codepay.merchant_qr(self, amount)
+
 
 def _result_message(approved: bool, auth_mode: str, final: RuleOutcome, answer: OnlineAnswer | None) -> str:
     if answer is not None:

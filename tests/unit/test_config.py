@@ -168,3 +168,4 @@ def test_generated_defaults_parse_as_toml():
     assert set(data) == {f.name for f in dataclasses.fields(Config) if f.name != "source"}
     assert {"terminal", "limits", "offline", "wallet_tiers", "refunds", "log"} <= set(data)
     assert {"backend", "sync"} <= set(data)
+    assert {"camera", "qr"} <= set(data)
