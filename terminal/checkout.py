@@ -32,7 +32,7 @@ from drivers.base import (
 )
 from terminal.core.money import Money
 from terminal.core.rules import PaymentRequest
-from terminal.errors import CardError, QrPayloadError, ReaderError, WalletposError
+from terminal.errors import CardError, QrPayloadError, ReaderError, StorageError, WalletposError
 from terminal.journal import CodeClaim, TxnRow
 from terminal.service import CardFacts, PaymentResult, Service
 
@@ -79,9 +79,39 @@ class Interpretation:
 
 
 class Interpreter(Protocol):
-    def card(self, session: CardSession, amount: Money) -> Interpretation: ...
+    def card(self, session: CardSession, amount: Money, operator: str | None) -> Interpretation: ...
 
-    def code(self, code: ScannedCode, amount: Money) -> Interpretation: ...
+    def code(self, code: ScannedCode, amount: Money, operator: str | None) -> Interpretation: ...
+
+
+class PaymentInterpreter:
+    """Turns presentations into payment requests: the EMV kernel for cards (`read_card`), the
+    payload parsers for codes (`terminal.codepay`)."""
+
+    def __init__(self, service: Service,
+                 read_card: Callable[[Service, CardSession, Money], Interpretation] | None = None) -> None:
+        self.service = service
+        self.read_card = read_card
+
+    def card(self, session: CardSession, amount: Money, operator: str | None) -> Interpretation:
+        if self.read_card is None:
+            raise CardError("this terminal has no card kernel configured", outcome="try_another_card")
+        return self.read_card(self.service, session, amount)
+
+    def code(self, code: ScannedCode, amount: Money, operator: str | None) -> Interpretation:
+        from terminal import codepay
+
+        try:
+            payment = codepay.prepare_code_payment(self.service, code.text, amount)
+        except QrPayloadError as exc:
+            declined = codepay.journal_refusal(self.service, code.text, amount, exc, operator=operator)
+            if declined is None:
+                outcome = "not_a_payment_code" if exc.reason in ("not_a_payment_code", "merchant_code") \
+                    else "code_refused"
+                return Interpretation(refusal=CheckoutResult(outcome, amount, (exc.reason,), detail=exc.message))
+            row = self.service.require_journal().get(declined.transaction_id) if declined.transaction_id else None
+            return Interpretation(refusal=CheckoutResult("declined", amount, declined.reasons, "none", row))
+        return Interpretation(payment.request, payment.facts, payment.claim)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -298,7 +328,8 @@ class Checkout:
         started = time.perf_counter()
         progress("present.reading")
         try:
-            found = self.interpreter.card(item, amount) if kind == "card" else self.interpreter.code(item, amount)
+            found = (self.interpreter.card(item, amount, operator) if kind == "card"
+                     else self.interpreter.code(item, amount, operator))
         except CardRemovedError as exc:
             return CheckoutResult("tap_again", amount, ("card_removed",), detail=exc.message)
         except CardError as exc:
@@ -317,6 +348,52 @@ class Checkout:
         pending = PendingCvm(found.request, facts, found.claim) if result.outcome == "need_cvm" else None
         self._pending = pending
         return CheckoutResult.from_payment(amount, result, facts, pending)
+
+    # -- the terminal's own code (merchant-presented QR) ---------------------------------------------
+
+    def merchant_qr(self, amount: Money) -> Any:
+        """The dynamic EMVCo merchant code for this sale (`codepay.MerchantQr`: payload, reference)."""
+        from terminal import codepay
+
+        return codepay.merchant_qr(self.service, amount)
+
+    def wait_merchant_qr(self, qr: Any, *, cancel: threading.Event, operator: str | None = None,
+                         poll_s: float = 1.0) -> CheckoutResult | None:
+        """Ask the backend every `poll_s` whether the customer paid `qr`; journal the payment when
+        they did. None when cancelled first. An unreachable backend is asked again at the next poll."""
+        while not cancel.wait(poll_s):
+            try:
+                status = self.service.payment_status(qr.reference)
+            except WalletposError as exc:
+                log.info("merchant code %s: backend not answering (%s)", qr.reference, exc)
+                continue
+            if status.status == "pending":
+                continue
+            return self._merchant_qr_outcome(qr, status, operator)
+        return None
+
+    def _merchant_qr_outcome(self, qr: Any, status: Any, operator: str | None) -> CheckoutResult:
+        from terminal.journal import NewTransaction
+
+        paid = status.status == "paid"
+        matches = status.amount in (None, qr.amount.minor) and status.currency in (None, qr.amount.currency.alpha)
+        reasons = ("paid_in_wallet_app",) if paid and matches else (
+            ("amount_mismatch",) if paid else ("payment_cancelled",))
+        approved = paid and matches
+        if paid and not matches:
+            log.error("merchant code %s paid %s %s, expected %s", qr.reference, status.amount, status.currency,
+                      qr.amount)
+        try:
+            row = self.service.require_journal().append(
+                NewTransaction(kind="sale", amount=qr.amount, method="merchant_qr",
+                               decision="approved" if approved else "declined", reasons=reasons, auth_mode="online",
+                               scheme="wallet", card_token=status.card_token, operator=operator, id=qr.transaction_id,
+                               details={"reference": qr.reference, "paid_amount": status.amount}),
+                now=self.service.clock(), business_date=self.service.business_date())
+        except StorageError as exc:
+            # the customer has paid at the backend; the journal cannot record it: say so plainly
+            return CheckoutResult("storage", qr.amount, ("storage_failure",), detail=exc.message)
+        return CheckoutResult("approved" if approved else "declined", qr.amount, reasons, "online", row)
 
     def retry_with_pin(self, cancel: threading.Event, pin: str) -> CheckoutResult:
         """Decide the payment that needed the customer's PIN again, with CVM performed (online PIN:

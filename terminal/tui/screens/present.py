@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -69,7 +70,10 @@ class PresentScreen(BaseScreen):
             return
         if result.outcome in ("not_a_payment_code", "code_refused", "no_devices"):
             # nothing was paid: say why and keep waiting for a card or another code
-            self.say(result.detail or self.tr("present.code_not_payment"))
+            from terminal.i18n import reason
+
+            self.say(reason(self.wp.locale, result.reasons[0]) if result.reasons
+                     else self.tr("present.code_not_payment"))
             self.cancel_event = threading.Event()
             self.wait_for_payment()
             return
@@ -109,13 +113,15 @@ class PresentScreen(BaseScreen):
         checkout = self.wp.service.checkout
         payload = checkout.merchant_qr(self.amount)
         self.app.call_from_thread(self._draw_qr, payload)
-        result = checkout.wait_merchant_qr(payload, cancel=self.cancel_event)
+        operator = self.wp.operator.id if self.wp.operator else None
+        result = checkout.wait_merchant_qr(payload, cancel=self.cancel_event, operator=operator)
         if result is not None:
             self.cancel_event.set()
             self.app.call_from_thread(self.finish, result)
 
     def _draw_qr(self, payload: Any) -> None:
-        self.query_one("#qr", Static).update("\n".join(qr_lines(payload.text, error_correction="L")))
+        self.query_one("#qr", Static).update(Text("\n".join(qr_lines(payload.payload, error_correction="L")),
+                                                  no_wrap=True))
         self.query_one("#prompt", Static).update(self.tr("present.qr_prompt"))
         self.say(self.tr("present.qr_waiting"))
 
