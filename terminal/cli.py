@@ -296,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
 # so `walletpos --help` stays fast.
 COMMAND_MODULES: tuple[str, ...] = (
     "terminal.commands.backoffice",
+    "terminal.commands.demo",
     "terminal.commands.qr",
     "terminal.commands.sync",
     "terminal.commands.tui",

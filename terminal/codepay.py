@@ -17,8 +17,8 @@ signature, expired, not yet valid, over its cap, already used) is declined and t
 journaled with its own reason, so refused codes leave a trace the backend sees; a text that is not
 a payment code at all is only refused.
 
-Wallet codes are paid by wallet, not by card: their `card_token` (velocity, deny list) is
-"wallet:" + the wallet id, which is an opaque identifier the issuer gives, not a card number.
+Wallet codes are paid by wallet, not by card: their `card_token` (velocity, deny list) is the keyed
+token of the wallet id (`security.wallet_token`), of the same form as a card token.
 
 `merchant_qr` builds the dynamic merchant code the customer scans with the wallet app; its 62/05
 reference is the transaction id of the payment it asks for, written in 25 base-36 characters
@@ -148,8 +148,10 @@ def _cpm(svc: Service, code: qrpay.ConsumerPresentedCode, amount: Money) -> Code
     return CodePayment(CodeKind.CPM, request, facts)
 
 
-def wallet_token(wallet_id: str) -> str:
-    return f"wallet:{wallet_id}"
+def wallet_token(svc: Service, wallet_id: str) -> str:
+    if svc.keys is None:
+        raise StorageError(svc.storage_problem or "the terminal keys are not available")
+    return svc.keys.wallet_token(wallet_id)
 
 
 def _signed(svc: Service, code: qrpay.SignedWalletCode, amount: Money) -> CodePayment:
@@ -157,7 +159,7 @@ def _signed(svc: Service, code: qrpay.SignedWalletCode, amount: Money) -> CodePa
 
     verified = qrpay.verify_wallet_code(code, now=svc.clock(), issuer_keys=issuer_keys(svc), amount=amount,
                                         clock_skew_seconds=svc.config.qr.clock_skew_seconds)
-    token = wallet_token(code.wallet_id)
+    token = wallet_token(svc, code.wallet_id)
     facts = CardFacts(scheme="wallet", card_token=token, details={
         "code_kind": CodeKind.WALLET_SIGNED.value, "wallet_id": code.wallet_id, "wallet_tier": code.tier.value,
         "code_counter": code.counter, "key_id": code.key_id,

@@ -399,6 +399,13 @@ UI_EN: dict[str, str] = {
     "action.clear": "Clear",
     "action.language": "Language",
     "action.diagnostics": "Diagnostics",
+    "action.demo_network": "Demo: pull or restore the network",
+    "action.demo_signed_code": "Demo: show a real-name wallet code",
+    "action.demo_unverified_code": "Demo: show an unverified wallet code",
+    "action.demo_numeric_code": "Demo: show a numeric wallet code",
+    "demo.keys": "Demo keys: W real-name wallet code, U unverified wallet code, N numeric code, Ctrl+N network",
+    "demo.network_up": "Demo: network restored, the backend is back",
+    "demo.network_down": "Demo: network pulled, the backend cannot be reached",
 }
 
 UI_ZH: dict[str, str] = {
@@ -547,6 +554,13 @@ UI_ZH: dict[str, str] = {
     "action.clear": "清空",
     "action.language": "语言",
     "action.diagnostics": "诊断",
+    "action.demo_network": "演示：断开或恢复网络",
+    "action.demo_signed_code": "演示：出示实名钱包付款码",
+    "action.demo_unverified_code": "演示：出示未实名钱包付款码",
+    "action.demo_numeric_code": "演示：出示数字付款码",
+    "demo.keys": "演示按键：W 实名钱包码，U 未实名钱包码，N 数字付款码，Ctrl+N 网络",
+    "demo.network_up": "演示：网络已恢复，后台重新连接",
+    "demo.network_down": "演示：网络已断开，无法连接后台",
 }
 
 EN.update(UI_EN)

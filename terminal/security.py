@@ -106,6 +106,9 @@ class TerminalKeys:
     def card_token(self, pan: str) -> str:
         return card_token(pan, self.card_token_key)
 
+    def wallet_token(self, wallet_id: str) -> str:
+        return wallet_token(wallet_id, self.card_token_key)
+
 
 def load_or_create_keys(data_dir: Path) -> TerminalKeys:
     ensure_private_dir(data_dir)
@@ -188,6 +191,14 @@ def card_token(pan: str, key: bytes) -> str:
     """Keyed token of a card number: HMAC-SHA256 over its digits, 32 hex characters."""
     digest = hmac.new(key, _pan_digits(pan).encode(), hashlib.sha256).hexdigest()
     return digest[:32]
+
+
+def wallet_token(wallet_id: str, key: bytes) -> str:
+    """Keyed token of a wallet id (the payer of a wallet code), same form as a card token and never
+    equal to one: HMAC-SHA256 over "wallet:" + the id, 32 hex characters."""
+    if not wallet_id or len(wallet_id) > 64:
+        raise SecurityError("a wallet id is 1 to 64 characters")
+    return hmac.new(key, b"wallet:" + wallet_id.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
 
 
 def mask_pan(pan: str) -> str:

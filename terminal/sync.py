@@ -40,6 +40,7 @@ from terminal.backend import (
     BackendAuthorizer,
     BackendClient,
     BackendError,
+    BackendRefused,
     BatchAnswer,
     Enrolment,
     HeartbeatAnswer,
@@ -339,15 +340,37 @@ class SyncWorker:
             rows = batch_after(0)
             while rows:
                 upcoming = reader.submit(batch_after, rows[-1].seq)
-                try:
-                    answer = self.client.upload(rows)
-                except BackendError as exc:
-                    journal.note_sync_attempt([r.id for r in rows], exc.message[:300])
-                    raise
-                report.batches += 1
-                report.uploaded += len(rows)
-                self._record(rows, answer, report)
+                self._upload(rows, report)
                 rows = upcoming.result()
+
+    def _upload(self, rows: list[TxnRow], report: SyncReport) -> None:
+        """Upload one batch. A batch the backend refuses as invalid (422) is split in halves until the
+        row it refuses is alone; that row is marked `rejected` (kept in the journal, reported, for
+        support to look at) so one bad row can never hold up the rows behind it."""
+        try:
+            answer = self.client.upload(rows)
+        except BackendRefused as exc:
+            if exc.status != 422:
+                self.journal.note_sync_attempt([r.id for r in rows], exc.message[:300])
+                raise
+            if len(rows) == 1:
+                row = rows[0]
+                report.rejected += 1
+                log.error("backend refused journal row seq=%d id=%s as invalid: %s (kept in the journal; call "
+                          "support)", row.seq, row.id, exc.message)
+                self.journal.set_sync_results([(row.id, "rejected", f"invalid: {exc.message}"[:300])],
+                                              now=self.service.clock())
+                return
+            half = len(rows) // 2
+            self._upload(rows[:half], report)
+            self._upload(rows[half:], report)
+            return
+        except BackendError as exc:
+            self.journal.note_sync_attempt([r.id for r in rows], exc.message[:300])
+            raise
+        report.batches += 1
+        report.uploaded += len(rows)
+        self._record(rows, answer, report)
 
     def _record(self, rows: list[TxnRow], answer: BatchAnswer, report: SyncReport) -> None:
         results: list[tuple[str, str, str | None]] = []

@@ -53,10 +53,19 @@ class StatusBar(Static):
         self._refresh_status()
 
     def _refresh_status(self, _: object = None) -> None:
+        from terminal.i18n import display_width
+
+        width = self.app.size.width - 2
+        for short in (False, True):  # the long form when it fits, else the compact one
+            text = self._render_status(short)
+            if display_width(text.plain) <= width:
+                break
+        self.update(text)
+
+    def _render_status(self, short: bool) -> Text:
         app = self.app
         tr = app.tr  # type: ignore[attr-defined]
         status: StatusSnapshot = app.status  # type: ignore[attr-defined]
-        short = self.app.size.width < 100
         parts: list[tuple[str, str]] = []
         if not status.storage_ok:
             parts.append((tr("status.storage_failed"), "bold white on red"))
@@ -89,7 +98,7 @@ class StatusBar(Static):
             if i:
                 text.append(" │ ", "dim")
             text.append(part, style)
-        self.update(text)
+        return text
 
 
 class AmountEntry(Widget, can_focus=True):

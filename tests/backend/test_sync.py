@@ -305,3 +305,20 @@ def test_last_sync_time_feeds_the_offline_rules(sandbox, make_service, clock):
     assert svc.sync_once().ok
     assert svc.require_journal().meta("last_sync_ok_at") == utc_text(clock.now)
     assert pay(svc, 1000, "tokX").approved
+
+
+def test_a_row_the_backend_refuses_as_invalid_does_not_hold_up_the_queue(sandbox, enrolled):
+    """A row the contract refuses (here a card token with a character it does not allow) is found by
+    splitting the batch, marked rejected and kept; every other row is delivered."""
+    ids = fill(enrolled, 9)
+    bad = pay(enrolled, 777, "bad:token")
+    assert bad.approved
+    ids += fill(enrolled, 6)
+    report = enrolled.sync_once()
+    assert report.rejected == 1
+    journal = enrolled.require_journal()
+    row = journal.get(bad.row.id)
+    assert row.sync_state == "rejected" and row.sync_reason.startswith("invalid:")
+    stored = sorted(t["id"] for t in sandbox.admin.transactions(TERMINAL))
+    assert stored == sorted(ids) and journal.queue_summary()["pending"] == 0
+    assert journal.verify().ok

@@ -22,7 +22,8 @@ def test_signed_code_pays_once_offline_and_a_replay_is_declined_and_journaled(qr
     first = qr_service.pay_code(text, Money(2500, CNY))
     assert first.outcome == "approved" and first.payment.auth_mode == "offline"
     row = first.payment.row
-    assert row.method == "wallet_signed" and row.card_token == "wallet:W777"
+    assert row.method == "wallet_signed" and row.card_token == qr_service.keys.wallet_token("W777")
+    assert len(row.card_token) == 32 and "W777" not in row.card_token
     assert row.details["wallet_tier"] == "real_name" and row.details["code_counter"] == 9
     assert qr_service.require_journal().code_used("W777", 9) == row.id
     again = qr_service.pay_code(text, Money(2500, CNY))

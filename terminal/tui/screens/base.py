@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from textual import work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Static
 
@@ -13,6 +15,21 @@ from terminal.tui.widgets import StatusBar
 
 class BaseScreen(Screen):
     TITLE_KEY = "app.title"
+    # demo only (hidden from the footer, listed in the command palette and on the present screen)
+    BINDINGS = [Binding("ctrl+n", "demo_network", "action.demo_network", show=False)]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action.startswith("demo_"):
+            return self.wp.demo is not None
+        return True
+
+    def action_demo_network(self) -> None:
+        self.demo_network()
+
+    @work(thread=True, exclusive=True, group="demo")
+    def demo_network(self) -> None:
+        up = self.wp.demo.toggle_network()
+        self.app.call_from_thread(self.notify, self.tr("demo.network_up" if up else "demo.network_down"))
 
     @property
     def wp(self) -> Any:

@@ -16,6 +16,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
+from terminal.errors import WalletposError
 from terminal.tui.qrtext import qr_lines
 from terminal.tui.screens.base import BaseScreen
 from terminal.tui.screens.result import ResultScreen, SaleOutcome
@@ -23,7 +24,13 @@ from terminal.tui.screens.result import ResultScreen, SaleOutcome
 
 class PresentScreen(BaseScreen):
     TITLE_KEY = "present.title"
-    BINDINGS = [Binding("q", "merchant_qr", "action.merchant_qr"), Binding("escape", "cancel", "action.cancel")]
+    BINDINGS = [
+        Binding("q", "merchant_qr", "action.merchant_qr"),
+        Binding("escape", "cancel", "action.cancel"),
+        Binding("w", "demo_code('real_name')", "action.demo_signed_code", show=False),
+        Binding("u", "demo_code('unverified')", "action.demo_unverified_code", show=False),
+        Binding("n", "demo_code('numeric')", "action.demo_numeric_code", show=False),
+    ]
 
     def __init__(self, amount: Any, sale: Any = None) -> None:
         super().__init__()
@@ -39,6 +46,8 @@ class PresentScreen(BaseScreen):
                 yield Static(self.tr("present.prompt"), id="prompt", classes="present-prompt")
                 yield Static("", id="message", classes="message")
             yield Static("", id="qr", classes="qr")
+        if self.wp.demo is not None:
+            yield Static(self.tr("demo.keys"), id="demo-keys", classes="hint")
 
     def on_mount(self) -> None:
         checkout = getattr(self.wp.service, "checkout", None)
@@ -124,6 +133,20 @@ class PresentScreen(BaseScreen):
                                                   no_wrap=True))
         self.query_one("#prompt", Static).update(self.tr("present.qr_prompt"))
         self.say(self.tr("present.qr_waiting"))
+
+    def action_demo_code(self, kind: str) -> None:
+        self.demo_code(kind)
+
+    @work(thread=True, group="demo")
+    def demo_code(self, kind: str) -> None:
+        demo = self.wp.demo
+        try:
+            if kind == "numeric":
+                demo.show_numeric_code()
+            else:
+                demo.show_signed_code(kind)
+        except WalletposError as exc:
+            self.app.call_from_thread(self.say, exc.message)
 
     def action_cancel(self) -> None:
         self.cancel_event.set()

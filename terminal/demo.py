@@ -1,0 +1,212 @@
+"""`walletpos demo`: the whole product on one machine without hardware.
+
+It starts the sandbox wallet backend (its SQLite file kept in the demo data directory, so the
+terminal stays enrolled from one run to the next), wires the simulated reader and the simulated
+camera into the checkout, seeds demo operators when there are none, and gives the TUI keys to tap
+each virtual card, show a signed or a numeric wallet code to the camera, and pull the network (the
+backend process is stopped) and restore it, so offline approval, queueing and sync are visible.
+
+The sandbox lives in the source tree (`scripts/sandbox/`), so the demo runs from a checkout.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sys
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from terminal.config import Config
+from terminal.core import qrpay
+from terminal.core.money import Money
+from terminal.core.rules import WalletTier
+from terminal.errors import WalletposError
+from terminal.service import Service
+
+log = logging.getLogger("walletpos.demo")
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_PORT = 8765
+ISSUER_KEY_ID = "demo-issuer"
+
+
+@dataclass(frozen=True)
+class DemoOperator:
+    id: str
+    name: str
+    role: str
+    pin: str
+
+
+DEMO_OPERATORS = (
+    DemoOperator("1001", "Demo Cashier", "cashier", "1111"),
+    DemoOperator("2001", "Demo Supervisor", "supervisor", "2222"),
+    DemoOperator("3001", "Demo Technician", "technician", "3333"),
+)
+
+# wallets the demo's signed codes come from: (wallet id, tier)
+DEMO_WALLETS = {
+    "real_name": ("W-DEMO-0001", WalletTier.REAL_NAME),
+    "unverified": ("W-DEMO-0002", WalletTier.UNVERIFIED),
+}
+
+
+class DemoError(WalletposError):
+    title = "Demo"
+
+
+def _sandbox_module() -> Any:
+    if not (ROOT / "scripts" / "sandbox" / "__init__.py").exists():
+        raise DemoError("the demo needs the sandbox backend of the source checkout (scripts/sandbox); "
+                        "run it from the walletpos checkout with scripts/run")
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import scripts.sandbox as sandbox
+
+    return sandbox
+
+
+def demo_config(config: Config, backend_url: str) -> Config:
+    """The configuration with the backend pointed at the sandbox, quick to notice it come and go."""
+    backend = replace(config.backend, enabled=True, url=backend_url, breaker_reset_ms=3000,
+                      connect_timeout_ms=1000, request_timeout_ms=5000, online_auth_deadline_ms=2000)
+    sync = replace(config.sync, interval_ms=3000, backoff_initial_ms=1000, backoff_max_ms=5000)
+    camera = replace(config.camera, source="sim:")
+    return replace(config, backend=backend, sync=sync, camera=camera)
+
+
+class Demo:
+    def __init__(self, data_dir: Path, config: Config) -> None:
+        self.data_dir = data_dir
+        self.base_config = config
+        self.sandbox: Any = None
+        self.service: Service | None = None
+        self.camera: Any = None  # drivers.sim.camera.SimulatedCamera
+        self.reader: Any = None  # drivers.sim.reader.SimReader
+        self._lock = threading.Lock()
+        self._hide_timer: threading.Timer | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def _start_sandbox(self, port: int) -> Any:
+        sandbox = _sandbox_module()
+        (self.data_dir / "sandbox").mkdir(parents=True, exist_ok=True)
+        return sandbox.start_sandbox(db_path=self.data_dir / "sandbox" / "backend.sqlite3", port=port,
+                                     admin_token=self._admin_token())
+
+    def _admin_token(self) -> str:
+        path = self.data_dir / "sandbox" / "admin.token"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(24))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def start(self) -> Service:
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            self.sandbox = self._start_sandbox(DEMO_PORT)
+        except RuntimeError:  # the usual port is taken: any free one
+            self.sandbox = self._start_sandbox(0)
+        config = demo_config(self.base_config, self.sandbox.url)
+        service = Service(config, self.data_dir, configure_logging=True)
+        self.service = service
+        if service.journal is None:
+            raise DemoError(f"the demo cannot open its journal: {service.storage_problem}")
+        self._seed_operators(service)
+        self._enrol(service)
+        self._attach_devices(service)
+        service.start_sync()
+        return service
+
+    def _seed_operators(self, service: Service) -> None:
+        if service.require_journal().operator_records():
+            return
+        for op in DEMO_OPERATORS:
+            service.operators.add(op.id, op.name, op.role, op.pin, now=service.clock(), actor="demo")  # type: ignore[arg-type]
+
+    def _enrol(self, service: Service) -> None:
+        status = service.sync_status()
+        if not status.enrolled:
+            service.enrol_backend(self.sandbox.admin.enrolment_token(service.config.terminal.id))
+        try:
+            self.sandbox.admin.new_issuer_key(ISSUER_KEY_ID)
+        except RuntimeError as exc:  # the sandbox's admin client raises RuntimeError with the HTTP answer
+            if "key_exists" not in str(exc):
+                raise
+            # the demo's issuer key is there from an earlier run
+        try:
+            service.sync_once()  # issuer keys, limits and deny list down before the first sale
+        except WalletposError as exc:
+            log.warning("first sync of the demo failed: %s", exc)
+
+    def _attach_devices(self, service: Service) -> None:
+        from drivers.camera import CameraScanner
+        from drivers.sim.camera import SimulatedCamera
+        from terminal.checkout import Checkout, PaymentInterpreter
+
+        cam = service.config.camera
+        self.camera = SimulatedCamera(width=cam.width, height=cam.height, fps=cam.fps)
+        scanner = CameraScanner(self.camera, debounce_ms=cam.debounce_ms, backoff_max_ms=cam.reopen_backoff_max_ms)
+        service.checkout = Checkout(service, PaymentInterpreter(service), open_scanner=lambda: scanner)
+
+    def close(self) -> None:
+        if self._hide_timer is not None:
+            self._hide_timer.cancel()
+        if self.service is not None:
+            self.service.close()
+        if self.sandbox is not None:
+            self.sandbox.stop()
+
+    # -- network --------------------------------------------------------------------------------
+
+    @property
+    def network_up(self) -> bool:
+        return self.sandbox is not None and self.sandbox.pid is not None
+
+    def toggle_network(self) -> bool:
+        """Pull the network (stop the backend) or restore it; returns True when it is up after."""
+        with self._lock:
+            if self.network_up:
+                port = self.sandbox.port
+                self.sandbox.stop()
+                self._port = port
+                return False
+            self.sandbox = self._start_sandbox(getattr(self, "_port", DEMO_PORT))
+        if self.service is not None and self.service.sync is not None:
+            self.service.sync.nudge()
+        return True
+
+    # -- codes shown to the camera -------------------------------------------------------------
+
+    def _show(self, text: str, seconds: float = 4.0) -> str:
+        if self.camera is None:
+            raise DemoError("the demo camera is not running")
+        self.camera.show(text)
+        if self._hide_timer is not None:
+            self._hide_timer.cancel()
+        self._hide_timer = threading.Timer(seconds, self.camera.hide)
+        self._hide_timer.daemon = True
+        self._hide_timer.start()
+        return text
+
+    def show_signed_code(self, tier: str = "real_name") -> str:
+        """A fresh signed wallet code, minted by the sandbox's issuer key, shown to the camera."""
+        wallet_id, wallet_tier = DEMO_WALLETS[tier]
+        assert self.service is not None
+        body = qrpay.wallet_code_body(key_id=ISSUER_KEY_ID, wallet_id=wallet_id, tier=wallet_tier,
+                                      counter=time.time_ns() // 1_000_000 % 2**31, issued_at=int(time.time()),
+                                      valid_for=60, cap=Money(300000, self.service.currency))
+        if not self.network_up:
+            raise DemoError("the wallet app needs the network to mint a code; restore the network first")
+        signature = self.sandbox.admin.issuer_sign(ISSUER_KEY_ID, qrpay.signing_input(body))
+        return self._show(qrpay.encode_wallet_code(body, signature))
+
+    def show_numeric_code(self) -> str:
+        assert self.service is not None
+        prefix = self.service.config.qr.numeric_prefixes[0]
+        digits = prefix + "".join(secrets.choice("0123456789") for _ in range(18 - len(prefix)))
+        return self._show(digits)
