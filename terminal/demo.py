@@ -89,6 +89,8 @@ class Demo:
         self.reader: Any = None  # drivers.sim.reader.SimReader
         self._lock = threading.Lock()
         self._hide_timer: threading.Timer | None = None
+        # signed codes the demo phone holds for when the network is pulled (wallet apps keep a few)
+        self._offline_codes: dict[str, list[str]] = {"real_name": [], "unverified": []}
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -171,6 +173,8 @@ class Demo:
         """Pull the network (stop the backend) or restore it; returns True when it is up after."""
         with self._lock:
             if self.network_up:
+                for tier, stock in self._offline_codes.items():
+                    stock[:] = [self._mint(tier, valid_for=900) for _ in range(5)]
                 port = self.sandbox.port
                 self.sandbox.stop()
                 self._port = port
@@ -193,17 +197,24 @@ class Demo:
         self._hide_timer.start()
         return text
 
-    def show_signed_code(self, tier: str = "real_name") -> str:
-        """A fresh signed wallet code, minted by the sandbox's issuer key, shown to the camera."""
+    def _mint(self, tier: str, valid_for: int = 60) -> str:
         wallet_id, wallet_tier = DEMO_WALLETS[tier]
         assert self.service is not None
+        self._counter = max(getattr(self, "_counter", 0) + 1, time.time_ns() // 1_000_000 % 2**31)
         body = qrpay.wallet_code_body(key_id=ISSUER_KEY_ID, wallet_id=wallet_id, tier=wallet_tier,
-                                      counter=time.time_ns() // 1_000_000 % 2**31, issued_at=int(time.time()),
-                                      valid_for=60, cap=Money(300000, self.service.currency))
-        if not self.network_up:
-            raise DemoError("the wallet app needs the network to mint a code; restore the network first")
+                                      counter=self._counter, issued_at=int(time.time()), valid_for=valid_for,
+                                      cap=Money(300000, self.service.currency))
         signature = self.sandbox.admin.issuer_sign(ISSUER_KEY_ID, qrpay.signing_input(body))
-        return self._show(qrpay.encode_wallet_code(body, signature))
+        return qrpay.encode_wallet_code(body, signature)
+
+    def show_signed_code(self, tier: str = "real_name") -> str:
+        """A signed wallet code shown to the camera: fresh from the issuer while the network is up,
+        else one the phone got before the network was pulled."""
+        if self.network_up:
+            return self._show(self._mint(tier))
+        if not self._offline_codes[tier]:
+            raise DemoError("the demo phone has no offline codes left; restore the network (Ctrl+N)")
+        return self._show(self._offline_codes[tier].pop(0))
 
     def show_numeric_code(self) -> str:
         assert self.service is not None

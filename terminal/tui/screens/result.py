@@ -71,7 +71,10 @@ class ResultScreen(BaseScreen):
         r = self.result
         if r.outcome == "storage":
             return self.tr("result.storage")
-        words = [reason(self.wp.locale, code) for code in r.reasons if code not in ("below_floor_limit",)]
+        codes = r.reasons
+        if r.outcome == "approved":  # say only what the cashier should know about an approval
+            codes = tuple(c for c in codes if c in ("offline_fallback",))
+        words = [reason(self.wp.locale, code) for code in codes]
         if r.detail:
             words.insert(0, r.detail)
         return "; ".join(words)
