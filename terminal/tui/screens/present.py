@@ -59,6 +59,9 @@ class PresentScreen(BaseScreen):
     def say(self, text: str) -> None:
         self.query_one("#message", Static).update(text)
 
+    def on_unmount(self) -> None:
+        self.cancel_event.set()  # a wait still running (app closing, screen replaced) ends with the screen
+
     # -- the wait -------------------------------------------------------------------------------
 
     def progress(self, key: str, **values: object) -> None:
