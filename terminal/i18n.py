@@ -405,6 +405,7 @@ UI_EN: dict[str, str] = {
     "action.demo_numeric_code": "Demo: show a numeric wallet code",
     "demo.keys": "Demo keys: W real-name wallet code, U unverified wallet code, N numeric code, Ctrl+N network",
     "demo.network_up": "Demo: network restored, the backend is back",
+    "demo.operators": "Demo operators (id / PIN): {operators}",
     "demo.network_down": "Demo: network pulled, the backend cannot be reached",
 }
 
@@ -560,6 +561,7 @@ UI_ZH: dict[str, str] = {
     "action.demo_numeric_code": "演示：出示数字付款码",
     "demo.keys": "演示按键：W 实名钱包码，U 未实名钱包码，N 数字付款码，Ctrl+N 网络",
     "demo.network_up": "演示：网络已恢复，后台重新连接",
+    "demo.operators": "演示操作员（编号 / 密码）：{operators}",
     "demo.network_down": "演示：网络已断开，无法连接后台",
 }
 

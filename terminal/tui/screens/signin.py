@@ -24,6 +24,11 @@ class SignInScreen(BaseScreen):
             yield Label(self.tr("signin.pin"))
             yield Input(password=True, max_length=8, restrict=r"[0-9]*", id="pin")
             yield Static("", id="message", classes="message")
+            if self.wp.demo is not None:
+                from terminal.demo import DEMO_OPERATORS
+
+                yield Static(self.tr("demo.operators", operators=", ".join(
+                    f"{self.tr('role.' + op.role)} {op.id} / {op.pin}" for op in DEMO_OPERATORS)), classes="hint")
 
     def on_mount(self) -> None:
         self.query_one("#operator", Input).focus()
