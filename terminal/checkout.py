@@ -94,9 +94,12 @@ class PaymentInterpreter:
         self.read_card = read_card
 
     def card(self, session: CardSession, amount: Money, operator: str | None) -> Interpretation:
-        if self.read_card is None:
-            raise CardError("this terminal has no card kernel configured", outcome="try_another_card")
-        return self.read_card(self.service, session, amount)
+        if self.read_card is not None:
+            return self.read_card(self.service, session, amount)
+        from terminal import cardpay
+
+        card = cardpay.prepare_card_payment(self.service, session, amount)
+        return Interpretation(card.request, card.facts)
 
     def code(self, code: ScannedCode, amount: Money, operator: str | None) -> Interpretation:
         from terminal import codepay
@@ -332,6 +335,10 @@ class Checkout:
                      else self.interpreter.code(item, amount, operator))
         except CardRemovedError as exc:
             return CheckoutResult("tap_again", amount, ("card_removed",), detail=exc.message)
+        except ReaderUnavailableError as exc:  # the reader went away mid-read: tap again once it is back
+            return CheckoutResult("tap_again", amount, ("reader_unavailable",), detail=exc.message)
+        except StorageError as exc:
+            return CheckoutResult("storage", amount, ("storage_failure",), detail=exc.message)
         except CardError as exc:
             outcome = exc.outcome if exc.outcome in ("tap_again", "try_another_card") else "try_another_card"
             return CheckoutResult(outcome, amount, (exc.outcome,), detail=exc.message)
@@ -407,3 +414,36 @@ class Checkout:
         result = self.service.pay(request, pending.facts, claim=pending.claim,
                                   online_extras={"sealed_pin": sealed} if sealed else None)
         return CheckoutResult.from_payment(request.amount, result, pending.facts)
+
+
+def attach_devices(service: Service, *, open_reader: Callable[[], CardReader] | None = None,
+                   open_scanner: Callable[[], CodeScanner] | None = None) -> Checkout:
+    """Give `service` a checkout on its configured reader and camera (or the openers given). The
+    watchers open the devices in their own threads, so a missing device only shows as absent."""
+    if open_reader is None:
+        def open_reader() -> CardReader:
+            return service.open_reader()
+    if open_scanner is None:
+        def open_scanner() -> CodeScanner:
+            from drivers.camera import scanner_from_config
+
+            return scanner_from_config(service.config)
+    checkout = Checkout(service, PaymentInterpreter(service), open_reader=open_reader, open_scanner=open_scanner,
+                        seal_pin=lambda pin, pending: seal_pin_block(service, pin, pending))
+    service.checkout = checkout
+    return checkout
+
+
+def seal_pin_block(service: Service, pin: str, pending: PendingCvm) -> str | None:
+    """The customer's PIN for online verification, sealed to the backend's key with the card token
+    and the amount it authorises (never stored, never logged). None when not enrolled."""
+    import json
+
+    from terminal.security import seal_for_backend
+
+    key = service.backend_sealing_key()
+    if key is None:
+        return None
+    payload = {"pin": pin, "card_token": pending.facts.card_token, "amount": pending.request.amount.minor,
+               "currency": pending.request.amount.currency.alpha}
+    return seal_for_backend(key, json.dumps(payload, separators=(",", ":")).encode())

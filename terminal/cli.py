@@ -2,7 +2,8 @@
 
 Exit codes: 0 success (payment approved), 2 usage error, 3 config error, 4 storage error,
 5 journal integrity failure, 10 payment declined, 11 online authorisation needed but failed,
-12 customer verification (PIN/CDCVM) needed, 13 card or code could not be read, 70 internal error.
+12 customer verification (PIN/CDCVM) needed, 13 card or code could not be read, 14 no card presented
+in time, 15 card reader unavailable, 70 internal error.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class Exit(IntEnum):
     ONLINE_FAILED = 11
     NEED_CVM = 12
     READ_ERROR = 13
+    NO_CARD = 14
+    READER_UNAVAILABLE = 15
     INTERNAL = 70
 
 
@@ -299,6 +302,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "terminal.commands.demo",
     "terminal.commands.qr",
     "terminal.commands.sync",
+    "terminal.commands.tap",
     "terminal.commands.tui",
 )
 

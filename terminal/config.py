@@ -347,6 +347,55 @@ class CameraConfig:
     )
 
 
+def _check_reader_device(value: str) -> str | None:
+    if value == "sim:" or re.fullmatch(r"pcsc:.{0,120}", value) or re.fullmatch(r"nfc:(usb|udp|tty)(:[^\s]*)?", value):
+        return None
+    return "sim:, pcsc:<reader name pattern> (empty: the first reader), or nfc:<nfcpy device> such as " \
+        "nfc:usb:072f:2200 or nfc:udp:localhost:54321"
+
+
+def _check_aid(value: str) -> str | None:
+    return None if re.fullmatch(r"([0-9A-F]{2}){5,16}=[a-z0-9_]{1,16}", value) else (
+        "AID as 10-32 uppercase hex digits, '=', the scheme name (e.g. \"A0000006021010=wallet\")")
+
+
+@section(
+    "The contactless card reader and the EMV kernel's terminal data."
+)
+@dataclass(frozen=True, kw_only=True)
+class ReaderConfig:
+    device: str = setting(
+        "sim:", "Which reader: sim: (the built-in simulated reader), pcsc:<pattern> (a PC/SC reader whose name\n"
+        "contains the pattern; pcsc: alone takes the first reader), or nfc:<device> for a reader driven by\n"
+        "nfcpy (nfc:usb:072f:2200, nfc:tty:USB0:pn532, nfc:udp:localhost:54321).",
+        check=_check_reader_device,
+    )
+    extra_aids: tuple[str, ...] = setting(
+        [], "Applications accepted besides the built-in schemes (Visa, Mastercard, UnionPay, Amex, JCB,\n"
+        "Discover, Interac), as \"AID=scheme\"; the wallet's own AID goes here.",
+        check=lambda aids: next((p for p in map(_check_aid, aids) if p), None),
+    )
+    terminal_type: int = setting(
+        0x22, "EMV terminal type (9F35): 34 (0x22) attended with online capability, 37 (0x25) unattended\n"
+        "(transit gates, vending).", minimum=0x11, maximum=0x36,
+    )
+    online_capable: bool = setting(
+        True, "Tell cards the terminal can go online (TTQ); false makes an offline-only reader.",
+    )
+    card_timeout_ms: int = setting(
+        30_000, "How long `walletpos tap` waits for a card when no --timeout is given.", minimum=100,
+        maximum=600_000,
+    )
+    reopen_backoff_max_ms: int = setting(
+        5000, "A reader that is unplugged is looked for again, waiting twice as long after each failure up to\n"
+        "this many milliseconds.", minimum=50, maximum=600_000,
+    )
+
+    @property
+    def aid_map(self) -> dict[str, str]:
+        return dict(item.split("=", 1) for item in self.extra_aids)
+
+
 def _check_issuer_key(value: str) -> str | None:
     return None if re.fullmatch(r"[A-Za-z0-9._-]{1,32}:[0-9a-f]{64}", value) else (
         "key-id:64 lowercase hex digits of the issuer's Ed25519 public key")
@@ -398,6 +447,7 @@ class Config:
     sync: SyncConfig
     camera: CameraConfig
     qr: QrConfig
+    reader: ReaderConfig
     source: str = field(default=EMBEDDED, compare=False)
 
     @property

@@ -126,6 +126,8 @@ class Service:
         self.data_dir = data_dir
         self.clock = clock
         self.rule_set = RuleSet.from_config(config)
+        self._zone = config.terminal.zone
+        self._card_aids: tuple[Any, ...] | None = None
         self.currency = config.currency
         self.online: OnlineAuthorizer | None = None
         self.checkout: Any = None  # terminal.checkout.Checkout once devices are attached
@@ -429,6 +431,33 @@ class Service:
         return enrolment.sealing_public_key if enrolment is not None else None
 
     # -- QR payment codes: scanned codes and the terminal's merchant code (terminal/codepay.py) ---
+
+    # -- contactless cards (terminal/cardpay.py over the EMV kernel) ------------------------------
+
+    @property
+    def zone(self) -> Any:
+        return self._zone
+
+    def card_aids(self) -> tuple[Any, ...]:
+        """The applications the kernel accepts (built-in schemes plus config)."""
+        if self._card_aids is None:
+            from terminal.cardpay import supported_aids
+
+            self._card_aids = supported_aids(self.config)
+        return self._card_aids
+
+    def open_reader(self, device: str | None = None) -> Any:
+        """The configured card reader (`[reader] device`, or `device`) -> drivers.base.CardReader."""
+        from drivers.readers import open_reader
+
+        return open_reader(device or self.config.reader.device)
+
+    def pay_card(self, transport: Any, amount: Money, *, operator: str | None = None,
+                 started: float | None = None) -> Any:
+        """Read the card behind `transport` with the EMV kernel, decide and journal -> CardPayResult."""
+        from terminal import cardpay
+
+        return cardpay.pay_card(self, transport, amount, operator=operator, started=started)
 
     def pay_code(self, text: str, amount: Money, *, operator: str | None = None) -> Any:
         """Pay with a code the customer shows (CPM, signed or numeric wallet code) -> CodePayResult."""

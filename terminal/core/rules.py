@@ -57,6 +57,7 @@ class Reason(StrEnum):
     CURRENCY_NOT_ACCEPTED = "currency_not_accepted"
     DENY_LISTED = "deny_listed"
     CARD_EXPIRED = "card_expired"
+    CARD_DECLINED = "card_declined"
     CONTACTLESS_LIMIT_EXCEEDED = "contactless_limit_exceeded"
     TIER_PAYMENT_LIMIT_EXCEEDED = "tier_payment_limit_exceeded"
     TIER_DAILY_LIMIT_EXCEEDED = "tier_daily_limit_exceeded"
@@ -81,6 +82,7 @@ REASON_TEXT: Mapping[Reason, str] = {
     Reason.CURRENCY_NOT_ACCEPTED: "this terminal does not accept that currency",
     Reason.DENY_LISTED: "this card or wallet is on the deny list",
     Reason.CARD_EXPIRED: "the card has expired",
+    Reason.CARD_DECLINED: "the card declined the payment",
     Reason.CONTACTLESS_LIMIT_EXCEEDED: "the amount is at or above the contactless limit; use another way to pay",
     Reason.TIER_PAYMENT_LIMIT_EXCEEDED: "the amount is above what this wallet may pay at once",
     Reason.TIER_DAILY_LIMIT_EXCEEDED: "this wallet would go over its daily limit",
@@ -158,6 +160,7 @@ class PaymentRequest:
     wallet_tier: WalletTier | None = None
     cvm_performed: bool = False
     online_pin: bool = False  # CVM is a PIN entered at the terminal: only the backend can verify it
+    card_declined: bool = False  # the card itself declined (EMV cryptogram AAC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +231,8 @@ def decide(request: PaymentRequest, state: TerminalState, rules: RuleSet) -> Rul
         hard.append(Reason.DENY_LISTED)
     if request.expiry is not None and state.business_date > request.expiry:
         hard.append(Reason.CARD_EXPIRED)
+    if request.card_declined:
+        hard.append(Reason.CARD_DECLINED)
     if request.method is Method.CARD and amount.minor >= rules.contactless_transaction_limit.minor:
         hard.append(Reason.CONTACTLESS_LIMIT_EXCEEDED)
     if request.wallet_tier is not None:
