@@ -35,9 +35,10 @@ import base45
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from terminal.core import tlv
 from terminal.core.money import Currency, Money, currency
 from terminal.core.rules import WalletTier
-from terminal.errors import MoneyError, QrPayloadError
+from terminal.errors import MoneyError, QrPayloadError, TlvError
 
 # The longest text any payment code of these families can have (an EMVCo MPM is at most 512
 # characters; a CPM with two applications about 400). Longer text is refused before parsing.
@@ -429,63 +430,15 @@ def dynamic_mpm(
 
 # ================================================================================================
 # EMVCo consumer-presented mode (CPM)
-#
-# --- private BER-TLV reader -----------------------------------------------------------------
-# A minimal strict reader for CPM payloads only. `terminal.core.tlv` (the EMV kernel's parser,
-# written in parallel) replaces it at merge: `_cpm_tlv` is the one function to switch.
 
 
-@dataclass(frozen=True, slots=True)
-class _Tlv:
-    tag: int
-    value: bytes
-    children: tuple[_Tlv, ...] | None  # set for constructed tags
+def _cpm_tlv(data: bytes) -> tuple[tlv.Tlv, ...]:
+    """CPM data is BER-TLV, read by the same strict parser as card answers."""
+    try:
+        return tlv.parse(data)
+    except TlvError as exc:
+        raise _refuse(Why.MALFORMED_TLV, f"CPM data is malformed: {exc.message}") from None
 
-
-def _cpm_tlv(data: bytes, depth: int = 0) -> tuple[_Tlv, ...]:
-    if depth > 4:
-        raise _refuse(Why.MALFORMED_TLV, "CPM data nests templates too deeply")
-    out: list[_Tlv] = []
-    i, n = 0, len(data)
-    while i < n:
-        start = i
-        first = data[i]
-        if first in (0x00, 0xFF):
-            raise _refuse(Why.MALFORMED_TLV, f"padding byte {first:02X} at {i} where a tag should be")
-        tag = first
-        i += 1
-        if first & 0x1F == 0x1F:
-            while True:
-                if i >= n:
-                    raise _refuse(Why.MALFORMED_TLV, f"tag at byte {start} is cut off")
-                tag = (tag << 8) | data[i]
-                i += 1
-                if not data[i - 1] & 0x80:
-                    break
-                if i - start > 3:
-                    raise _refuse(Why.MALFORMED_TLV, f"tag at byte {start} is longer than three bytes")
-        if i >= n:
-            raise _refuse(Why.MALFORMED_TLV, f"length of tag {tag:X} is missing")
-        length = data[i]
-        i += 1
-        if length & 0x80:
-            count = length & 0x7F
-            if count == 0 or count > 2:
-                raise _refuse(Why.MALFORMED_TLV, f"length form {length:02X} of tag {tag:X} is not allowed")
-            if i + count > n:
-                raise _refuse(Why.MALFORMED_TLV, f"length of tag {tag:X} is cut off")
-            length = int.from_bytes(data[i:i + count], "big")
-            i += count
-        if i + length > n:
-            raise _refuse(Why.MALFORMED_TLV, f"tag {tag:X} says {length} bytes but only {n - i} remain")
-        value = data[i:i + length]
-        i += length
-        constructed = bool(first & 0x20)
-        out.append(_Tlv(tag, value, _cpm_tlv(value, depth + 1) if constructed else None))
-    return tuple(out)
-
-
-# --- end of the private BER-TLV reader -------------------------------------------------------
 
 
 _CPM_FIELDS: Mapping[int, str] = {
@@ -560,7 +513,7 @@ class ConsumerPresentedCode:
         return self.applications[0]
 
 
-def _app_values(items: Iterable[_Tlv], values: dict[str, str], unknown: list[str]) -> None:
+def _app_values(items: Iterable[tlv.Tlv], values: dict[str, str], unknown: list[str]) -> None:
     for item in items:
         name = _CPM_FIELDS.get(item.tag)
         if item.children is not None and item.tag in (0x63, 0x64):  # application / common transparent template
@@ -589,8 +542,8 @@ def parse_cpm_bytes(data: bytes) -> ConsumerPresentedCode:
     if not items or items[0].tag != 0x85 or items[0].value != b"CPV01":
         raise _refuse(Why.NOT_CPV01, "a consumer code starts with payload format indicator 85 = CPV01")
     seen_common = False
-    apps: list[tuple[_Tlv, ...]] = []
-    common: tuple[_Tlv, ...] = ()
+    apps: list[tuple[tlv.Tlv, ...]] = []
+    common: tuple[tlv.Tlv, ...] = ()
     for item in items[1:]:
         if item.tag == 0x85:
             raise _refuse(Why.DUPLICATE_TAG, "payload format indicator 85 appears twice")
