@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from terminal.core import emv
 from terminal.core.money import Money
 from terminal.core.rules import Method, PaymentRequest
-from terminal.errors import CardError, SecurityError, StorageError
+from terminal.errors import CardError, SecurityError, StorageError, TlvError
 from terminal.security import mask_pan, seal_for_backend
 
 if TYPE_CHECKING:
@@ -158,7 +158,10 @@ def pay_card(svc: Service, transport: ApduTransport, amount: Money, *, operator:
                              timings_ms={"total": (time.perf_counter() - t0) * 1000})
     except CardError as exc:
         log.info("card not read: %s (%s)", exc.message, exc.outcome)
-        return CardPayResult(exc.outcome, (exc.outcome,), exc.message,
+        message = exc.message
+        if isinstance(exc, TlvError):
+            message = f"the card's answer is malformed ({exc.message}); try another card"
+        return CardPayResult(exc.outcome, (exc.outcome,), message,
                              timings_ms={"total": (time.perf_counter() - t0) * 1000})
     except StorageError as exc:
         return CardPayResult("storage", ("storage_failure",), exc.message,

@@ -55,6 +55,10 @@ DEMO_WALLETS = {
 }
 
 
+# virtual cards the demo taps, on keys 1..9 of the present screen (profiles in drivers/sim/profiles.py)
+DEMO_CARDS = ("visa", "mastercard", "unionpay", "multi_aid", "expired", "denied", "garbage", "pulled", "blocked")
+
+
 class DemoError(WalletposError):
     title = "Demo"
 
@@ -140,20 +144,59 @@ class Demo:
             if "key_exists" not in str(exc):
                 raise
             # the demo's issuer key is there from an earlier run
+        self._deny_demo_card(service)
         try:
             service.sync_once()  # issuer keys, limits and deny list down before the first sale
         except WalletposError as exc:
             log.warning("first sync of the demo failed: %s", exc)
 
+    def _deny_demo_card(self, service: Service) -> None:
+        """The issuer has blocked the demo's "denied" card: its token is on the backend's deny list."""
+        from drivers.sim.profiles import PROFILES
+
+        if service.keys is not None:
+            self.sandbox.admin.deny(service.keys.card_token(PROFILES["denied"].pan), "lost_or_stolen")
+
     def _attach_devices(self, service: Service) -> None:
+        from drivers.base import ReaderUnavailableError
         from drivers.camera import CameraScanner
         from drivers.sim.camera import SimulatedCamera
-        from terminal.checkout import Checkout, PaymentInterpreter
+        from drivers.sim.reader import SimReader
+        from terminal.checkout import attach_devices
 
         cam = service.config.camera
         self.camera = SimulatedCamera(width=cam.width, height=cam.height, fps=cam.fps)
         scanner = CameraScanner(self.camera, debounce_ms=cam.debounce_ms, backoff_max_ms=cam.reopen_backoff_max_ms)
-        service.checkout = Checkout(service, PaymentInterpreter(service), open_scanner=lambda: scanner)
+        self.reader = SimReader(name="Demo contactless reader")
+
+        def open_reader() -> Any:
+            if self.reader.status().state == "absent":
+                raise ReaderUnavailableError("the demo reader is unplugged (Ctrl+R plugs it back in)")
+            return self.reader
+
+        attach_devices(service, open_reader=open_reader, open_scanner=lambda: scanner)
+
+    # -- cards and the reader --------------------------------------------------------------------
+
+    def tap_card(self, index: int) -> str:
+        """Tap virtual card number `index` (0-based in DEMO_CARDS); returns its profile name."""
+        from drivers.sim.cards import make_card
+
+        if self.reader is None:
+            raise DemoError("the demo reader is not running")
+        profile = DEMO_CARDS[index]
+        self.reader.tap(make_card(profile))
+        return profile
+
+    def toggle_reader(self) -> bool:
+        """Unplug the demo reader or plug it back in; True when it is plugged in after."""
+        if self.reader is None:
+            raise DemoError("the demo reader is not running")
+        if self.reader.status().state == "absent":
+            self.reader.plug()
+            return True
+        self.reader.unplug()
+        return False
 
     def close(self) -> None:
         if self._hide_timer is not None:

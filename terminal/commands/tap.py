@@ -108,7 +108,7 @@ def cmd_tap(args: argparse.Namespace) -> int:
 
                 try:
                     reader.tap(make_card(args.sim_card))
-                except KeyError:
+                except ValueError:
                     print(f"walletpos: Usage error: no virtual card profile {args.sim_card!r}", file=sys.stderr)
                     return Exit.USAGE
             if not args.json:

@@ -16,7 +16,8 @@ from terminal.tui.widgets import StatusBar
 class BaseScreen(Screen):
     TITLE_KEY = "app.title"
     # demo only (hidden from the footer, listed in the command palette and on the present screen)
-    BINDINGS = [Binding("ctrl+n", "demo_network", "action.demo_network", show=False)]
+    BINDINGS = [Binding("ctrl+n", "demo_network", "action.demo_network", show=False),
+                Binding("ctrl+r", "demo_reader", "action.demo_reader", show=False)]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action.startswith("demo_"):
@@ -30,6 +31,10 @@ class BaseScreen(Screen):
     def demo_network(self) -> None:
         up = self.wp.demo.toggle_network()
         self.app.call_from_thread(self.notify, self.tr("demo.network_up" if up else "demo.network_down"))
+
+    def action_demo_reader(self) -> None:
+        plugged = self.wp.demo.toggle_reader()
+        self.notify(self.tr("demo.reader_plugged" if plugged else "demo.reader_unplugged"))
 
     @property
     def wp(self) -> Any:

@@ -30,6 +30,7 @@ class PresentScreen(BaseScreen):
         Binding("w", "demo_code('real_name')", "action.demo_signed_code", show=False),
         Binding("u", "demo_code('unverified')", "action.demo_unverified_code", show=False),
         Binding("n", "demo_code('numeric')", "action.demo_numeric_code", show=False),
+        *(Binding(str(i + 1), f"demo_tap({i})", f"action.demo_tap_{i + 1}", show=False) for i in range(9)),
     ]
 
     def __init__(self, amount: Any, sale: Any = None) -> None:
@@ -150,6 +151,12 @@ class PresentScreen(BaseScreen):
                 demo.show_signed_code(kind)
         except WalletposError as exc:
             self.app.call_from_thread(self.say, exc.message)
+
+    def action_demo_tap(self, index: int) -> None:
+        try:
+            self.wp.demo.tap_card(index)
+        except WalletposError as exc:
+            self.say(exc.message)
 
     def action_cancel(self) -> None:
         self.cancel_event.set()
