@@ -59,6 +59,24 @@ DEMO_WALLETS = {
 DEMO_CARDS = ("visa", "mastercard", "unionpay", "multi_aid", "expired", "denied", "garbage", "pulled", "blocked")
 
 
+class _ReaderHandle:
+    """What the checkout opens: the demo's one simulated reader, which stays in place (like the USB
+    device itself) when the checkout closes its handle after the reader was unplugged."""
+
+    def __init__(self, reader: Any) -> None:
+        self._reader = reader
+        self.name = reader.name
+
+    def wait_for_card(self, timeout: float) -> Any:
+        return self._reader.wait_for_card(timeout)
+
+    def status(self) -> Any:
+        return self._reader.status()
+
+    def close(self) -> None:
+        pass
+
+
 class DemoError(WalletposError):
     title = "Demo"
 
@@ -172,7 +190,7 @@ class Demo:
         def open_reader() -> Any:
             if self.reader.status().state == "absent":
                 raise ReaderUnavailableError("the demo reader is unplugged (Ctrl+R plugs it back in)")
-            return self.reader
+            return _ReaderHandle(self.reader)
 
         attach_devices(service, open_reader=open_reader, open_scanner=lambda: scanner)
 

@@ -115,3 +115,92 @@ async def test_a_numeric_code_needs_the_backend(demo):
         result = app.screen.result
         assert result.outcome == "declined" and "online_only_method" in result.reasons
         assert "this way of paying needs the backend" in str(app.screen.query_one("#why").render())
+
+
+# -- contactless cards on the demo's simulated reader ------------------------------------------------
+
+
+async def sell_with_card(pilot, amount_digits: str, card_key: str) -> ResultScreen:
+    app = pilot.app
+    await type_text(pilot, amount_digits)
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, PresentScreen))
+    await wait_for(pilot, lambda: app.service.device_states()[0] == "ready")
+    await pilot.press(card_key)
+    await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen))
+    return app.screen
+
+
+async def test_card_tap_is_approved_offline_and_journaled(demo):
+    app = make_app(demo.service, demo=demo, status_interval=None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await sign_in(pilot, "1001", "1111")
+        result = await sell_with_card(pilot, "1234", "2")  # Mastercard: GENERATE AC
+        assert result.result.outcome == "approved" and result.result.auth_mode == "offline"
+        row = demo.service.require_journal().get(result.result.row.id)
+        assert row.method == "card" and row.scheme == "mastercard" and row.masked_pan == "541333******0434"
+        assert "541333******0434" in str(result.query_one("#how").render()) + str(result.query_one("#why").render()) \
+            or "0434" in "".join(str(w.render()) for w in result.query("Static"))
+
+
+async def test_declined_card_shows_why_and_waits_for_another(demo):
+    app = make_app(demo.service, demo=demo, status_interval=None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await sign_in(pilot, "1001", "1111")
+        result = await sell_with_card(pilot, "2000", "6")  # the issuer put this card on the deny list
+        assert result.result.outcome == "declined" and "deny_listed" in result.result.reasons
+        assert "blocked" in str(result.query_one("#why").render())
+        await pilot.press("escape")  # back to the same sale: another card
+        await wait_for(pilot, lambda: isinstance(app.screen, PresentScreen))
+        await pilot.press("1")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen))
+        assert app.screen.result.outcome == "approved"
+
+
+async def test_unreadable_card_asks_for_another_card(demo):
+    app = make_app(demo.service, demo=demo, status_interval=None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await sign_in(pilot, "1001", "1111")
+        result = await sell_with_card(pilot, "500", "7")  # answers garbage
+        assert result.result.outcome == "try_another_card"
+        assert demo.service.export_journal(None) == [] or all(
+            r["method"] != "card" for r in demo.service.export_journal(None))
+
+
+async def test_reader_pulled_during_a_sale_recovers(demo):
+    service = demo.service
+    app = make_app(service, demo=demo, status_interval=None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await sign_in(pilot, "1001", "1111")
+        await type_text(pilot, "1500")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, PresentScreen))
+        await wait_for(pilot, lambda: service.device_states()[0] == "ready")
+        await pilot.press("ctrl+r")  # unplug the reader
+        await wait_for(pilot, lambda: service.device_states()[0] == "absent")
+        await app.refresh_status().wait()
+        await pilot.pause()
+        assert app.status.reader == "absent"
+        await pilot.press("1")  # a tap on an unplugged reader reads nothing
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, PresentScreen)
+        await pilot.press("ctrl+r")  # plug it back in
+        await wait_for(pilot, lambda: service.device_states()[0] == "ready")
+        await pilot.press("1")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen))
+        assert app.screen.result.outcome == "approved"
+
+
+async def test_card_above_the_cvm_limit_asks_for_the_pin_then_goes_online(demo):
+    app = make_app(demo.service, demo=demo, status_interval=None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await sign_in(pilot, "1001", "1111")
+        result = await sell_with_card(pilot, "150000", "1")  # 1,500.00: at or above the CVM limit
+        assert result.result.outcome == "need_cvm"
+        await pilot.press("p")
+        await type_text(pilot, "1234")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen) and app.screen.result.outcome != "need_cvm")
+        final = app.screen.result
+        assert final.outcome == "approved" and final.auth_mode == "online"
+        assert "online_pin" in final.reasons
