@@ -75,7 +75,7 @@ class ResultScreen(BaseScreen):
         if r.outcome == "approved":  # say only what the cashier should know about an approval
             codes = tuple(c for c in codes if c in ("offline_fallback",))
         words = [reason(self.wp.locale, code) for code in codes]
-        if r.detail:
+        if r.detail and not words:  # the reasons say it in the cashier's language; the detail is for the log
             words.insert(0, r.detail)
         return "; ".join(words)
 
