@@ -294,29 +294,31 @@ class _Card:
 
     def send(self, apdu: bytes, *, shown: str | None = None) -> tuple[bytes, int]:
         t0 = self.clock()
-        response = self._exchange(apdu)
+        command = apdu
+        head = b""
+        response = self._exchange(command)
         rounds = 0
         while len(response) >= 2 and response[-2] in (0x61, 0x6C) and rounds < MAX_RESPONSE_CHAIN:
             rounds += 1
-            if response[-2] == 0x6C:  # wrong Le: resend with the length the card asks for
-                response = self._exchange(apdu[:-1] + response[-1:] if len(apdu) > 4 else apdu + response[-1:])
-            else:  # 61xx: more data waiting, fetch it with GET RESPONSE
-                head = response[:-2]
-                more = self._exchange(bytes([0x00, 0xC0, 0x00, 0x00, response[-1]]))
-                response = head + more
+            if response[-2] == 0x6C:  # wrong Le: send the same command again with the length the card asks for
+                command = command[:-1] + response[-1:] if len(command) > 4 else command + response[-1:]
+            else:  # 61xx: more data waiting; keep what came and fetch the rest with GET RESPONSE
+                head += response[:-2]
+                command = bytes([0x00, 0xC0, 0x00, 0x00, response[-1]])
+            response = self._exchange(command)
         if len(response) < 2:
-            raise _fail("try_another_card", f"the card answered {len(response)} bytes where a status word "
-                                            "was expected; try another card")
+            raise _fail("tap_again", f"the card answered {len(response)} bytes where a status word was "
+                                     "expected; tap again")
         sw = int.from_bytes(response[-2:], "big")
         self.trace.append(TraceEntry(shown if shown is not None else apdu.hex().upper(), f"{sw:04X}", "",
                                      (self.clock() - t0) * 1000))
-        return response[:-2], sw
+        return head + response[:-2], sw
 
     def _exchange(self, apdu: bytes) -> bytes:
         self.count += 1
         response = self.transport.transmit(apdu)
         if not isinstance(response, bytes | bytearray):
-            raise _fail("try_another_card", "the reader returned no data for the command; tap again")
+            raise _fail("tap_again", "the reader returned no data for the command; tap again")
         return bytes(response)
 
     def note_response(self, objects: Sequence[Tlv]) -> None:
@@ -516,6 +518,9 @@ def _read(card: _Card, params: TerminalParams, tokenize: Callable[[str], str], m
         if sw in (0x6A81, 0x6283):
             blocked = True
             continue
+        if sw in (0x6985, 0x6984):
+            refused = sw_text(sw)
+            continue
         if sw != 0x9000:
             continue
         fci = tlv.parse(body)
@@ -578,6 +583,8 @@ def _finish(card: _Card, params: TerminalParams, terminal_data: dict[int, bytes]
         if sw != 0x9000:
             raise _fail("try_another_card", f"{sw_text(sw)} to GENERATE AC; try another card")
         fields = _genac_fields(body)
+        if 0x9F26 not in fields:
+            raise TlvError("GENERATE AC answer carries no application cryptogram (9F26)", offset=0)
         card.note_response(tlv.parse(body))
         data.update(fields)
         generate_ac = True
