@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.pcsc_env import pcscd  # noqa: F401  (session fixture: pcscd with the vpcd reader, started if needed)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.pcsc_env import PcscdHandle, pcscd  # noqa: F401  (pcscd: the session fixture)
+from tests.pcsc_env import PcscdHandle
 from tests.readers.rigs import NfcRig, PcscRig, Rig, SimRig
 
 
@@ -28,7 +28,7 @@ def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
 
 
 @pytest.fixture
-def pcsc_rig(pcscd: PcscdHandle) -> Iterator[PcscRig]:  # noqa: F811
+def pcsc_rig(pcscd: PcscdHandle) -> Iterator[PcscRig]:
     made = PcscRig(pcscd)
     try:
         yield made
