@@ -429,6 +429,8 @@ UI_EN: dict[str, str] = {
     "action.demo_tap_8": "Demo: tap a card taken away too soon",
     "action.demo_tap_9": "Demo: tap a card with a blocked application",
     "action.demo_reader": "Demo: unplug or plug in the card reader",
+    "action.support_bundle": "Support bundle",
+    "diag.bundle_written": "Support bundle written: {path}",
     "demo.reader_plugged": "Demo: card reader plugged in",
     "demo.reader_unplugged": "Demo: card reader unplugged",
     "demo.keys": "Demo keys: 1 Visa 2 Mastercard 3 UnionPay 4 multi-app 5 expired 6 deny-listed 7 garbage "
@@ -599,6 +601,8 @@ UI_ZH: dict[str, str] = {
     "action.demo_tap_8": "演示：挥过早移开的卡",
     "action.demo_tap_9": "演示：挥应用已锁定的卡",
     "action.demo_reader": "演示：拔下或插上读卡器",
+    "action.support_bundle": "导出支持包",
+    "diag.bundle_written": "支持包已写入：{path}",
     "demo.reader_plugged": "演示：读卡器已插上",
     "demo.reader_unplugged": "演示：读卡器已拔下",
     "demo.keys": "演示按键：1 Visa 2 万事达 3 银联 4 多应用 5 过期 6 黑名单 7 乱码 8 过早移开 9 锁定卡；"

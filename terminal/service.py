@@ -376,6 +376,47 @@ class Service:
         )
         return out
 
+    def device_report(self) -> dict[str, dict[str, str]]:
+        """Reader and camera as their watchers see them: configured device, state and last detail."""
+        out: dict[str, dict[str, str]] = {}
+        checkout = self.checkout
+        for kind, configured in (("reader", self.config.reader.device), ("camera", self.config.camera.source)):
+            watcher = getattr(checkout, "reader" if kind == "reader" else "scanner", None) if checkout else None
+            if watcher is None:
+                out[kind] = {"configured": configured, "state": "not attached", "name": "", "detail": ""}
+                continue
+            status = watcher.status
+            out[kind] = {"configured": configured, "state": status.state, "name": status.name,
+                         "detail": status.detail}
+        return out
+
+    def diagnostics(self) -> list[str]:
+        """What a technician checks first, one line each: devices, backend link, queue."""
+        lines: list[str] = []
+        for kind, dev in self.device_report().items():
+            detail = f" - {dev['detail']}" if dev["detail"] else ""
+            lines.append(f"{kind:<9} {dev['state']}  ({dev['configured']}{', ' + dev['name'] if dev['name'] else ''})"
+                         f"{detail}")
+        if self.journal is None:
+            return lines
+        try:
+            sync = self.sync_status()
+        except WalletposError as exc:
+            lines.append(f"backend   status unavailable: {exc.message}")
+            return lines
+        if not sync.enabled:
+            lines.append("backend   disabled in config (offline-only terminal)")
+        else:
+            link = "enrolled" if sync.enrolled else f"NOT ENROLLED ({sync.enrolment_problem or 'no enrolment'})"
+            lines.append(f"backend   {sync.backend_url}  {link}, circuit {sync.breaker_state}, "
+                         f"{sync.consecutive_failures} failures in a row")
+            if sync.last_error:
+                lines.append(f"          last error {sync.last_error_at}: {sync.last_error}")
+        age = f", oldest {int(sync.oldest_pending_age_s)} s" if sync.oldest_pending_age_s is not None else ""
+        lines.append(f"queue     {sync.queue_depth} pending{age}; {sync.declined_after_offline} declined after "
+                     f"offline approval, {sync.rejected} rejected by the backend")
+        return lines
+
     def verify_journal(self) -> VerifyReport:
         return self.require_journal().verify()
 

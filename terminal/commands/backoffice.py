@@ -9,6 +9,7 @@ import argparse
 import getpass
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -182,6 +183,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     v.add_argument("--pin-stdin", action="store_true", help="read the supervisor PIN from standard input")
     v.add_argument("--json", action="store_true")
     v.set_defaults(handler=cmd_void)
+    register_support(sub, common)
 
     d = sub.add_parser("report", parents=[common], help="day report: X (interim) or, with --close, Z")
     d.add_argument("--close", action="store_true", help="close the batch (Z-report, written to reports/)")
@@ -193,3 +195,21 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     c.add_argument("reference")
     c.add_argument("--save", action="store_true")
     c.set_defaults(handler=cmd_receipt)
+
+
+def cmd_support_bundle(args: argparse.Namespace) -> int:
+    from terminal.cli import Exit, _service
+    from terminal.support import write_bundle
+
+    with _service(args) as svc:
+        path = write_bundle(svc, Path(args.out) if args.out else None)
+    print(path)
+    return Exit.OK
+
+
+def register_support(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("support-bundle", parents=[common],
+                       help="write a zip for support: status, devices, sync, config, recent transactions, logs "
+                            "(no keys, no card numbers)")
+    p.add_argument("--out", metavar="FILE", help="zip file to write (default: <data dir>/support/...)")
+    p.set_defaults(handler=cmd_support_bundle)

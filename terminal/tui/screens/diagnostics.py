@@ -15,7 +15,8 @@ from terminal.tui.screens.base import BaseScreen
 
 class DiagnosticsScreen(BaseScreen):
     TITLE_KEY = "diag.title"
-    BINDINGS = [Binding("f5", "refresh", "action.diagnostics"), Binding("f10", "sign_out", "action.sign_out")]
+    BINDINGS = [Binding("f5", "refresh", "action.diagnostics"), Binding("b", "support_bundle", "action.support_bundle"),
+                Binding("f10", "sign_out", "action.sign_out")]
 
     def body(self) -> ComposeResult:
         with VerticalScroll(classes="report"):
@@ -50,6 +51,21 @@ class DiagnosticsScreen(BaseScreen):
 
     def show(self, lines: list[Any]) -> None:
         self.query_one("#report", Static).update("\n".join(str(x) for x in lines))
+
+    def action_support_bundle(self) -> None:
+        self.support_bundle()
+
+    @work(thread=True, exclusive=True, group="bundle")
+    def support_bundle(self) -> None:
+        from terminal.errors import WalletposError
+        from terminal.support import write_bundle
+
+        try:
+            path = write_bundle(self.wp.service)
+        except WalletposError as exc:
+            self.app.call_from_thread(self.notify, exc.message, severity="error")
+            return
+        self.app.call_from_thread(self.notify, self.tr("diag.bundle_written", path=str(path)))
 
     def action_sign_out(self) -> None:
         self.wp.sign_out()

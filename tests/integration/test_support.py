@@ -1,0 +1,76 @@
+"""The technician's support bundle and diagnostics: what is in the zip, and what never is."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import zipfile
+from pathlib import Path
+
+from drivers.sim.cards import make_card
+from drivers.sim.profiles import PROFILES
+from drivers.sim.reader import SimReader
+from terminal.checkout import attach_devices
+from terminal.core.money import Money
+from terminal.support import write_bundle
+from tests.conftest import WALLETPOS
+
+
+def _tap(service, profile: str) -> None:
+    reader = SimReader()
+    reader.tap(make_card(profile))
+    with reader.wait_for_card(1.0) as session:
+        service.pay_card(session, Money(888, service.currency))
+
+
+def test_bundle_has_status_devices_transactions_and_no_secrets(service, tmp_path: Path) -> None:
+    reader = SimReader(name="bench reader")
+    attach_devices(service, open_reader=lambda: reader)
+    for profile in ("visa", "mastercard"):
+        _tap(service, profile)
+    path = write_bundle(service, tmp_path / "bundle.zip")
+    with zipfile.ZipFile(path) as bundle:
+        names = set(bundle.namelist())
+        assert {"status.json", "config.toml", "transactions.jsonl", "README.txt"} <= names
+        assert not any(n.endswith((".key", ".sqlite3", ".sqlite3-wal")) or "key" in Path(n).name for n in names)
+        status = json.loads(bundle.read("status.json"))
+        assert status["devices"]["reader"]["configured"] == "sim:"
+        assert status["devices"]["camera"]["state"] in ("starting", "ready", "absent", "error")
+        assert status["journal_verify"]["ok"] is True
+        assert status["versions"]["walletpos"]
+        rows = [json.loads(line) for line in bundle.read("transactions.jsonl").decode().splitlines()]
+        assert [r["scheme"] for r in rows] == ["visa", "mastercard"]
+        assert all("sealed_card" not in r for r in rows)
+        blob = b"".join(bundle.read(n) for n in names)
+    for profile in ("visa", "mastercard"):
+        pan = PROFILES[profile].pan
+        assert pan.encode() not in blob, f"card number ending {pan[-4:]} in the bundle"
+    keys_dir_files = [p.read_bytes() for p in (service.data_dir / "keys").glob("*")] \
+        if (service.data_dir / "keys").exists() else []
+    for secret in keys_dir_files:
+        assert secret not in blob
+
+
+def test_diagnostics_name_the_reader_state(service) -> None:
+    reader = SimReader(name="counter reader")
+    checkout = attach_devices(service, open_reader=lambda: reader)
+    reader.unplug()
+    import time
+
+    deadline = time.monotonic() + 5
+    while checkout.reader.status.state != "absent" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = service.diagnostics()
+    reader_line = next(line for line in lines if line.startswith("reader"))
+    assert "absent" in reader_line and "unplugged" in reader_line
+    assert any(line.startswith("queue") for line in lines)
+
+
+def test_support_bundle_command(cli_env: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "b.zip"
+    run = subprocess.run([*WALLETPOS, "support-bundle", "--out", str(out)], env=cli_env, capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == str(out)
+    with zipfile.ZipFile(out) as bundle:
+        assert "status.json" in bundle.namelist()
