@@ -37,3 +37,27 @@ def test_profile_through_the_real_stack(request, service, transport: str, profil
     assert len(rows) == 1 and rows[0]["masked_pan"] == result.read.masked_pan
     assert rows[0]["card_token"] == service.keys.card_token(PROFILES[profile].pan)
     assert result.timings_ms["total"] > 0
+
+
+def test_recorded_card_transcripts_are_servable_on_pcscd(pcsc_rig, service) -> None:
+    """The real-world transcripts of ../shared/vectors replayed as cards behind real pcscd + vpcd:
+    the ones that are whole contactless transactions read through the kernel to a masked PAN."""
+    from drivers.sim.replay import load_vector_cards, shared_vectors_path
+
+    path = shared_vectors_path()
+    if path is None:
+        pytest.skip("../shared/vectors is not next to this checkout (set WALLETPOS_VECTORS)")
+    cards = dict(load_vector_cards(path))
+    whole = [label for label in cards if "UnionPay" in label or "Lloyds" in label]
+    assert whole, "expected the UnionPay and Lloyds Visa transcripts in the vectors"
+    for label in whole:
+        card = cards[label]
+        pcsc_rig.server.insert(card)
+        session = pcsc_rig.reader.wait_for_card(10.0)
+        assert session is not None
+        with session:
+            result = service.pay_card(session, Money(500, currency("CNY")))
+        assert result.read is not None, f"{label}: {result.message}"
+        assert "*" in result.read.masked_pan
+        pcsc_rig.server.remove()
+        pcsc_rig.wait_empty()
