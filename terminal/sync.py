@@ -64,6 +64,7 @@ META_LIMITS = "backend_limits"
 META_ISSUER_VERSION = "issuer_keys_version"
 MAX_DENY_PAGES = 10_000
 SKEW_WARNING_MS = 60_000
+HEARTBEAT_REUSE_S = 10.0  # a retry within this long after an answered heartbeat skips the next one
 MAX_DECLINES_LISTED = 100  # in one report; the journal keeps every one (sync_state declined_after_offline)
 
 
@@ -94,6 +95,8 @@ class SyncReport:
     issuer_keys_version: int | None = None
     sealing_key_id: str | None = None
     clock_skew_ms: int | None = None
+    heartbeat_ok: bool = False
+    heartbeat_reused: bool = False  # a retry soon after an answered heartbeat went straight to the rows
     error: str | None = None
     retryable: bool = True
     retry_after_s: float | None = None
@@ -184,6 +187,8 @@ class SyncWorker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._failures = 0
+        self._beat_ok_at: float | None = None  # monotonic time of the last heartbeat the backend answered
+        self._last_cycle_failed = False
         self._next_at: float | None = None
         self.local_rules = service.rule_set
         self.apply_stored_limits()
@@ -211,6 +216,7 @@ class SyncWorker:
                 report.error, report.retryable = f"journal: {exc.message}", True
                 log.error("sync stopped by the journal: %s", exc.message)
             finally:
+                self._last_cycle_failed = not report.ok
                 report.requests = self.client.requests_made - requests_before
                 report.duration_ms = (time.perf_counter() - t0) * 1000
                 report.finished_at = utc_text(self.service.clock())
@@ -236,6 +242,13 @@ class SyncWorker:
         journal = self.journal
         queue = journal.queue_summary()
         report.queue_before = queue["pending"]
+        if (self._last_cycle_failed and queue["pending"] and self._beat_ok_at is not None
+                and time.monotonic() - self._beat_ok_at < HEARTBEAT_REUSE_S):
+            # a retry soon after an answered heartbeat: what it brought (deny list, limits, keys) is
+            # current; send the queued rows first and exchange news at the next cycle
+            report.heartbeat_reused = True
+            self._push(report)
+            return
         limits = self.stored_limits()
         beat = self.client.heartbeat(
             queue_depth=queue["pending"], oldest_pending_at=queue["oldest_pending_at"],
@@ -243,6 +256,8 @@ class SyncWorker:
             config_version=limits.version if limits else 0,
             issuer_keys_version=int(journal.meta(META_ISSUER_VERSION) or 0),
         )
+        self._beat_ok_at = time.monotonic()
+        report.heartbeat_ok = True
         report.clock_skew_ms = beat.clock_skew_ms
         if beat.clock_skew_ms is not None and abs(beat.clock_skew_ms) > SKEW_WARNING_MS:
             log.warning("terminal clock is %+.1f s off the backend's; check the time source",
@@ -428,8 +443,9 @@ class SyncWorker:
         if report.ok:
             self._failures = 0
             return 0.0 if report.queue_after else self.cfg.interval_ms / 1000
-        # a cycle that moved rows before failing shows a working backend: back off from the start again
-        self._failures = 1 if report.batches else self._failures + 1
+        # a cycle in which the backend answered (rows moved, or the heartbeat) shows a working backend
+        # with a passing fault: back off from the start again
+        self._failures = 1 if report.batches or report.heartbeat_ok else self._failures + 1
         return max(self.retry_delay(self._failures, report.retry_after_s), self.client.breaker.seconds_until_probe())
 
     def drain(self, *, timeout_s: float, sleep: Any = time.sleep) -> list[SyncReport]:

@@ -322,3 +322,23 @@ def test_a_row_the_backend_refuses_as_invalid_does_not_hold_up_the_queue(sandbox
     stored = sorted(t["id"] for t in sandbox.admin.transactions(TERMINAL))
     assert stored == sorted(ids) and journal.queue_summary()["pending"] == 0
     assert journal.verify().ok
+
+
+def test_a_retry_soon_after_an_answered_heartbeat_goes_straight_to_the_rows(sandbox, enrolled):
+    """A batch that fails after the heartbeat was answered: the backend is up, so the retry backs
+    off from the start and sends the rows without asking for news it got seconds ago."""
+    row = pay(enrolled, 500, "tokRetry").row
+    sandbox.admin.faults(rate=1.0, kinds=["reset"], paths=["/v1/transactions/batches"], count=1)
+    first = enrolled.sync_once()
+    assert not first.ok and first.heartbeat_ok and not first.heartbeat_reused
+    worker = enrolled.sync
+    worker._failures = 4  # as after a run of failed cycles
+    ceiling = enrolled.config.sync.backoff_initial_ms / 1000  # the first step of the backoff
+    assert worker._delay_after(first) <= max(ceiling, worker.client.breaker.seconds_until_probe())
+    assert worker._failures == 1
+    sandbox.admin.faults_off()
+    second = enrolled.sync_once()
+    assert second.ok and second.heartbeat_reused and second.requests == 1
+    assert enrolled.require_journal().get(row.id).sync_state == "accepted"
+    third = enrolled.sync_once()  # after a success the next cycle exchanges news again
+    assert third.ok and third.heartbeat_ok and not third.heartbeat_reused
