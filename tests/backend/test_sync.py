@@ -339,6 +339,8 @@ def test_a_retry_soon_after_an_answered_heartbeat_goes_straight_to_the_rows(sand
     sandbox.admin.faults_off()
     second = enrolled.sync_once()
     assert second.ok and second.heartbeat_reused and second.requests == 1
-    assert enrolled.require_journal().get(row.id).sync_state == "accepted"
+    # the reset may have come before or after the backend stored the row: exactly once either way
+    assert enrolled.require_journal().get(row.id).sync_state in ("accepted", "duplicate")
+    assert sandbox.admin.stats(TERMINAL)["stored"] == 1
     third = enrolled.sync_once()  # after a success the next cycle exchanges news again
     assert third.ok and third.heartbeat_ok and not third.heartbeat_reused
