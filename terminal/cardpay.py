@@ -169,4 +169,6 @@ def pay_card(svc: Service, transport: ApduTransport, amount: Money, *, operator:
     t_kernel = (time.perf_counter() - t0) * 1000
     result = svc.pay(card.request, card.facts, operator=operator, started=t0)
     timings = {"card": round(t_kernel, 3), **dict(result.timings_ms)}
+    if "rules" in timings:  # Service.pay times the rules from `started`: keep only their own share
+        timings["rules"] = max(0.0, timings["rules"] - t_kernel)
     return CardPayResult(result.outcome, tuple(result.reasons), result.message, result, card.read, timings, card)
