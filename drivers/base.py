@@ -1,7 +1,7 @@
 """The two driver interfaces the rest of walletpos sees.
 
 `CardReader` hands out `CardSession`s: `transmit(apdu) -> response data + SW1 SW2`. A session is
-also the `ApduTransport` the pure EMV kernel talks to. `CodeScanner` yields `ScannedCode`s from a
+also the `ApduTransport` (terminal/core/emv.py) the pure EMV kernel talks to. `CodeScanner` yields `ScannedCode`s from a
 frame source (camera device, video file, image folder, RTSP URL, simulator); the same decoding path
 serves a live camera and a file.
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal
 
 from terminal.errors import CardError, ReaderError
 
@@ -35,12 +35,6 @@ class ReaderUnavailableError(ReaderError):
     """The reader is not connected (unplugged, daemon down) or cannot be opened."""
 
     title = "Reader unavailable"
-
-
-class ApduTransport(Protocol):
-    """What the EMV kernel needs from a card: send one command APDU, get data + SW1 SW2 back."""
-
-    def transmit(self, apdu: bytes) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sqlite3
 import statistics
 import sys
@@ -31,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scripts import benchkit
 from terminal.config import load_config
 from terminal.core.money import Money, currency
 from terminal.core.rules import Method, PaymentRequest, RuleSet, TerminalState, WalletTier, decide
@@ -42,16 +41,7 @@ CNY = currency("CNY")
 
 
 def machine(directory: Path) -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "sqlite": sqlite3.sqlite_version, "platform": platform.platform(), "directory": str(directory)}
+    return benchkit.machine(sqlite=sqlite3.sqlite_version, directory=str(directory))
 
 
 RAW_ROW = (

@@ -26,7 +26,6 @@ import argparse
 import base64
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from drivers.qrdecode import Pipeline, zbar_only, zxing_only
 from drivers.sim.phone import FRAME_SIZE, Scene, render_scene
+from scripts import benchkit
 from terminal.core import qrpay
 from terminal.core.money import Money, currency
 from terminal.core.rules import WalletTier
@@ -152,14 +152,6 @@ def measure(decoders: dict[str, Pipeline], frames: list[tuple[str, str, np.ndarr
 
 
 def machine() -> dict[str, object]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     from importlib.metadata import PackageNotFoundError, version
 
     def package(name: str) -> str:
@@ -168,9 +160,8 @@ def machine() -> dict[str, object]:
         except PackageNotFoundError:
             return "not installed"
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "opencv": cv2.__version__,
-            "zxing_cpp": package("zxing-cpp"), "pyzbar": package("pyzbar"), "numpy": np.__version__,
-            "platform": platform.platform()}
+    return benchkit.machine(opencv=cv2.__version__, zxing_cpp=package("zxing-cpp"), pyzbar=package("pyzbar"),
+                            numpy=np.__version__)
 
 
 def main() -> int:

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -29,6 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from scripts.benchkit import machine  # noqa: E402
 from scripts.sandbox import Sandbox, start_sandbox  # noqa: E402
 from terminal.config import config_from_mapping  # noqa: E402
 from terminal.core.money import Money  # noqa: E402
@@ -36,19 +35,6 @@ from terminal.journal import NewTransaction  # noqa: E402
 from terminal.service import Service  # noqa: E402
 
 TERMINAL = "WPOS0001"
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu,
-            "cpus": os.cpu_count()}
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:

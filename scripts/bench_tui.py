@@ -21,7 +21,6 @@ import argparse
 import fcntl
 import json
 import os
-import platform
 import pty
 import re
 import select
@@ -38,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from scripts.benchkit import machine, percentile  # noqa: E402
 from scripts.sandbox import start_sandbox  # noqa: E402
 from terminal.config import config_from_mapping  # noqa: E402
 from terminal.core.money import Money, currency, format_money  # noqa: E402
@@ -138,11 +138,6 @@ def spawn(config_file: Path, data: Path) -> Terminal:
                      "tui", "--locale", "en"], env)
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cold-runs", type=int, default=5)
@@ -214,7 +209,7 @@ def main() -> None:
                                "uploading_throughout": rows_at_start > 0 and rows_at_end < args.rows},
         "peak_rss_mb": round(rss, 1),
         "targets": {"cold_start_ms": 1500, "keypress_to_repaint_p95_ms": 50, "peak_rss_mb": 250},
-        "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": machine(),
     }
     result["targets_met"] = (result["cold_start_ms"]["median"] <= 1500
                              and result["keypress_to_repaint_ms"]["p95"] <= 50 and rss <= 250)

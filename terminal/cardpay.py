@@ -28,7 +28,7 @@ from terminal.errors import CardError, SecurityError, StorageError, TlvError
 from terminal.security import mask_pan, seal_for_backend
 
 if TYPE_CHECKING:
-    from drivers.base import ApduTransport
+    from terminal.core.emv import ApduTransport
     from terminal.service import CardFacts, PaymentResult, Service
 
 log = logging.getLogger("walletpos.cardpay")

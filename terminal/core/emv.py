@@ -42,6 +42,9 @@ MAX_RESPONSE_CHAIN = 8  # 61xx GET RESPONSE rounds
 
 
 class ApduTransport(Protocol):
+    """What the kernel needs from a card: send one command APDU, get data + SW1 SW2 back. Every
+    `drivers.base.CardSession` is one; so is a virtual card's session in tests."""
+
     def transmit(self, apdu: bytes) -> bytes: ...
 
 
