@@ -32,6 +32,7 @@ VPCD_CONF = Path("/etc/reader.conf.d/vpcd")
 PID_FILE = Path("/run/pcscd/pcscd.pid")
 READER_PREFIX = "Virtual PCD"
 DEFAULT_VPCD_PORT = 0x8C7B
+PORT_BUSY_RETRY_S = 75.0
 
 
 def pcsc_required() -> bool:
@@ -116,6 +117,8 @@ class PcscdHandle:
                 return self.reader
             if self._proc is not None and self._proc.poll() is not None:
                 raise RuntimeError(f"pcscd exited with {self._proc.returncode}: {self.log_tail()}")
+            if self._proc is not None and "Address already in use" in self.log_tail():
+                raise RuntimeError(f"vpcd's port {self.vpcd_port} is busy; {self.log_tail()}")
             if time.monotonic() >= deadline:
                 raise RuntimeError(f"pcscd does not list a {READER_PREFIX!r} reader after {timeout:.0f} s "
                                    f"(readers: {names}); {self.log_tail()}")
@@ -144,10 +147,24 @@ class PcscdHandle:
             help_text = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=5).stdout
             if "--disable-polkit" in help_text and os.geteuid() == 0:
                 args.append("--disable-polkit")
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.owned = True
-        self.wait_ready()
+        # vpcd's port can still be held for a while after an earlier pcscd (connections in TIME_WAIT,
+        # a daemon still shutting down): pcscd then starts without the reader ("Address already in
+        # use"). Try again until the port is free, up to a little over TCP's TIME_WAIT.
+        deadline = time.monotonic() + PORT_BUSY_RETRY_S
+        while True:
+            with open(self.log_path, "ab") as log:
+                self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            try:
+                self.wait_ready()
+                return
+            except RuntimeError:
+                busy = "Address already in use" in self.log_tail()
+                self.stop()
+                if not busy or time.monotonic() >= deadline:
+                    raise
+                self.log_path.write_bytes(b"")
+                time.sleep(2.0)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop pcscd if it was started here (SIGTERM, then SIGKILL)."""
