@@ -85,17 +85,13 @@ class Interpreter(Protocol):
 
 
 class PaymentInterpreter:
-    """Turns presentations into payment requests: the EMV kernel for cards (`read_card`), the
+    """Turns presentations into payment requests: the EMV kernel for cards (`terminal.cardpay`), the
     payload parsers for codes (`terminal.codepay`)."""
 
-    def __init__(self, service: Service,
-                 read_card: Callable[[Service, CardSession, Money], Interpretation] | None = None) -> None:
+    def __init__(self, service: Service) -> None:
         self.service = service
-        self.read_card = read_card
 
     def card(self, session: CardSession, amount: Money, operator: str | None) -> Interpretation:
-        if self.read_card is not None:
-            return self.read_card(self.service, session, amount)
         from terminal import cardpay
 
         card = cardpay.prepare_card_payment(self.service, session, amount)
