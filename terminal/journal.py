@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from terminal.core.money import Currency, Money, currency
 from terminal.errors import CodeAlreadyUsed, StorageError
@@ -132,6 +132,11 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 """
 
+_INSERT_TXN = (
+    "INSERT INTO txn (seq, id, terminal_id, created_at, business_date, kind, amount, currency, method, scheme, "
+    "card_token, masked_pan, decision, reasons, auth_mode, reference, operator, sealed_card, details, prev_hash, "
+    "row_hash, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _TXN_COLUMNS = (
     "seq, id, terminal_id, created_at, business_date, kind, amount, currency, method, scheme, "
     "card_token, masked_pan, decision, reasons, auth_mode, reference, operator, sealed_card, details, "
@@ -155,36 +160,41 @@ def parse_utc(text: str) -> datetime:
     return moment.astimezone(UTC)
 
 
-class _RandomPool:
-    """os.urandom read 4 KB at a time (one getrandom call per 409 ids instead of one per id)."""
+class _RandomHex:
+    """Random hex digits from os.urandom, read 4 KB at a time (one getrandom call per 431 ids
+    instead of one per id). A forked child starts with an empty pool, so a parent and its child
+    never hand out the same digits."""
 
     def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
         self._lock = threading.Lock()
-        self._buf = b""
+        self._hex = ""
         self._pos = 0
 
-    def take(self, n: int) -> bytes:
+    def take(self, n: int) -> str:
         with self._lock:
-            if self._pos + n > len(self._buf):
-                self._buf, self._pos = os.urandom(4096), 0
-            out = self._buf[self._pos:self._pos + n]
-            self._pos += n
-            return out
+            pos = self._pos
+            if pos + n > len(self._hex):
+                self._hex, pos = os.urandom(4096).hex(), 0
+            self._pos = pos + n
+            return self._hex[pos:pos + n]
 
 
-_RANDOM = _RandomPool()
+_RANDOM = _RandomHex()
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}  # RFC 9562 variant bits 10
 
 
 def new_txn_id() -> str:
-    """A time-ordered UUID (version 7 layout: 48-bit Unix milliseconds, then random bits).
+    """A time-ordered UUID (version 7: 48-bit Unix milliseconds, version 7, 74 random bits).
 
     Ids made on one terminal sort by creation time, so the id index grows at its right edge
     instead of splitting random pages on every append."""
-    b = bytearray((time.time_ns() // 1_000_000).to_bytes(6, "big") + _RANDOM.take(10))
-    b[6] = 0x70 | (b[6] & 0x0F)  # version 7
-    b[8] = 0x80 | (b[8] & 0x3F)  # RFC 4122 variant
-    h = b.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    t = f"{time.time_ns() // 1_000_000:012x}"
+    r = _RANDOM.take(19)
+    return f"{t[:8]}-{t[8:]}-7{r[:3]}-{_VARIANT[r[3]]}{r[4:7]}-{r[7:]}"
 
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -198,10 +208,6 @@ def _json(value: Any) -> str:
 _str = json.encoder.encode_basestring  # the string encoder _ENCODER uses (ensure_ascii=False)
 
 
-def _opt(value: str | None) -> str:
-    return "null" if value is None else _str(value)
-
-
 def canonical_txn_parts(
     *, amount: int, auth_mode: str, business_date: str, card_token: str | None, created_at: str,
     currency: str, decision: str, details_json: str, id: str, kind: str, masked_pan: str | None,
@@ -210,17 +216,20 @@ def canonical_txn_parts(
 ) -> tuple[str, str, str]:
     """The canonical JSON of a transaction record (what `_json(record)` gives, keys in sorted order)
     in three pieces around the two values only known inside the write transaction:
-    `head + prev_hash + middle + seq + tail`. A test checks it byte for byte against the generic
-    encoder on generated records."""
+    `head + prev_hash + middle + seq + tail`. tests/unit/test_journal_format.py checks it byte for
+    byte against the generic encoder on generated records."""
+    # optional values inline ("null" or the JSON string): this runs on every append
     head = (
         f'{{"amount":{int(amount)},"auth_mode":{_str(auth_mode)},"business_date":{_str(business_date)},'
-        f'"card_token":{_opt(card_token)},"created_at":{_str(created_at)},"currency":{_str(currency)},'
-        f'"decision":{_str(decision)},"details":{details_json},"id":{_str(id)},"kind":{_str(kind)},'
-        f'"masked_pan":{_opt(masked_pan)},"method":{_str(method)},"operator":{_opt(operator)},"prev_hash":'
+        f'"card_token":{"null" if card_token is None else _str(card_token)},"created_at":{_str(created_at)},'
+        f'"currency":{_str(currency)},"decision":{_str(decision)},"details":{details_json},"id":{_str(id)},'
+        f'"kind":{_str(kind)},"masked_pan":{"null" if masked_pan is None else _str(masked_pan)},'
+        f'"method":{_str(method)},"operator":{"null" if operator is None else _str(operator)},"prev_hash":'
     )
     middle = (
-        f',"reasons":{reasons_json},"reference":{_opt(reference)},"scheme":{_opt(scheme)},'
-        f'"sealed_card":{_opt(sealed_card)},"seq":'
+        f',"reasons":{reasons_json},"reference":{"null" if reference is None else _str(reference)},'
+        f'"scheme":{"null" if scheme is None else _str(scheme)},'
+        f'"sealed_card":{"null" if sealed_card is None else _str(sealed_card)},"seq":'
     )
     return head, middle, f',"terminal_id":{_str(terminal_id)}}}'
 
@@ -285,8 +294,11 @@ class CodeClaim:
     key_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class TxnRow:
+class TxnRow(NamedTuple):
+    """One stored transaction (immutable). A named tuple rather than a frozen dataclass: `append`
+    returns one on every approval, and a frozen dataclass of 26 fields costs several microseconds
+    to build (one `object.__setattr__` per field) where a tuple costs a fraction of one."""
+
     seq: int
     id: str
     terminal_id: str
@@ -541,73 +553,68 @@ class Journal:
         txn_id = txn.id or new_txn_id()
         created_at = utc_text(now)
         day = business_date.isoformat()
-        cur = txn.amount.currency.alpha
+        amount = txn.amount
+        cur = amount.currency.alpha
         reasons_json, details_json = _reasons_json(txn.reasons), (_json(details) if details else "{}")
         head_json, middle_json, tail_json = canonical_txn_parts(
-            amount=txn.amount.minor, auth_mode=txn.auth_mode, business_date=day, card_token=txn.card_token,
+            amount=amount.minor, auth_mode=txn.auth_mode, business_date=day, card_token=txn.card_token,
             created_at=created_at, currency=cur, decision=txn.decision, details_json=details_json, id=txn_id,
             kind=txn.kind, masked_pan=txn.masked_pan, method=txn.method, operator=txn.operator,
             reasons_json=reasons_json, reference=txn.reference, scheme=txn.scheme,
             sealed_card=txn.sealed_card, terminal_id=self.terminal_id,
         )
+        db = self._db
         try:
-            with self._write() as db:
-                head = self._head
-                while True:
-                    if head is None:
-                        head = db.execute("SELECT seq, row_hash FROM txn ORDER BY seq DESC LIMIT 1").fetchone()
-                        head = head or (0, GENESIS_HASH)
-                    seq, prev = head[0] + 1, head[1]
-                    canonical = f"{head_json}{_str(prev)}{middle_json}{seq}{tail_json}"
-                    raw_digest = hashlib.sha256(canonical.encode("utf-8")).digest()
-                    digest = raw_digest.hex()
-                    signature = self._keys.sign(raw_digest).hex()
-                    try:
-                        db.execute(
-                            "INSERT INTO txn (seq, id, terminal_id, created_at, business_date, kind, amount, "
-                            "currency, method, scheme, card_token, masked_pan, decision, reasons, auth_mode, "
-                            "reference, operator, sealed_card, details, prev_hash, row_hash, signature) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            (seq, txn_id, self.terminal_id, created_at, day, txn.kind, txn.amount.minor, cur,
-                             txn.method, txn.scheme, txn.card_token, txn.masked_pan, txn.decision,
-                             reasons_json, txn.auth_mode, txn.reference, txn.operator, txn.sealed_card,
-                             details_json, prev, digest, signature),
-                        )
-                    except sqlite3.IntegrityError as exc:
-                        if "txn.seq" in str(exc) and head is self._head:
-                            head = None  # another process appended since: read the real head and retry
-                            continue
-                        raise
-                    break
-                if claim is not None:
-                    try:
-                        db.execute("INSERT INTO used_codes (wallet_id, counter, key_id, txn_id, used_at) "
-                                   "VALUES (?, ?, ?, ?, ?)",
-                                   (claim.wallet_id, claim.counter, claim.key_id, txn_id, created_at))
-                    except sqlite3.IntegrityError:
-                        raise CodeAlreadyUsed(
-                            f"wallet code {claim.wallet_id}/{claim.counter} was already used") from None
-                if seq % SEAL_EVERY == 0:
-                    self._seal(db, created_at)
-        except CodeAlreadyUsed:
-            self._head = None
-            raise
+            with self._lock:  # the write transaction inline (not `_write()`): this runs on every approval
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    head = self._head
+                    while True:
+                        if head is None:
+                            head = db.execute("SELECT seq, row_hash FROM txn ORDER BY seq DESC LIMIT 1").fetchone()
+                            head = head or (0, GENESIS_HASH)
+                        seq, prev = head[0] + 1, head[1]
+                        raw_digest = hashlib.sha256(
+                            f"{head_json}{_str(prev)}{middle_json}{seq}{tail_json}".encode()).digest()
+                        digest = raw_digest.hex()
+                        signature = self._keys.sign(raw_digest).hex()
+                        try:
+                            db.execute(_INSERT_TXN, (
+                                seq, txn_id, self.terminal_id, created_at, day, txn.kind, amount.minor, cur,
+                                txn.method, txn.scheme, txn.card_token, txn.masked_pan, txn.decision,
+                                reasons_json, txn.auth_mode, txn.reference, txn.operator, txn.sealed_card,
+                                details_json, prev, digest, signature))
+                        except sqlite3.IntegrityError as exc:
+                            if "txn.seq" in str(exc) and head is self._head:
+                                head = None  # another process appended since: read the real head and retry
+                                continue
+                            raise
+                        break
+                    if claim is not None:
+                        try:
+                            db.execute("INSERT INTO used_codes (wallet_id, counter, key_id, txn_id, used_at) "
+                                       "VALUES (?, ?, ?, ?, ?)",
+                                       (claim.wallet_id, claim.counter, claim.key_id, txn_id, created_at))
+                        except sqlite3.IntegrityError:
+                            raise CodeAlreadyUsed(
+                                f"wallet code {claim.wallet_id}/{claim.counter} was already used") from None
+                    if seq % SEAL_EVERY == 0:
+                        self._seal(db, created_at)
+                    db.execute("COMMIT")
+                except BaseException:
+                    self._head = None
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
         except sqlite3.IntegrityError as exc:
-            self._head = None
             raise StorageError(f"journal {self.path}: transaction {txn_id} not stored: {exc}") from None
         except sqlite3.Error as exc:
-            self._head = None
             raise _storage_error(exc, self.path, "record the transaction") from None
         self._head = (seq, digest)
-        return TxnRow(
-            seq=seq, id=txn_id, terminal_id=self.terminal_id, created_at=now.astimezone(UTC),
-            business_date=business_date, kind=txn.kind, amount=txn.amount, method=txn.method,
-            scheme=txn.scheme, card_token=txn.card_token, masked_pan=txn.masked_pan,
-            decision=txn.decision, reasons=tuple(txn.reasons), auth_mode=txn.auth_mode,
-            reference=txn.reference, operator=txn.operator, sealed_card=txn.sealed_card,
-            details=details, prev_hash=prev, row_hash=digest, signature=signature,
-            sync_state="pending", sync_attempts=0, sync_error=None, sync_reason=None, synced_at=None,
-        )
+        return TxnRow(seq, txn_id, self.terminal_id, now if now.tzinfo is UTC else now.astimezone(UTC),
+                      business_date, txn.kind, amount, txn.method, txn.scheme, txn.card_token, txn.masked_pan,
+                      txn.decision, txn.reasons, txn.auth_mode, txn.reference, txn.operator, txn.sealed_card,
+                      details, prev, digest, signature, "pending", 0, None, None, None)
 
     @staticmethod
     def _row(values: Sequence[Any]) -> TxnRow:
@@ -616,14 +623,10 @@ class Journal:
          details, prev_hash, row_hash, signature, sync_state, sync_attempts, sync_error,
          sync_reason, synced_at) = values
         return TxnRow(
-            seq=seq, id=id_, terminal_id=terminal_id, created_at=parse_utc(created_at),
-            business_date=date.fromisoformat(business_date), kind=kind, amount=Money(amount, currency(cur)),
-            method=method, scheme=scheme, card_token=card_token, masked_pan=masked_pan,
-            decision=decision, reasons=tuple(json.loads(reasons)), auth_mode=auth_mode,
-            reference=reference, operator=operator, sealed_card=sealed_card,
-            details=json.loads(details), prev_hash=prev_hash, row_hash=row_hash, signature=signature,
-            sync_state=sync_state, sync_attempts=sync_attempts, sync_error=sync_error,
-            sync_reason=sync_reason, synced_at=parse_utc(synced_at) if synced_at else None,
+            seq, id_, terminal_id, parse_utc(created_at), date.fromisoformat(business_date), kind,
+            Money(amount, currency(cur)), method, scheme, card_token, masked_pan, decision, tuple(json.loads(reasons)),
+            auth_mode, reference, operator, sealed_card, json.loads(details), prev_hash, row_hash, signature,
+            sync_state, sync_attempts, sync_error, sync_reason, parse_utc(synced_at) if synced_at else None,
         )
 
     def _rows(self, where: str = "", params: Sequence[Any] = (), *, order: str = "seq",
