@@ -65,13 +65,19 @@ _AUTH_CODE = re.compile(r"[A-Z0-9]{6}")
 
 
 class BackendError(SyncError):
-    """Talking to the backend failed. `retryable`: trying again later may work."""
+    """Talking to the backend failed. `retryable`: trying again later may work. `answered`: the
+    backend itself answered (its own error object, or an answer it sent that cannot be read), as
+    opposed to silence: no connection, a timeout, a reset, a gateway's page."""
 
     retryable = True
+    answered = False
 
-    def __init__(self, message: str, *, retry_after_s: float | None = None, title: str | None = None):
+    def __init__(self, message: str, *, retry_after_s: float | None = None, title: str | None = None,
+                 answered: bool | None = None):
         super().__init__(message, title=title)
         self.retry_after_s = retry_after_s
+        if answered is not None:
+            self.answered = answered
 
 
 class BackendUnreachable(BackendError):
@@ -84,6 +90,7 @@ class BackendAnswerError(BackendError):
     """The backend answered something that does not match the contract."""
 
     title = "Unreadable backend answer"
+    answered = True
 
 
 class CertificatePinMismatch(BackendError):
@@ -97,6 +104,7 @@ class BackendRefused(BackendError):
 
     title = "Backend refused"
     retryable = False
+    answered = True
 
     def __init__(self, message: str, *, status: int, code: str):
         super().__init__(message)
@@ -653,7 +661,8 @@ class BackendClient:
         if status in (429, 503) or status >= 500:
             self.breaker.record_failure()
             retry_after = _retry_after(response.headers.get("Retry-After"))
-            raise BackendUnreachable(f"{what}: backend answered {status} {code}: {message}", retry_after_s=retry_after)
+            raise BackendUnreachable(f"{what}: backend answered {status} {code}: {message}", retry_after_s=retry_after,
+                                     answered=bool(error.get("error")))  # its own error object, not a gateway's
         self.breaker.record_success()  # a considered refusal: the backend is up
         if status == 401 and code == "stale_timestamp" and isinstance(error.get("server_time"), str):
             try:

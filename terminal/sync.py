@@ -97,6 +97,7 @@ class SyncReport:
     clock_skew_ms: int | None = None
     heartbeat_ok: bool = False
     heartbeat_reused: bool = False  # a retry soon after an answered heartbeat went straight to the rows
+    backend_answered: bool = False  # the failure was an answer from the backend (not silence)
     error: str | None = None
     retryable: bool = True
     retry_after_s: float | None = None
@@ -211,6 +212,7 @@ class SyncWorker:
                 report.ok = True
             except BackendError as exc:
                 report.error, report.retryable, report.retry_after_s = exc.message, exc.retryable, exc.retry_after_s
+                report.backend_answered = exc.answered
                 log.warning("sync failed: %s", exc.message)
             except StorageError as exc:
                 report.error, report.retryable = f"journal: {exc.message}", True
@@ -443,9 +445,12 @@ class SyncWorker:
         if report.ok:
             self._failures = 0
             return 0.0 if report.queue_after else self.cfg.interval_ms / 1000
-        # a cycle in which the backend answered (rows moved, or the heartbeat) shows a working backend
-        # with a passing fault: back off from the start again
-        self._failures = 1 if report.batches or report.heartbeat_ok else self._failures + 1
+        # a cycle in which the backend answered (rows moved, the heartbeat, or the failure itself was
+        # the backend's own error answer) shows a working backend with a passing fault: back off from
+        # the start again. Only silence (no connection, timeouts, resets) makes the backoff grow; a
+        # backend that answers errors to everything is held off by the circuit breaker.
+        answered = report.batches or report.heartbeat_ok or report.backend_answered
+        self._failures = 1 if answered else self._failures + 1
         return max(self.retry_delay(self._failures, report.retry_after_s), self.client.breaker.seconds_until_probe())
 
     def drain(self, *, timeout_s: float, sleep: Any = time.sleep) -> list[SyncReport]:

@@ -344,3 +344,21 @@ def test_a_retry_soon_after_an_answered_heartbeat_goes_straight_to_the_rows(sand
     assert sandbox.admin.stats(TERMINAL)["stored"] == 1
     third = enrolled.sync_once()  # after a success the next cycle exchanges news again
     assert third.ok and third.heartbeat_ok and not third.heartbeat_reused
+
+
+@pytest.mark.parametrize("kind, grows", [("error", False), ("malformed", False), ("reset", True)])
+def test_the_backoff_grows_on_silence_not_on_the_backends_own_error_answers(sandbox, enrolled, kind, grows):
+    """A heartbeat answered with the backend's own 500 (or with an answer it sent garbled) shows a
+    backend that is up: the retry backs off from the start. A reset connection is silence: the
+    backoff grows. (A backend answering errors to everything is held off by the circuit breaker.)"""
+    pay(enrolled, 500, "tokBackoff")
+    sandbox.admin.faults(rate=1.0, kinds=[kind], paths=["/v1/heartbeat"], count=1)
+    worker = enrolled.sync
+    worker._last_cycle_failed = False  # a fresh cycle: it starts with the heartbeat
+    report = enrolled.sync_once()
+    assert not report.ok and not report.heartbeat_ok and report.backend_answered is not grows
+    worker._failures = 4  # as after a run of failed cycles
+    worker._delay_after(report)
+    assert worker._failures == (5 if grows else 1)
+    sandbox.admin.faults_off()
+    assert enrolled.sync_once().ok
