@@ -762,6 +762,18 @@ class BackendClient:
 
     def payment_status(self, reference: str) -> PaymentStatus:
         data = self._call("GET", f"/v1/payments/{requests.utils.quote(reference, safe='')}")
+        return self._payment_status(data, reference)
+
+    def cancel_payment(self, reference: str, reason: str = "closed_by_cashier") -> PaymentStatus:
+        """Close a merchant code at the backend: `cancelled`, or `paid` when the customer paid first."""
+        data = self._call("POST", f"/v1/payments/{requests.utils.quote(reference, safe='')}/cancel",
+                          body={"reason": reason})
+        status = self._payment_status(data, reference)
+        if status.status == "pending":
+            raise BackendAnswerError(f"cancel of {reference}: the backend says the code is still open")
+        return status
+
+    def _payment_status(self, data: Any, reference: str) -> PaymentStatus:
         with self._reading():
             a = _Answer(data, "payment status")
             status = PaymentStatus(a.str("reference"), a.str("status", choices=("pending", "paid", "cancelled")),

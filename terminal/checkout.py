@@ -354,16 +354,19 @@ class Checkout:
 
     # -- the terminal's own code (merchant-presented QR) ---------------------------------------------
 
-    def merchant_qr(self, amount: Money) -> Any:
-        """The dynamic EMVCo merchant code for this sale (`codepay.MerchantQr`: payload, reference)."""
+    def merchant_qr(self, amount: Money, operator: str | None = None) -> Any:
+        """The dynamic EMVCo merchant code for this sale (`codepay.MerchantQr`: payload, reference),
+        recorded in the journal before it is shown and watched by this checkout until
+        `wait_merchant_qr` / `close_merchant_qr` are done with it."""
         from terminal import codepay
 
-        return codepay.merchant_qr(self.service, amount)
+        return codepay.merchant_qr(self.service, amount, operator=operator, on_screen=True)
 
     def wait_merchant_qr(self, qr: Any, *, cancel: threading.Event, operator: str | None = None,
                          poll_s: float = 1.0) -> CheckoutResult | None:
         """Ask the backend every `poll_s` whether the customer paid `qr`; journal the payment when
-        they did. None when cancelled first. An unreachable backend is asked again at the next poll."""
+        they did. None when cancelled first (then call `close_merchant_qr`). An unreachable backend
+        is asked again at the next poll."""
         while not cancel.wait(poll_s):
             try:
                 status = self.service.payment_status(qr.reference)
@@ -375,28 +378,38 @@ class Checkout:
             return self._merchant_qr_outcome(qr, status, operator)
         return None
 
-    def _merchant_qr_outcome(self, qr: Any, status: Any, operator: str | None) -> CheckoutResult:
-        from terminal.journal import NewTransaction
+    def close_merchant_qr(self, qr: Any, operator: str | None = None) -> CheckoutResult | None:
+        """The code leaves the screen unpaid: close it at the backend so that it can no longer be paid.
+        Returns the sale (journaled) when the customer had paid it just before, else None. When the
+        backend does not answer, the code stays open and marked: the sync worker closes it (and
+        records a payment made with it meanwhile) once the backend answers."""
+        from terminal import codepay
 
-        paid = status.status == "paid"
-        matches = status.amount in (None, qr.amount.minor) and status.currency in (None, qr.amount.currency.alpha)
-        reasons = ("paid_in_wallet_app",) if paid and matches else (
-            ("amount_mismatch",) if paid else ("payment_cancelled",))
-        approved = paid and matches
-        if paid and not matches:
-            log.error("merchant code %s paid %s %s, expected %s", qr.reference, status.amount, status.currency,
-                      qr.amount)
         try:
-            row = self.service.require_journal().append(
-                NewTransaction(kind="sale", amount=qr.amount, method="merchant_qr",
-                               decision="approved" if approved else "declined", reasons=reasons, auth_mode="online",
-                               scheme="wallet", card_token=status.card_token, operator=operator, id=qr.transaction_id,
-                               details={"reference": qr.reference, "paid_amount": status.amount}),
-                now=self.service.clock(), business_date=self.service.business_date())
+            row = codepay.close_merchant_code(self.service, qr.reference, qr.transaction_id, qr.amount, operator)
+        except StorageError as exc:
+            return CheckoutResult("storage", qr.amount, ("storage_failure",), detail=exc.message)
+        except WalletposError as exc:
+            log.warning("merchant code %s not closed yet (%s); the sync worker will close it", qr.reference, exc)
+            return None
+        finally:
+            self.service.code_on_screen(qr.reference, False)
+        if row is None:
+            return None
+        return CheckoutResult("approved" if row.approved else "declined", qr.amount, row.reasons, "online", row)
+
+    def _merchant_qr_outcome(self, qr: Any, status: Any, operator: str | None) -> CheckoutResult:
+        from terminal import codepay
+
+        try:
+            row = codepay.record_merchant_outcome(self.service, qr.reference, qr.transaction_id, qr.amount, status,
+                                                  operator)
         except StorageError as exc:
             # the customer has paid at the backend; the journal cannot record it: say so plainly
             return CheckoutResult("storage", qr.amount, ("storage_failure",), detail=exc.message)
-        return CheckoutResult("approved" if approved else "declined", qr.amount, reasons, "online", row)
+        finally:
+            self.service.code_on_screen(qr.reference, False)
+        return CheckoutResult("approved" if row.approved else "declined", qr.amount, row.reasons, "online", row)
 
     def retry_with_pin(self, cancel: threading.Event, pin: str) -> CheckoutResult:
         """Decide the payment that needed the customer's PIN again, with CVM performed (online PIN:

@@ -40,10 +40,11 @@ from terminal.core.money import Money
 from terminal.core.qrpay import CodeKind, Why
 from terminal.core.rules import Method, PaymentRequest
 from terminal.errors import QrPayloadError, SecurityError, StorageError
-from terminal.journal import CodeClaim, NewTransaction, new_txn_id
+from terminal.journal import CodeClaim, NewTransaction, TxnRow, new_txn_id
 from terminal.security import mask_pan, seal_for_backend
 
 if TYPE_CHECKING:
+    from terminal.backend import PaymentStatus
     from terminal.service import CardFacts, PaymentResult, Service
 
 log = logging.getLogger("walletpos.codepay")
@@ -284,8 +285,19 @@ class MerchantQr:
                 "created_at": self.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
-def merchant_qr(svc: Service, amount: Money, txn_id: str | None = None) -> MerchantQr:
-    """The dynamic merchant code for one payment of `amount` (the customer scans it and pays in the app)."""
+# A merchant code no screen is watching (printed by `walletpos qr`, or on screen when the terminal
+# stopped) is closed at the backend this long after it was shown; until then it is only watched.
+MERCHANT_CODE_TTL_S = 600
+
+
+def merchant_qr(svc: Service, amount: Money, txn_id: str | None = None, *, operator: str | None = None,
+                on_screen: bool = False) -> MerchantQr:
+    """The dynamic merchant code for one payment of `amount` (the customer scans it and pays in the app).
+
+    The code is in the journal (open) before anyone can see it: whatever becomes of it (paid while
+    shown, paid after the cashier gave up, the terminal restarted), the sync worker can find it,
+    close it at the backend and record a payment made with it (`settle_merchant_codes`). With
+    `on_screen` the caller watches it (`Checkout.wait_merchant_qr`) and closes it when done."""
     if amount.currency != svc.currency or not amount.is_positive:
         raise QrPayloadError(f"a merchant code is for a positive amount in {svc.currency.alpha}",
                              reason=Why.INVALID_FIELD.value)
@@ -297,4 +309,74 @@ def merchant_qr(svc: Service, amount: Money, txn_id: str | None = None) -> Merch
         merchant_account=(f"{q.merchant_account_id:02d}", [("00", q.merchant_account_guid), ("01", t.merchant_id)]),
         mcc=t.merchant_category_code, amount=amount, country=t.country, merchant_name=t.merchant_name,
         merchant_city=t.merchant_city, reference=reference, terminal_label=t.id)
+    if on_screen:
+        svc.code_on_screen(reference, True)
+    try:
+        svc.require_journal().open_merchant_code(reference, txn_id, amount, operator, now=svc.clock())
+    except StorageError:
+        svc.code_on_screen(reference, False)
+        raise
     return MerchantQr(payload, amount, reference, txn_id, svc.clock())
+
+
+def record_merchant_outcome(svc: Service, reference: str, txn_id: str, amount: Money, status: PaymentStatus,
+                            operator: str | None) -> TxnRow:
+    """Journal what the backend says became of a merchant code (paid, paid another amount, cancelled
+    by the customer in the app) and close the code. Idempotent: when the transaction is already in
+    the journal it is returned, not written again."""
+    journal = svc.require_journal()
+    row = journal.get(txn_id)
+    if row is None:
+        paid = status.status == "paid"
+        matches = status.amount in (None, amount.minor) and status.currency in (None, amount.currency.alpha)
+        approved = paid and matches
+        reasons = ("paid_in_wallet_app",) if approved else (("amount_mismatch",) if paid else ("payment_cancelled",))
+        if paid and not matches:
+            log.error("merchant code %s paid %s %s, expected %s", reference, status.amount, status.currency, amount)
+        row = journal.append(
+            NewTransaction(kind="sale", amount=amount, method="merchant_qr",
+                           decision="approved" if approved else "declined", reasons=reasons, auth_mode="online",
+                           scheme="wallet", card_token=status.card_token, operator=operator, id=txn_id,
+                           details={"reference": reference, "paid_amount": status.amount}),
+            now=svc.clock(), business_date=svc.business_date())
+    journal.close_merchant_code(reference, "paid" if row.approved else row.reasons[0], now=svc.clock())
+    return row
+
+
+def close_merchant_code(svc: Service, reference: str, txn_id: str, amount: Money, operator: str | None, *,
+                        reason: str = "closed_by_cashier") -> TxnRow | None:
+    """Close a merchant code at the backend so that it can no longer be paid. Returns the sale row
+    when the customer had paid it first (journaled now if it was not yet), None when it closed
+    unpaid. Raises `WalletposError` when the backend does not answer: the code stays open, marked
+    for closing, and the sync worker closes it when the backend answers again."""
+    journal = svc.require_journal()
+    journal.request_merchant_code_close(reference)
+    status = svc.cancel_merchant_payment(reference, reason)
+    if status.status == "paid":
+        return record_merchant_outcome(svc, reference, txn_id, amount, status, operator)
+    journal.close_merchant_code(reference, "closed", now=svc.clock())
+    return None
+
+
+def settle_merchant_codes(svc: Service, *, on_screen: set[str]) -> list[TxnRow]:
+    """Merchant codes still open that no screen watches: record a payment made with one, close the
+    ones whose cashier gave up (or older than `MERCHANT_CODE_TTL_S`) at the backend. Returns the rows
+    journaled. Backend errors propagate (the caller tries again at its next cycle)."""
+    journal = svc.require_journal()
+    rows: list[TxnRow] = []
+    now = svc.clock()
+    for code in journal.open_merchant_codes():
+        reference = code["reference"]
+        if reference in on_screen:
+            continue
+        args = (svc, reference, code["txn_id"], code["amount"])
+        if code["close_requested"] or (now - code["shown_at"]).total_seconds() >= MERCHANT_CODE_TTL_S:
+            row = close_merchant_code(*args, code["operator"], reason="closed_by_terminal")
+        else:
+            status = svc.payment_status(reference)
+            row = None if status.status == "pending" else record_merchant_outcome(*args, status, code["operator"])
+        if row is not None:
+            log.warning("merchant code %s: %s %s after it left the screen (transaction %s)", reference,
+                        "paid" if row.approved else "ended", row.amount, row.id)
+            rows.append(row)
+    return rows

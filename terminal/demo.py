@@ -277,6 +277,23 @@ class Demo:
             raise DemoError("the demo phone has no offline codes left; restore the network (Ctrl+N)")
         return self._show(self._offline_codes[tier].pop(0))
 
+    def pay_merchant_code(self) -> str:
+        """The customer's wallet app pays the merchant code on screen (the sandbox marks it paid);
+        returns its reference."""
+        assert self.service is not None
+        if not self.network_up:
+            raise DemoError("the network is down: the wallet app cannot pay the code; restore it (Ctrl+N)")
+        codes = self.service.require_journal().open_merchant_codes()
+        if not codes:
+            raise DemoError("no merchant code is on screen; press Q first")
+        code = codes[-1]
+        token = self.service.keys.wallet_token(DEMO_WALLETS["real_name"][0]) if self.service.keys else None
+        try:
+            self.sandbox.admin.mark_paid(code["reference"], code["amount"].minor, code["amount"].currency.alpha, token)
+        except RuntimeError as exc:
+            raise DemoError(f"the wallet app could not pay the code: {exc}") from None
+        return code["reference"]
+
     def show_numeric_code(self) -> str:
         assert self.service is not None
         prefix = self.service.config.qr.numeric_prefixes[0]

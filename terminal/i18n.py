@@ -328,6 +328,8 @@ UI_EN: dict[str, str] = {
     "present.deciding": "Deciding...",
     "present.qr_prompt": "Customer scans this code with the wallet app",
     "present.qr_waiting": "Waiting for the customer's payment...",
+    "present.qr_paid_late": "The customer paid {amount} with the merchant code just before it was closed: "
+                            "the sale is recorded ({reference}). Refund it if they also paid another way.",
     "present.cancelled": "Sale cancelled.",
     "present.no_devices": "No reader or camera is working; see the status bar.",
     "present.code_not_payment": "That code is not a payment code.",
@@ -419,6 +421,7 @@ UI_EN: dict[str, str] = {
     "action.demo_signed_code": "Demo: show a real-name wallet code",
     "action.demo_unverified_code": "Demo: show an unverified wallet code",
     "action.demo_numeric_code": "Demo: show a numeric wallet code",
+    "action.demo_pay_code": "Demo: the wallet app pays the merchant code",
     "action.demo_tap_1": "Demo: tap a Visa card",
     "action.demo_tap_2": "Demo: tap a Mastercard (needs GENERATE AC)",
     "action.demo_tap_3": "Demo: tap a UnionPay card",
@@ -435,7 +438,7 @@ UI_EN: dict[str, str] = {
     "demo.reader_unplugged": "Demo: card reader unplugged",
     "demo.keys": "Demo keys: 1 Visa 2 Mastercard 3 UnionPay 4 multi-app 5 expired 6 deny-listed 7 garbage "
                  "8 pulled away 9 blocked card; W real-name / U unverified wallet code, N numeric code; "
-                 "Ctrl+N network, Ctrl+R reader",
+                 "P the wallet app pays the merchant code (Q); Ctrl+N network, Ctrl+R reader",
     "demo.network_up": "Demo: network restored, the backend is back",
     "demo.operators": "Demo operators (id / PIN): {operators}",
     "demo.network_down": "Demo: network pulled, the backend cannot be reached",
@@ -507,6 +510,8 @@ UI_ZH: dict[str, str] = {
     "present.deciding": "正在处理……",
     "present.qr_prompt": "请顾客用钱包App扫描此码",
     "present.qr_waiting": "等待顾客付款……",
+    "present.qr_paid_late": "顾客在收款码关闭前已付款 {amount}：该笔销售已记录（{reference}）。"
+                            "如顾客又用其他方式付款，请退款。",
     "present.cancelled": "交易已取消。",
     "present.no_devices": "读卡器和摄像头均不可用，请看状态栏。",
     "present.code_not_payment": "这不是付款码。",
@@ -591,6 +596,7 @@ UI_ZH: dict[str, str] = {
     "action.demo_signed_code": "演示：出示实名钱包付款码",
     "action.demo_unverified_code": "演示：出示未实名钱包付款码",
     "action.demo_numeric_code": "演示：出示数字付款码",
+    "action.demo_pay_code": "演示：钱包App支付收款码",
     "action.demo_tap_1": "演示：挥Visa 卡",
     "action.demo_tap_2": "演示：挥万事达卡（需要 GENERATE AC）",
     "action.demo_tap_3": "演示：挥银联卡",
@@ -606,7 +612,7 @@ UI_ZH: dict[str, str] = {
     "demo.reader_plugged": "演示：读卡器已插上",
     "demo.reader_unplugged": "演示：读卡器已拔下",
     "demo.keys": "演示按键：1 Visa 2 万事达 3 银联 4 多应用 5 过期 6 黑名单 7 乱码 8 过早移开 9 锁定卡；"
-                 "W 实名钱包码，U 未实名钱包码，N 数字付款码；Ctrl+N 网络，Ctrl+R 读卡器",
+                 "W 实名钱包码，U 未实名钱包码，N 数字付款码；P 钱包App支付收款码（Q）；Ctrl+N 网络，Ctrl+R 读卡器",
     "demo.network_up": "演示：网络已恢复，后台重新连接",
     "demo.operators": "演示操作员（编号 / 密码）：{operators}",
     "demo.network_down": "演示：网络已断开，无法连接后台",

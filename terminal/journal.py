@@ -119,6 +119,17 @@ CREATE TABLE IF NOT EXISTS operators (
     active INTEGER NOT NULL DEFAULT 1,
     created_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS merchant_codes (
+    reference TEXT PRIMARY KEY,
+    txn_id TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    operator TEXT,
+    shown_at TEXT NOT NULL,
+    close_requested INTEGER NOT NULL DEFAULT 0,
+    closed_at TEXT,
+    outcome TEXT
+);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
     terminal_id TEXT NOT NULL,
@@ -425,6 +436,7 @@ class Journal:
         self.terminal_id = terminal_id
         self._lock = threading.RLock()
         self._head: tuple[int, str] | None = None  # (seq, row_hash) of the newest row this connection knows
+        self._closed = False
         try:
             if not self.path.exists():  # owner-only from the first byte; SQLite gives -wal/-shm the same mode
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
@@ -506,6 +518,9 @@ class Journal:
 
     def close(self) -> None:
         with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             try:
                 self.seal_head()
             except StorageError as exc:  # read-only or full disk: nothing new can have been written
@@ -846,6 +861,43 @@ class Journal:
                            "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (str(version),))
         except sqlite3.Error as exc:
             raise _storage_error(exc, self.path, "store issuer keys") from None
+
+    # -- merchant codes (the terminal's own QR) ---------------------------------------------------
+
+    def open_merchant_code(self, reference: str, txn_id: str, amount: Money, operator: str | None, *,
+                           now: datetime) -> None:
+        """Remember a merchant code before it is shown: until it is closed (paid, cancelled at the
+        backend) a payment for it can arrive, and the terminal must be able to record it."""
+        try:
+            with self._write() as db:
+                db.execute("INSERT INTO merchant_codes (reference, txn_id, amount, currency, operator, shown_at) "
+                           "VALUES (?, ?, ?, ?, ?, ?)",
+                           (reference, txn_id, amount.minor, amount.currency.alpha, operator, utc_text(now)))
+        except sqlite3.Error as exc:
+            raise _storage_error(exc, self.path, "record the merchant code") from None
+
+    def request_merchant_code_close(self, reference: str) -> None:
+        """The code left the screen unpaid: it must be closed at the backend (now, or when it answers)."""
+        try:
+            with self._write() as db:
+                db.execute("UPDATE merchant_codes SET close_requested = 1 WHERE reference = ?", (reference,))
+        except sqlite3.Error as exc:
+            raise _storage_error(exc, self.path, "update the merchant code") from None
+
+    def close_merchant_code(self, reference: str, outcome: str, *, now: datetime) -> None:
+        try:
+            with self._write() as db:
+                db.execute("UPDATE merchant_codes SET closed_at = ?, outcome = ? WHERE reference = ? "
+                           "AND closed_at IS NULL", (utc_text(now), outcome, reference))
+        except sqlite3.Error as exc:
+            raise _storage_error(exc, self.path, "close the merchant code") from None
+
+    def open_merchant_codes(self) -> list[dict[str, Any]]:
+        """Merchant codes shown and not yet closed, oldest first."""
+        rows = self._read("SELECT reference, txn_id, amount, currency, operator, shown_at, close_requested "
+                          "FROM merchant_codes WHERE closed_at IS NULL ORDER BY shown_at")
+        return [{"reference": r, "txn_id": t, "amount": Money(a, currency(c)), "operator": o,
+                 "shown_at": parse_utc(at), "close_requested": bool(cr)} for r, t, a, c, o, at, cr in rows]
 
     # -- deny list ------------------------------------------------------------------------------
 

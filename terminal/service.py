@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -137,6 +138,8 @@ class Service:
         self.last_storage_error: str | None = None  # the last append failed (cleared by the next success)
         self.backend: Any = None  # terminal.backend.BackendClient when [backend] enabled
         self.sync: SyncWorker | None = None
+        self._codes_on_screen: set[str] = set()  # merchant-code references a screen is watching
+        self._codes_lock = threading.Lock()
         try:
             ensure_private_dir(data_dir)
             if configure_logging:
@@ -465,6 +468,24 @@ class Service:
     def payment_status(self, reference: str) -> PaymentStatus:
         """Merchant-presented QR: has the customer paid the payment with this reference?"""
         return self._require_sync().client.payment_status(reference)
+
+    def cancel_merchant_payment(self, reference: str, reason: str = "closed_by_cashier") -> PaymentStatus:
+        """Close a merchant code at the backend (`cancelled`, or `paid` when the customer paid first)."""
+        return self._require_sync().client.cancel_payment(reference, reason)
+
+    def code_on_screen(self, reference: str, shown: bool) -> None:
+        """A screen starts (True) or stops (False) watching the merchant code `reference`: codes on
+        screen are left to it; the others are settled by the sync worker (`codepay.settle_merchant_codes`)."""
+        with self._codes_lock:
+            (self._codes_on_screen.add if shown else self._codes_on_screen.discard)(reference)
+
+    def settle_merchant_codes(self) -> list[TxnRow]:
+        """Record payments made with merchant codes no screen watches and close those codes."""
+        from terminal import codepay
+
+        with self._codes_lock:
+            on_screen = set(self._codes_on_screen)
+        return codepay.settle_merchant_codes(self, on_screen=on_screen)
 
     def backend_sealing_key(self) -> bytes | None:
         """The backend's X25519 key that card data is sealed to (None until enrolled)."""

@@ -98,6 +98,7 @@ class SyncReport:
     heartbeat_ok: bool = False
     heartbeat_reused: bool = False  # a retry soon after an answered heartbeat went straight to the rows
     backend_answered: bool = False  # the failure was an answer from the backend (not silence)
+    merchant_code_payments: int = 0  # sales journaled for merchant codes paid after they left the screen
     error: str | None = None
     retryable: bool = True
     retry_after_s: float | None = None
@@ -210,6 +211,7 @@ class SyncWorker:
             try:
                 self._exchange(report)
                 report.ok = True
+                self._settle_merchant_codes(report)
             except BackendError as exc:
                 report.error, report.retryable, report.retry_after_s = exc.message, exc.retryable, exc.retry_after_s
                 report.backend_answered = exc.answered
@@ -269,6 +271,17 @@ class SyncWorker:
         self._pull_issuer_keys(beat, report)
         self._pull_sealing_key(beat, report)
         self._push(report)
+
+    def _settle_merchant_codes(self, report: SyncReport) -> None:
+        """After a good exchange: merchant codes that left the screen unpaid are closed at the backend,
+        and a payment made with one is journaled (`codepay.settle_merchant_codes`). A failure here
+        does not fail the cycle: the codes stay open for the next one."""
+        try:
+            rows = self.service.settle_merchant_codes()
+        except BackendError as exc:
+            log.warning("merchant codes not settled yet: %s", exc.message)
+            return
+        report.merchant_code_payments = len(rows)
 
     # -- downloads --------------------------------------------------------------------------------
 

@@ -238,6 +238,13 @@ def create_app(store: Store, faults: FaultInjector, *, admin_token: str, spec: d
         validators.check("Reference", reference)
         return _json_response(store.payment(reference))
 
+    @app.post("/v1/payments/<reference>/cancel")
+    def cancel_payment(reference: str) -> Response:
+        authenticate()
+        validators.check("Reference", reference)
+        json_body("PaymentCancel")
+        return _json_response(store.cancel_payment(reference))
+
     @app.get("/v1/deny-list")
     def deny_list() -> Response:
         authenticate()

@@ -499,12 +499,24 @@ class Store:
     # -- merchant-QR payments ---------------------------------------------------------------------
 
     def mark_paid(self, reference: str, amount: int | None, currency: str | None, card_token: str | None) -> dict:
+        """The customer pays the code in the wallet app (the sandbox's stand-in for the app)."""
         with self._tx() as db:
+            row = db.execute("SELECT status FROM payments WHERE reference = ?", (reference,)).fetchone()
+            if row is not None and row[0] == "cancelled":
+                raise Refused(409, "payment_cancelled", f"the merchant closed code {reference}; it cannot be paid")
             db.execute("INSERT INTO payments (reference, status, amount, currency, paid_at, card_token) "
                        "VALUES (?, 'paid', ?, ?, ?, ?) ON CONFLICT(reference) DO UPDATE SET status = 'paid', "
                        "amount = excluded.amount, currency = excluded.currency, paid_at = excluded.paid_at, "
                        "card_token = excluded.card_token",
                        (reference, amount, currency, self.now_text(), card_token))
+        return self.payment(reference)
+
+    def cancel_payment(self, reference: str) -> dict[str, Any]:
+        """Close a merchant code: unpaid -> cancelled (the app can no longer pay it); paid stays paid."""
+        with self._tx() as db:
+            db.execute("INSERT INTO payments (reference, status) VALUES (?, 'cancelled') "
+                       "ON CONFLICT(reference) DO UPDATE SET status = 'cancelled' WHERE status = 'pending'",
+                       (reference,))
         return self.payment(reference)
 
     def payment(self, reference: str) -> dict[str, Any]:

@@ -204,3 +204,47 @@ async def test_card_above_the_cvm_limit_asks_for_the_pin_then_goes_online(demo):
         final = app.screen.result
         assert final.outcome == "approved" and final.auth_mode == "online"
         assert "online_pin" in final.reasons
+
+
+async def test_merchant_code_paid_while_shown_and_paid_just_before_the_cashier_cancelled(demo):
+    """Q shows the terminal's merchant code; the sandbox plays the customer's wallet app. Paid while
+    shown: the result screen. Paid just before Escape: the sale is still recorded and the cashier is
+    told. Cancelled unpaid: the code is closed at the backend and can no longer be paid."""
+    service, admin = demo.service, demo.sandbox.admin
+    journal = service.require_journal()
+    app = make_app(service, demo=demo, status_interval=None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await sign_in(pilot, "1001", "1111")
+
+        async def show_code(amount_digits: str) -> str:
+            await type_text(pilot, amount_digits)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, PresentScreen))
+            await pilot.press("q")
+            await wait_for(pilot, lambda: journal.open_merchant_codes())
+            return journal.open_merchant_codes()[0]["reference"]
+
+        await show_code("3300")
+        await pilot.press("p")  # demo key: the wallet app pays the code on screen
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen))
+        assert app.screen.result.outcome == "approved" and app.screen.result.reasons == ("paid_in_wallet_app",)
+        assert journal.open_merchant_codes() == []
+        await pilot.press("enter")  # new sale
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckoutScreen))
+
+        reference = await show_code("4400")
+        admin.mark_paid(reference, 4400, "CNY", "tokWalletApp")  # paid, and the cashier gives up at once
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not journal.open_merchant_codes())
+        await wait_for(pilot, lambda: any("just before it was closed" in n.message for n in app._notifications))
+        late = [r for r in journal.rows_since() if r.details.get("reference") == reference]
+        assert len(late) == 1 and late[0].approved and late[0].amount.minor == 4400
+
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckoutScreen))
+        reference = await show_code("5500")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not journal.open_merchant_codes())
+        assert service.payment_status(reference).status == "cancelled"
+        with pytest.raises(RuntimeError, match="payment_cancelled"):
+            admin.mark_paid(reference, 5500, "CNY", "tokWalletApp")
+        assert [r.amount.minor for r in journal.rows_since() if r.method == "merchant_qr"] == [3300, 4400]

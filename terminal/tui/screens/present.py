@@ -6,6 +6,8 @@ and hands the result to the result screen."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 from typing import Any
 
@@ -21,6 +23,8 @@ from terminal.tui.qrtext import qr_lines
 from terminal.tui.screens.base import BaseScreen
 from terminal.tui.screens.result import ResultScreen, SaleOutcome
 
+log = logging.getLogger("walletpos.tui")
+
 
 class PresentScreen(BaseScreen):
     TITLE_KEY = "present.title"
@@ -30,6 +34,7 @@ class PresentScreen(BaseScreen):
         Binding("w", "demo_code('real_name')", "action.demo_signed_code", show=False),
         Binding("u", "demo_code('unverified')", "action.demo_unverified_code", show=False),
         Binding("n", "demo_code('numeric')", "action.demo_numeric_code", show=False),
+        Binding("p", "demo_pay_code", "action.demo_pay_code", show=False),
         *(Binding(str(i + 1), f"demo_tap({i})", f"action.demo_tap_{i + 1}", show=False) for i in range(9)),
     ]
 
@@ -37,8 +42,11 @@ class PresentScreen(BaseScreen):
         super().__init__()
         self.amount = amount
         self.sale = sale
-        self.cancel_event = threading.Event()
+        self.cancel_event = threading.Event()  # stops the card/camera wait
+        self.qr_cancel = threading.Event()  # stops the merchant-code wait
         self.showing_qr = False
+        self.cashier_cancelled = False
+        self.result_up = False
 
     def body(self) -> ComposeResult:
         with Horizontal(classes="present"):
@@ -61,7 +69,11 @@ class PresentScreen(BaseScreen):
         self.query_one("#message", Static).update(text)
 
     def on_unmount(self) -> None:
-        self.cancel_event.set()  # a wait still running (app closing, screen replaced) ends with the screen
+        self._stop_waits()  # a wait still running (app closing, screen replaced) ends with the screen
+
+    def _stop_waits(self) -> None:
+        self.cancel_event.set()
+        self.qr_cancel.set()
 
     # -- the wait -------------------------------------------------------------------------------
 
@@ -79,7 +91,16 @@ class PresentScreen(BaseScreen):
 
     def finish(self, result: Any) -> None:
         if result.outcome == "cancelled":
-            self.dismiss(False)
+            # the wait was stopped: by the cashier (leave), or because the other wait brought a result
+            if self.cashier_cancelled and self.is_current:
+                self.dismiss(False)
+            return
+        if self.result_up:  # card and merchant code paid at once: both are journaled; say so
+            log.warning("a second payment arrived while a result was shown: %s %s", result.outcome,
+                        result.row.id if result.row else "")
+            if result.row is not None and result.row.approved:
+                self.app.notify(self.tr("present.qr_paid_late", amount=self.money(result.amount),
+                                        reference=result.row.id[:8]), severity="warning", timeout=60)
             return
         if result.outcome in ("not_a_payment_code", "code_refused", "no_devices"):
             # nothing was paid: say why and keep waiting for a card or another code
@@ -93,9 +114,17 @@ class PresentScreen(BaseScreen):
         outcome = SaleOutcome(outcome=result.outcome, amount=self.amount, reasons=tuple(result.reasons),
                               auth_mode=result.auth_mode, row=result.row, masked_pan=result.masked_pan,
                               detail=result.detail, retry=result.pending_cvm)
+        self.result_up = True
+        self._stop_waits()  # the other wait (card/camera or merchant code) ends; a shown code is closed
         self.app.push_screen(self.wp.make(ResultScreen, outcome), self.after_result)
 
     def after_result(self, answer: Any) -> None:
+        self.result_up = False
+        self.cancel_event, self.qr_cancel = threading.Event(), threading.Event()
+        if self.showing_qr:
+            self.showing_qr = False
+            self.query_one("#qr", Static).update("")
+            self.query_one("#prompt", Static).update(self.tr("present.prompt"))
         if isinstance(answer, tuple) and answer[0] == "retry":
             self.retry_with_pin(answer[1])
             return
@@ -104,7 +133,6 @@ class PresentScreen(BaseScreen):
             return
         # declined, try another card, tap again: wait for the next presentation of this sale
         self.say("")
-        self.cancel_event = threading.Event()
         self.wait_for_payment()
 
     @work(thread=True, exclusive=True, group="present")
@@ -124,13 +152,25 @@ class PresentScreen(BaseScreen):
     @work(thread=True, exclusive=True, group="merchant_qr")
     def show_merchant_qr(self) -> None:
         checkout = self.wp.service.checkout
-        payload = checkout.merchant_qr(self.amount)
-        self.app.call_from_thread(self._draw_qr, payload)
         operator = self.wp.operator.id if self.wp.operator else None
-        result = checkout.wait_merchant_qr(payload, cancel=self.cancel_event, operator=operator)
+        try:
+            payload = checkout.merchant_qr(self.amount, operator)
+        except WalletposError as exc:  # not recorded, so not shown: a payment with it could not be recorded
+            self.showing_qr = False
+            self.app.call_from_thread(self.say, exc.message)
+            return
+        self.app.call_from_thread(self._draw_qr, payload)
+        result = checkout.wait_merchant_qr(payload, cancel=self.qr_cancel, operator=operator)
         if result is not None:
-            self.cancel_event.set()
             self.app.call_from_thread(self.finish, result)
+            return
+        # the code left the screen unpaid (cancelled, paid by card, screen closed): close it at the
+        # backend; a customer who paid it just before is not lost
+        late = checkout.close_merchant_qr(payload, operator)
+        if late is not None and late.row is not None:
+            message = self.tr("present.qr_paid_late", amount=self.money(late.amount), reference=late.row.id[:8])
+            with contextlib.suppress(RuntimeError):  # app closing: the sale is in the journal and the history
+                self.app.call_from_thread(self.app.notify, message, severity="warning", timeout=60)
 
     def _draw_qr(self, payload: Any) -> None:
         self.query_one("#qr", Static).update(Text("\n".join(qr_lines(payload.payload, error_correction="L")),
@@ -152,6 +192,16 @@ class PresentScreen(BaseScreen):
         except WalletposError as exc:
             self.app.call_from_thread(self.say, exc.message)
 
+    def action_demo_pay_code(self) -> None:
+        self.demo_pay_code()
+
+    @work(thread=True, group="demo")
+    def demo_pay_code(self) -> None:
+        try:
+            self.wp.demo.pay_merchant_code()
+        except WalletposError as exc:
+            self.app.call_from_thread(self.say, exc.message)
+
     def action_demo_tap(self, index: int) -> None:
         try:
             self.wp.demo.tap_card(index)
@@ -159,6 +209,7 @@ class PresentScreen(BaseScreen):
             self.say(exc.message)
 
     def action_cancel(self) -> None:
-        self.cancel_event.set()
+        self.cashier_cancelled = True
+        self._stop_waits()
         if getattr(self.wp.service, "checkout", None) is None:
             self.dismiss(False)
