@@ -375,6 +375,7 @@ class Service:
             queue={"pending": queue["pending"], "oldest_pending_at": queue["oldest_pending_at"]},
             last_sync_at=journal.meta("last_sync_ok_at"),
             deny_list={"version": journal.deny_list_version(), "entries": journal.deny_list_size()},
+            merchant_codes_open=len(journal.open_merchant_codes()),
             approvals="enabled",
         )
         return out
@@ -418,6 +419,13 @@ class Service:
         age = f", oldest {int(sync.oldest_pending_age_s)} s" if sync.oldest_pending_age_s is not None else ""
         lines.append(f"queue     {sync.queue_depth} pending{age}; {sync.declined_after_offline} declined after "
                      f"offline approval, {sync.rejected} rejected by the backend")
+        try:
+            codes = self.journal.open_merchant_codes()
+        except StorageError:
+            codes = []
+        if codes:
+            lines.append(f"qr codes  {len(codes)} merchant code(s) not closed at the backend yet, oldest shown "
+                         f"{utc_text(codes[0]['shown_at'])}")
         return lines
 
     def verify_journal(self) -> VerifyReport:

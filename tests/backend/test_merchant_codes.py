@@ -87,12 +87,16 @@ def test_backend_busy_at_cancel_then_the_sync_worker_settles_the_code_exactly_on
     sandbox.admin.faults(rate=1.0, kinds=["retry_after"], paths=[f"/v1/payments/{qr.reference}/cancel"], count=1)
     assert checkout.close_merchant_qr(qr, "op1") is None  # not closed: the backend did not do it
     assert open_codes(enrolled) == [qr.reference]
+    assert enrolled.status()["merchant_codes_open"] == 1  # what a technician sees
+    assert any(line.startswith("qr codes  1 merchant code") for line in enrolled.diagnostics())
     sandbox.admin.faults_off()
     sandbox.admin.mark_paid(qr.reference, AMOUNT, "CNY", "tokWallet")  # the customer paid meanwhile
     report = enrolled.sync_once()
     assert report.ok and report.merchant_code_payments == 1
     assert [r.id for r in sales(enrolled)] == [qr.transaction_id] and open_codes(enrolled) == []
     assert enrolled.sync_once().merchant_code_payments == 0  # settled once
+    assert enrolled.status()["merchant_codes_open"] == 0
+    assert not any(line.startswith("qr codes") for line in enrolled.diagnostics())
     assert len(sales(enrolled)) == 1
     # the sale travels to the backend like any other row, once
     stored = [t["id"] for t in sandbox.admin.transactions(TERMINAL)]
