@@ -130,6 +130,7 @@ CREATE TABLE IF NOT EXISTS merchant_codes (
     closed_at TEXT,
     outcome TEXT
 );
+CREATE INDEX IF NOT EXISTS merchant_codes_open ON merchant_codes (shown_at) WHERE closed_at IS NULL;
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
     terminal_id TEXT NOT NULL,
