@@ -394,9 +394,7 @@ class Checkout:
             return None
         finally:
             self.service.code_on_screen(qr.reference, False)
-        if row is None:
-            return None
-        return CheckoutResult("approved" if row.approved else "declined", qr.amount, row.reasons, "online", row)
+        return None if row is None else _merchant_result(qr, row)
 
     def _merchant_qr_outcome(self, qr: Any, status: Any, operator: str | None) -> CheckoutResult:
         from terminal import codepay
@@ -409,7 +407,7 @@ class Checkout:
             return CheckoutResult("storage", qr.amount, ("storage_failure",), detail=exc.message)
         finally:
             self.service.code_on_screen(qr.reference, False)
-        return CheckoutResult("approved" if row.approved else "declined", qr.amount, row.reasons, "online", row)
+        return _merchant_result(qr, row)
 
     def retry_with_pin(self, cancel: threading.Event, pin: str) -> CheckoutResult:
         """Decide the payment that needed the customer's PIN again, with CVM performed (online PIN:
@@ -423,6 +421,11 @@ class Checkout:
         result = self.service.pay(request, pending.facts, claim=pending.claim,
                                   online_extras={"sealed_pin": sealed} if sealed else None)
         return CheckoutResult.from_payment(request.amount, result, pending.facts)
+
+
+def _merchant_result(qr: Any, row: TxnRow) -> CheckoutResult:
+    """The sale journaled for a merchant code, as the result screen shows it (decided online)."""
+    return CheckoutResult("approved" if row.approved else "declined", qr.amount, row.reasons, "online", row)
 
 
 def attach_devices(service: Service, *, open_reader: Callable[[], CardReader] | None = None,
