@@ -99,7 +99,7 @@ class PresentScreen(BaseScreen):
             log.warning("a second payment arrived while a result was shown: %s %s", result.outcome,
                         result.row.id if result.row else "")
             if result.row is not None and result.row.approved:
-                self.app.notify(self.tr("present.qr_paid_late", amount=self.money(result.amount),
+                self.app.notify(self.tr("present.second_payment", amount=self.money(result.amount),
                                         reference=result.row.id[:8]), severity="warning", timeout=60)
             return
         if result.outcome in ("not_a_payment_code", "code_refused", "no_devices"):
