@@ -172,31 +172,37 @@ def parse_utc(text: str) -> datetime:
     return moment.astimezone(UTC)
 
 
-class _RandomHex:
-    """Random hex digits from os.urandom, read 4 KB at a time (one getrandom call per 431 ids
-    instead of one per id). A forked child starts with an empty pool, so a parent and its child
-    never hand out the same digits."""
+class _IdTails:
+    """The random part of transaction ids, made 256 at a time from one `os.urandom` read and
+    already laid out as `7xxx-Vxxx-xxxxxxxxxxxx` (version 7, RFC 9562 variant bits). An append
+    then only takes one from the list (atomic under the GIL) and puts the clock in front. A forked
+    child starts with an empty list, so a parent and its child never hand out the same tail."""
+
+    BATCH = 256
 
     def __init__(self) -> None:
-        self._reset()
+        self._tails: list[str] = []
+        self._lock = threading.Lock()
         os.register_at_fork(after_in_child=self._reset)
 
     def _reset(self) -> None:
+        self._tails = []
         self._lock = threading.Lock()
-        self._hex = ""
-        self._pos = 0
 
-    def take(self, n: int) -> str:
-        with self._lock:
-            pos = self._pos
-            if pos + n > len(self._hex):
-                self._hex, pos = os.urandom(4096).hex(), 0
-            self._pos = pos + n
-            return self._hex[pos:pos + n]
+    def take(self) -> str:
+        try:
+            return self._tails.pop()
+        except IndexError:
+            with self._lock:
+                if not self._tails:
+                    h = os.urandom(10 * self.BATCH).hex()  # 20 hex digits a tail, 19 of them used
+                    self._tails.extend(f"7{h[i:i + 3]}-{_VARIANT[h[i + 3]]}{h[i + 4:i + 7]}-{h[i + 7:i + 19]}"
+                                       for i in range(0, len(h), 20))
+                return self._tails.pop()
 
 
-_RANDOM = _RandomHex()
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}  # RFC 9562 variant bits 10
+_TAILS = _IdTails()
 
 
 def new_txn_id() -> str:
@@ -204,9 +210,8 @@ def new_txn_id() -> str:
 
     Ids made on one terminal sort by creation time, so the id index grows at its right edge
     instead of splitting random pages on every append."""
-    t = f"{time.time_ns() // 1_000_000:012x}"
-    r = _RANDOM.take(19)
-    return f"{t[:8]}-{t[8:]}-7{r[:3]}-{_VARIANT[r[3]]}{r[4:7]}-{r[7:]}"
+    ms = time.time_ns() // 1_000_000
+    return f"{ms >> 16:08x}-{ms & 0xffff:04x}-{_TAILS.take()}"
 
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)

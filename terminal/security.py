@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from nacl.bindings import crypto_sign
+from nacl._sodium import ffi as _sodium_ffi
+from nacl._sodium import lib as _sodium
 
 from terminal.errors import SecurityError, StorageError
 
@@ -95,12 +97,22 @@ class TerminalKeys:
     # The same key in libsodium's form (seed || public key). Signing goes through libsodium: every
     # journal append signs a row, and libsodium does it in about 60 % of the time OpenSSL takes
     # through `cryptography` (scripts/bench_journal.py). Ed25519 is deterministic, so both give the
-    # same signature bytes (tests/unit/test_security.py checks it).
+    # same signature bytes (tests/unit/test_journal_format.py checks it, from many threads too).
+    # `sign` calls libsodium's `crypto_sign` through PyNaCl's cffi module (`nacl._sodium`, private
+    # but unchanged since PyNaCl 1.0) into a buffer made once, under a lock: PyNaCl's public wrapper
+    # allocates two cffi objects and copies the message back on every call, which measured about a
+    # fifth of the signature's time right after a commit's fsync.
     _sodium_key: bytes = field(init=False, repr=False, compare=False)
+    _sign_buffer: object = field(init=False, repr=False, compare=False)
+    _sign_lock: threading.Lock = field(init=False, repr=False, compare=False)
+
+    _BUFFERED = 64  # messages up to this size (journal digests are 32 bytes) use the buffer
 
     def __post_init__(self) -> None:
         seed = self.signing_key.private_bytes_raw()
         object.__setattr__(self, "_sodium_key", seed + self.signing_key.public_key().public_bytes_raw())
+        object.__setattr__(self, "_sign_buffer", _sodium_ffi.new("unsigned char[]", 64 + self._BUFFERED))
+        object.__setattr__(self, "_sign_lock", threading.Lock())
 
     @property
     def public_key(self) -> Ed25519PublicKey:
@@ -112,7 +124,12 @@ class TerminalKeys:
 
     def sign(self, data: bytes) -> bytes:
         """Ed25519 signature (64 bytes) of `data`, as RFC 8032 defines it."""
-        return crypto_sign(data, self._sodium_key)[:64]
+        size = len(data)
+        with self._sign_lock:
+            out = self._sign_buffer if size <= self._BUFFERED else _sodium_ffi.new("unsigned char[]", 64 + size)
+            if _sodium.crypto_sign(out, _sodium_ffi.NULL, data, size, self._sodium_key) != 0:
+                raise SecurityError("libsodium could not sign")
+            return _sodium_ffi.buffer(out, 64)[:]
 
     def card_token(self, pan: str) -> str:
         return card_token(pan, self.card_token_key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
@@ -49,7 +50,7 @@ def test_transaction_ids_are_uuid7_unique_and_time_ordered():
 
 
 def test_a_forked_child_does_not_repeat_the_parents_ids():
-    new_txn_id()  # the parent's random pool is now filled
+    new_txn_id()  # the parent's list of random id tails is now filled
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: report the next ids and leave at once
@@ -74,3 +75,22 @@ def test_libsodium_signatures_are_the_standard_ed25519_ones():
         assert signature == key.sign(message)  # Ed25519 is deterministic: same key, same bytes
         assert verify_signature(keys.public_key_bytes, signature, message)
         assert not verify_signature(keys.public_key_bytes, signature, message + b"x")
+
+
+def test_signing_from_many_threads_gives_each_caller_its_own_signature():
+    # TerminalKeys signs into one buffer under a lock: callers on other threads (the journal, the
+    # seal, the sync worker) must never get each other's bytes.
+    key = Ed25519PrivateKey.generate()
+    keys = TerminalKeys(key, b"k" * 32)
+    messages = [hashlib.sha256(str(i).encode()).digest() for i in range(400)] + [os.urandom(100) for _ in range(40)]
+
+    def sign_all(offset: int) -> list[tuple[bytes, bytes]]:
+        ordered = messages[offset:] + messages[:offset]
+        return [(message, keys.sign(message)) for message in ordered]
+
+    offsets = [0, 70, 140, 210, 280, 350]
+    with ThreadPoolExecutor(max_workers=len(offsets)) as pool:
+        results = [pair for batch in pool.map(sign_all, offsets) for pair in batch]
+    assert len(results) == len(offsets) * len(messages)
+    for message, signature in results:
+        assert signature == key.sign(message)
