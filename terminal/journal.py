@@ -162,7 +162,9 @@ def utc_text(moment: datetime) -> str:
         if moment.tzinfo is None:
             raise ValueError("timestamps must be timezone-aware")
         moment = moment.astimezone(UTC)
-    return moment.isoformat(timespec="microseconds")[:-6] + "Z"
+    # %-formatting of the fields: what isoformat gives, in two thirds of its time right after an fsync
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 (measured faster here)
+        moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second, moment.microsecond)
 
 
 def parse_utc(text: str) -> datetime:

@@ -6,12 +6,13 @@ import hashlib
 import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, timedelta, timezone
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from terminal.journal import SIGNED_FIELDS, canonical_bytes, canonical_txn_parts, new_txn_id
+from terminal.journal import SIGNED_FIELDS, canonical_bytes, canonical_txn_parts, new_txn_id, parse_utc, utc_text
 from terminal.security import TerminalKeys, verify_signature
 
 text = st.text(max_size=40)  # any Unicode: quotes, backslashes, control characters, non-BMP
@@ -94,3 +95,15 @@ def test_signing_from_many_threads_gives_each_caller_its_own_signature():
     assert len(results) == len(offsets) * len(messages)
     for message, signature in results:
         assert signature == key.sign(message)
+
+
+@settings(max_examples=300, deadline=None)
+@given(moment=st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=8)),
+                                                      timezone(timedelta(hours=-9, minutes=-30))])))
+def test_stored_timestamps_are_the_iso_form_in_utc(moment):
+    try:
+        in_utc = moment.astimezone(UTC)
+    except OverflowError:  # within hours of year 1 or 9999: no UTC time to store
+        return
+    assert utc_text(moment) == in_utc.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    assert parse_utc(utc_text(moment)) == moment
