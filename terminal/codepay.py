@@ -32,7 +32,7 @@ import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from terminal.core import qrpay
@@ -277,17 +277,19 @@ class MerchantQr:
     reference: str
     transaction_id: str
     created_at: datetime
+    valid_until: datetime  # closed at the backend then if no screen closed it before
 
     def to_dict(self) -> dict[str, Any]:
         return {"payload": self.payload, "amount": self.amount.minor, "currency": self.amount.currency.alpha,
                 "amount_text": self.amount.plain(), "reference": self.reference,
                 "transaction_id": self.transaction_id,
-                "created_at": self.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+                "created_at": self.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "valid_until": self.valid_until.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
-# A merchant code no screen is watching (printed by `walletpos qr`, or on screen when the terminal
-# stopped) is closed at the backend this long after it was shown; until then it is only watched.
-MERCHANT_CODE_TTL_S = 600
+def merchant_code_lifetime(svc: Service) -> timedelta:
+    """How long a merchant code no screen watches stays payable (`qr.merchant_code_minutes`)."""
+    return timedelta(minutes=svc.config.qr.merchant_code_minutes)
 
 
 def merchant_qr(svc: Service, amount: Money, txn_id: str | None = None, *, operator: str | None = None,
@@ -311,12 +313,13 @@ def merchant_qr(svc: Service, amount: Money, txn_id: str | None = None, *, opera
         merchant_city=t.merchant_city, reference=reference, terminal_label=t.id)
     if on_screen:
         svc.code_on_screen(reference, True)
+    now = svc.clock()
     try:
-        svc.require_journal().open_merchant_code(reference, txn_id, amount, operator, now=svc.clock())
+        svc.require_journal().open_merchant_code(reference, txn_id, amount, operator, now=now)
     except StorageError:
         svc.code_on_screen(reference, False)
         raise
-    return MerchantQr(payload, amount, reference, txn_id, svc.clock())
+    return MerchantQr(payload, amount, reference, txn_id, now, now + merchant_code_lifetime(svc))
 
 
 def record_merchant_outcome(svc: Service, reference: str, txn_id: str, amount: Money, status: PaymentStatus,
@@ -360,17 +363,18 @@ def close_merchant_code(svc: Service, reference: str, txn_id: str, amount: Money
 
 def settle_merchant_codes(svc: Service, *, on_screen: set[str]) -> list[TxnRow]:
     """Merchant codes still open that no screen watches: record a payment made with one, close the
-    ones whose cashier gave up (or older than `MERCHANT_CODE_TTL_S`) at the backend. Returns the rows
+    ones whose cashier gave up (or older than `qr.merchant_code_minutes`) at the backend. Returns the rows
     journaled. Backend errors propagate (the caller tries again at its next cycle)."""
     journal = svc.require_journal()
     rows: list[TxnRow] = []
     now = svc.clock()
+    lifetime = merchant_code_lifetime(svc)
     for code in journal.open_merchant_codes():
         reference = code["reference"]
         if reference in on_screen:
             continue
         args = (svc, reference, code["txn_id"], code["amount"])
-        if code["close_requested"] or (now - code["shown_at"]).total_seconds() >= MERCHANT_CODE_TTL_S:
+        if code["close_requested"] or now - code["shown_at"] >= lifetime:
             row = close_merchant_code(*args, code["operator"], reason="closed_by_terminal")
         else:
             status = svc.payment_status(reference)

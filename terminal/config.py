@@ -425,6 +425,12 @@ class QrConfig:
         "com.walletpos.pay", "Globally unique identifier of the wallet (merchant account sub-ID 00): a reverse\n"
         "domain name or an AID.", pattern=r"[\x21-\x7e]{1,32}", allowed="1-32 printable ASCII characters",
     )
+    merchant_code_minutes: int = setting(
+        10, "A merchant code that no payment screen watches (printed by `walletpos qr`, or left on screen when\n"
+        "the terminal stopped) is closed at the backend this many minutes after it was shown; the\n"
+        "customer cannot pay it after that. A code on the payment screen closes when the cashier leaves it.",
+        minimum=1, maximum=1440,
+    )
 
     @property
     def issuer_key_map(self) -> dict[str, bytes]:

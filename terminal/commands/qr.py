@@ -81,6 +81,7 @@ def cmd_qr(args: argparse.Namespace) -> int:
     print(_terminal_qr(mqr.payload), end="")
     print(f"payload    {mqr.payload}")
     print(f"reference  {mqr.reference}  (transaction {mqr.transaction_id})")
+    print(f"valid to   {mqr.to_dict()['valid_until']}  (a running terminal closes it then: qr.merchant_code_minutes)")
     if args.png:
         print(f"png        {args.png}")
     return Exit.OK

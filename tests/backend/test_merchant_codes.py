@@ -119,20 +119,25 @@ def test_a_cancel_whose_answer_was_lost_is_settled_without_a_sale(sandbox, enrol
 
 
 def test_codes_left_open_by_a_stopped_terminal_are_watched_then_closed(sandbox, make_service, tmp_path, clock):
-    first = make_service(sandbox.url, data_dir=tmp_path / "t", use_clock=True)
+    lifetime = {"qr": {"merchant_code_minutes": 3}}  # qr.merchant_code_minutes, not the default 10
+    first = make_service(sandbox.url, data_dir=tmp_path / "t", use_clock=True, **lifetime)
     first.enrol_backend(sandbox.admin.enrolment_token(TERMINAL))
     shown = Checkout(first, PaymentInterpreter(first))
     paid_later = shown.merchant_qr(Money(AMOUNT, first.currency))
     never_paid = shown.merchant_qr(Money(AMOUNT + 1, first.currency))
+    assert never_paid.valid_until - never_paid.created_at == timedelta(minutes=3)
     first.close()  # the terminal stops with both codes on screen
-    again = make_service(sandbox.url, data_dir=tmp_path / "t", use_clock=True)
+    again = make_service(sandbox.url, data_dir=tmp_path / "t", use_clock=True, **lifetime)
     assert set(open_codes(again)) == {paid_later.reference, never_paid.reference}
     assert again.sync_once().merchant_code_payments == 0  # young codes are watched, not closed
     assert set(open_codes(again)) == {paid_later.reference, never_paid.reference}
     sandbox.admin.mark_paid(paid_later.reference, AMOUNT, "CNY", "tokWallet")
     assert again.sync_once().merchant_code_payments == 1
     assert open_codes(again) == [never_paid.reference]
-    clock.advance(seconds=codepay.MERCHANT_CODE_TTL_S)
+    clock.advance(seconds=3 * 60 - 1)
+    assert again.sync_once().ok and open_codes(again) == [never_paid.reference]  # a second before its end
+    assert again.payment_status(never_paid.reference).status == "pending"
+    clock.advance(seconds=1)
     assert again.sync_once().merchant_code_payments == 0
     assert open_codes(again) == [] and again.payment_status(never_paid.reference).status == "cancelled"
     assert [r.id for r in sales(again)] == [paid_later.transaction_id]

@@ -29,10 +29,14 @@ def test_qr_prints_payload_draws_it_and_writes_a_png_that_decodes(cli_env, tmp_p
     code = qrpay.parse_mpm(out["payload"])
     assert code.amount_text == "12.34" and code.currency_numeric == "156" and code.reference == out["reference"]
     assert out["amount"] == 1234 and out["currency"] == "CNY"
+    shown_at, valid_until = (datetime.fromisoformat(out[k].replace("Z", "+00:00"))
+                             for k in ("created_at", "valid_until"))
+    assert valid_until - shown_at == timedelta(minutes=10)  # qr.merchant_code_minutes default
     assert Pipeline().decode(cv2.imread(str(png))).text == out["payload"]
     text = run(cli_env, "qr", "--amount", "5").stdout
     assert "▀" in text or "▄" in text  # drawn with half blocks
     assert "payload    000201010212" in text and "¥5.00" in text
+    assert "valid to   " in text and "qr.merchant_code_minutes" in text
     bad = run(cli_env, "qr", "--amount", "1.234", code=2)
     assert "--amount" in bad.stderr
 
