@@ -289,7 +289,8 @@ class Demo:
         code = codes[-1]
         token = self.service.keys.wallet_token(DEMO_WALLETS["real_name"][0]) if self.service.keys else None
         try:
-            self.sandbox.admin.mark_paid(code["reference"], code["amount"].minor, code["amount"].currency.alpha, token)
+            self.sandbox.admin.mark_paid(code["reference"], code["amount"].minor, code["amount"].currency.alpha, token,
+                                         self.service.config.terminal.id)  # the terminal label in the code
         except RuntimeError as exc:
             raise DemoError(f"the wallet app could not pay the code: {exc}") from None
         return code["reference"]

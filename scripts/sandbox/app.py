@@ -234,16 +234,16 @@ def create_app(store: Store, faults: FaultInjector, *, admin_token: str, spec: d
 
     @app.get("/v1/payments/<reference>")
     def payment(reference: str) -> Response:
-        authenticate()
+        terminal_id = authenticate()
         validators.check("Reference", reference)
-        return _json_response(store.payment(reference))
+        return _json_response(store.payment(reference, terminal_id))
 
     @app.post("/v1/payments/<reference>/cancel")
     def cancel_payment(reference: str) -> Response:
-        authenticate()
+        terminal_id = authenticate()
         validators.check("Reference", reference)
         json_body("PaymentCancel")
-        return _json_response(store.cancel_payment(reference))
+        return _json_response(store.cancel_payment(reference, terminal_id))
 
     @app.get("/v1/deny-list")
     def deny_list() -> Response:
@@ -311,8 +311,11 @@ def create_app(store: Store, faults: FaultInjector, *, admin_token: str, spec: d
     @app.post("/admin/payments/<reference>/paid")
     def admin_paid(reference: str) -> Response:
         body = admin_json()
+        owner = body.get("terminal_id")
+        if owner is not None and not isinstance(owner, str):
+            raise Refused(400, "invalid_request", "terminal_id must be a string")
         return _json_response(store.mark_paid(reference, body.get("amount"), body.get("currency"),
-                                              body.get("card_token")))
+                                              body.get("card_token"), owner))
 
     @app.put("/admin/config")
     def admin_config() -> Response:

@@ -133,9 +133,11 @@ class AdminClient:
         self._call("POST", "/admin/out-of-funds", {"card_token": card_token, "out_of_funds": flag})
 
     def mark_paid(self, reference: str, amount: int | None = None, currency: str | None = None,
-                  card_token: str | None = None) -> dict[str, Any]:
+                  card_token: str | None = None, terminal_id: str | None = None) -> dict[str, Any]:
+        """The wallet app pays a merchant code (`terminal_id`: the terminal label in the code)."""
         return self._call("POST", f"/admin/payments/{reference}/paid",
-                          {"amount": amount, "currency": currency, "card_token": card_token})
+                          {"amount": amount, "currency": currency, "card_token": card_token,
+                           "terminal_id": terminal_id})
 
     def set_limits(self, currency: str = "CNY", **limits: int | None) -> dict[str, Any]:
         return self._call("PUT", "/admin/config", {"currency": currency, "limits": limits})

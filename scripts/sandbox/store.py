@@ -65,7 +65,8 @@ CREATE TABLE IF NOT EXISTS deny_changes (
 CREATE TABLE IF NOT EXISTS deny_list (card_token TEXT PRIMARY KEY, reason TEXT NOT NULL, added_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS out_of_funds (card_token TEXT PRIMARY KEY, at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS payments (
-    reference TEXT PRIMARY KEY, status TEXT NOT NULL, amount INTEGER, currency TEXT, paid_at TEXT, card_token TEXT
+    reference TEXT PRIMARY KEY, status TEXT NOT NULL, amount INTEGER, currency TEXT, paid_at TEXT, card_token TEXT,
+    terminal_id TEXT
 );
 CREATE TABLE IF NOT EXISTS issuer_keys (
     key_id TEXT PRIMARY KEY, private_key TEXT NOT NULL, public_key TEXT NOT NULL, created_at TEXT NOT NULL,
@@ -109,6 +110,9 @@ class Store:
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(payments)")}
+        if "terminal_id" not in columns:  # a sandbox file from before payments had an owner
+            self._db.execute("ALTER TABLE payments ADD COLUMN terminal_id TEXT")
         self._keys: dict[str, Ed25519PublicKey] = {}
         self.clock_offset_s = clock_offset_s
         self._ensure_sealing_key()
@@ -498,34 +502,52 @@ class Store:
 
     # -- merchant-QR payments ---------------------------------------------------------------------
 
-    def mark_paid(self, reference: str, amount: int | None, currency: str | None, card_token: str | None) -> dict:
-        """The customer pays the code in the wallet app (the sandbox's stand-in for the app)."""
-        with self._tx() as db:
-            row = db.execute("SELECT status FROM payments WHERE reference = ?", (reference,)).fetchone()
-            if row is not None and row[0] == "cancelled":
-                raise Refused(409, "payment_cancelled", f"the merchant closed code {reference}; it cannot be paid")
-            db.execute("INSERT INTO payments (reference, status, amount, currency, paid_at, card_token) "
-                       "VALUES (?, 'paid', ?, ?, ?, ?) ON CONFLICT(reference) DO UPDATE SET status = 'paid', "
-                       "amount = excluded.amount, currency = excluded.currency, paid_at = excluded.paid_at, "
-                       "card_token = excluded.card_token",
-                       (reference, amount, currency, self.now_text(), card_token))
-        return self.payment(reference)
+    # A merchant code belongs to the terminal that showed it: the first terminal that asks about a
+    # reference (or the terminal named in the code the app paid) owns it, and to any other terminal
+    # the reference does not exist (404, the same answer as for a reference nobody knows).
 
-    def cancel_payment(self, reference: str) -> dict[str, Any]:
+    @staticmethod
+    def _claim(db: sqlite3.Connection, reference: str, terminal_id: str | None) -> None:
+        row = db.execute("SELECT terminal_id FROM payments WHERE reference = ?", (reference,)).fetchone()
+        if row is None:
+            db.execute("INSERT INTO payments (reference, status, terminal_id) VALUES (?, 'pending', ?)",
+                       (reference, terminal_id))
+        elif row[0] is None:
+            db.execute("UPDATE payments SET terminal_id = ? WHERE reference = ?", (terminal_id, reference))
+        elif terminal_id is not None and row[0] != terminal_id:
+            raise Refused(404, "payment_not_found", f"no merchant code {reference} from this terminal")
+
+    def mark_paid(self, reference: str, amount: int | None, currency: str | None, card_token: str | None,
+                  terminal_id: str | None = None) -> dict:
+        """The customer pays the code in the wallet app (the sandbox's stand-in for the app);
+        `terminal_id` is the terminal label in the code, when the app passes it on."""
+        with self._tx() as db:
+            self._claim(db, reference, terminal_id)
+            row = db.execute("SELECT status FROM payments WHERE reference = ?", (reference,)).fetchone()
+            if row[0] == "cancelled":
+                raise Refused(409, "payment_cancelled", f"the merchant closed code {reference}; it cannot be paid")
+            db.execute("UPDATE payments SET status = 'paid', amount = ?, currency = ?, paid_at = ?, card_token = ? "
+                       "WHERE reference = ?", (amount, currency, self.now_text(), card_token, reference))
+        return self._status(reference)
+
+    def cancel_payment(self, reference: str, terminal_id: str) -> dict[str, Any]:
         """Close a merchant code: unpaid -> cancelled (the app can no longer pay it); paid stays paid."""
         with self._tx() as db:
-            db.execute("INSERT INTO payments (reference, status) VALUES (?, 'cancelled') "
-                       "ON CONFLICT(reference) DO UPDATE SET status = 'cancelled' WHERE status = 'pending'",
+            self._claim(db, reference, terminal_id)
+            db.execute("UPDATE payments SET status = 'cancelled' WHERE reference = ? AND status = 'pending'",
                        (reference,))
-        return self.payment(reference)
+        return self._status(reference)
 
-    def payment(self, reference: str) -> dict[str, Any]:
+    def payment(self, reference: str, terminal_id: str) -> dict[str, Any]:
+        """What became of a code, asked by `terminal_id` (which then owns it if nobody did)."""
+        with self._tx() as db:
+            self._claim(db, reference, terminal_id)
+        return self._status(reference)
+
+    def _status(self, reference: str) -> dict[str, Any]:
         row = self._one("SELECT status, amount, currency, paid_at, card_token FROM payments WHERE reference = ?",
                         (reference,))
-        if row is None:
-            return {"reference": reference, "status": "pending", "amount": None, "currency": None, "paid_at": None,
-                    "card_token": None}
-        status, amount, cur, paid_at, token = row
+        status, amount, cur, paid_at, token = row or ("pending", None, None, None, None)
         return {"reference": reference, "status": status, "amount": amount, "currency": cur, "paid_at": paid_at,
                 "card_token": token}
 

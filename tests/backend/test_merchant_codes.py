@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from terminal import codepay
+from terminal.backend import BackendRefused
 from terminal.checkout import Checkout, PaymentInterpreter
 from terminal.core.money import Money
 from tests.backend.conftest import TERMINAL
@@ -172,3 +173,19 @@ def test_timestamps_use_the_service_clock(sandbox, make_service, tmp_path, clock
     assert code["shown_at"] == clock.now and code["close_requested"] is False
     clock.advance(seconds=1)
     assert (clock.now - code["shown_at"]) == timedelta(seconds=1)
+
+
+def test_a_code_belongs_to_the_terminal_that_showed_it(sandbox, enrolled, checkout, make_service, tmp_path):
+    qr = show(checkout, enrolled)
+    assert enrolled.payment_status(qr.reference).status == "pending"  # this terminal asked first: it owns the code
+    other = make_service(sandbox.url, data_dir=tmp_path / "other", terminal={"id": "OTHER001"})
+    other.enrol_backend(sandbox.admin.enrolment_token("OTHER001"))
+    for attempt in (lambda: other.payment_status(qr.reference), lambda: other.cancel_merchant_payment(qr.reference)):
+        with pytest.raises(BackendRefused) as refused:
+            attempt()
+        assert refused.value.status == 404 and refused.value.code == "payment_not_found"
+    with pytest.raises(RuntimeError, match=r"404.*payment_not_found"):  # the app pays a code naming another terminal
+        sandbox.admin.mark_paid(qr.reference, AMOUNT, "CNY", "tokWallet", terminal_id="OTHER001")
+    assert enrolled.payment_status(qr.reference).status == "pending"  # the other terminal changed nothing
+    sandbox.admin.mark_paid(qr.reference, AMOUNT, "CNY", "tokWallet", terminal_id=enrolled.config.terminal.id)
+    assert enrolled.payment_status(qr.reference).status == "paid"
