@@ -225,7 +225,7 @@ async def test_merchant_code_paid_while_shown_and_paid_just_before_the_cashier_c
             return journal.open_merchant_codes()[0]["reference"]
 
         await show_code("3300")
-        await pilot.press("p")  # demo key: the wallet app pays the code on screen
+        await pilot.press("P")  # demo key (either case, Caps Lock on or off): the wallet app pays the code on screen
         await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen))
         assert app.screen.result.outcome == "approved" and app.screen.result.reasons == ("paid_in_wallet_app",)
         assert journal.open_merchant_codes() == []

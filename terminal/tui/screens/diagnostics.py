@@ -15,7 +15,8 @@ from terminal.tui.screens.base import BaseScreen
 
 class DiagnosticsScreen(BaseScreen):
     TITLE_KEY = "diag.title"
-    BINDINGS = [Binding("f5", "refresh", "action.diagnostics"), Binding("b", "support_bundle", "action.support_bundle"),
+    BINDINGS = [Binding("f5", "refresh", "action.diagnostics"),
+                Binding("b,B", "support_bundle", "action.support_bundle"),
                 Binding("f10", "sign_out", "action.sign_out")]
 
     def body(self) -> ComposeResult:

@@ -29,12 +29,12 @@ log = logging.getLogger("walletpos.tui")
 class PresentScreen(BaseScreen):
     TITLE_KEY = "present.title"
     BINDINGS = [
-        Binding("q", "merchant_qr", "action.merchant_qr"),
+        Binding("q,Q", "merchant_qr", "action.merchant_qr"),
         Binding("escape", "cancel", "action.cancel"),
-        Binding("w", "demo_code('real_name')", "action.demo_signed_code", show=False),
-        Binding("u", "demo_code('unverified')", "action.demo_unverified_code", show=False),
-        Binding("n", "demo_code('numeric')", "action.demo_numeric_code", show=False),
-        Binding("p", "demo_pay_code", "action.demo_pay_code", show=False),
+        Binding("w,W", "demo_code('real_name')", "action.demo_signed_code", show=False),
+        Binding("u,U", "demo_code('unverified')", "action.demo_unverified_code", show=False),
+        Binding("n,N", "demo_code('numeric')", "action.demo_numeric_code", show=False),
+        Binding("p,P", "demo_pay_code", "action.demo_pay_code", show=False),
         *(Binding(str(i + 1), f"demo_tap({i})", f"action.demo_tap_{i + 1}", show=False) for i in range(9)),
     ]
 

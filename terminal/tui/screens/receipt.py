@@ -18,7 +18,7 @@ from terminal.tui.screens.base import BaseScreen
 
 class ReceiptScreen(BaseScreen):
     TITLE_KEY = "receipt.title"
-    BINDINGS = [Binding("s", "save", "action.save"), Binding("escape", "back", "action.back")]
+    BINDINGS = [Binding("s,S", "save", "action.save"), Binding("escape", "back", "action.back")]
 
     def __init__(self, row: Any) -> None:
         super().__init__()

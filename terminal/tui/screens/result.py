@@ -43,8 +43,8 @@ class ResultScreen(BaseScreen):
     TITLE_KEY = "result.title"
     BINDINGS = [
         Binding("enter", "new_sale", "action.new_sale", priority=True),
-        Binding("r", "receipt", "action.receipt"),
-        Binding("p", "enter_pin", "action.enter_pin"),
+        Binding("r,R", "receipt", "action.receipt"),
+        Binding("p,P", "enter_pin", "action.enter_pin"),
         Binding("escape", "back", "action.back"),
     ]
 
