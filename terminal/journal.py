@@ -196,11 +196,13 @@ class _IdTails:
             return self._tails.pop()
         except IndexError:
             with self._lock:
-                if not self._tails:
-                    h = os.urandom(10 * self.BATCH).hex()  # 20 hex digits a tail, 19 of them used
-                    self._tails.extend(f"7{h[i:i + 3]}-{_VARIANT[h[i + 3]]}{h[i + 4:i + 7]}-{h[i + 7:i + 19]}"
-                                       for i in range(0, len(h), 20))
-                return self._tails.pop()
+                while True:  # other threads keep popping outside the lock: refill until one is ours
+                    try:
+                        return self._tails.pop()
+                    except IndexError:
+                        h = os.urandom(10 * self.BATCH).hex()  # 20 hex digits a tail, 19 of them used
+                        self._tails.extend(f"7{h[i:i + 3]}-{_VARIANT[h[i + 3]]}{h[i + 4:i + 7]}-{h[i + 7:i + 19]}"
+                                           for i in range(0, len(h), 20))
 
 
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}  # RFC 9562 variant bits 10

@@ -107,3 +107,10 @@ def test_stored_timestamps_are_the_iso_form_in_utc(moment):
         return
     assert utc_text(moment) == in_utc.isoformat(timespec="microseconds").replace("+00:00", "Z")
     assert parse_utc(utc_text(moment)) == moment
+
+
+def test_ids_taken_from_many_threads_are_all_different():
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        batches = list(pool.map(lambda _: [new_txn_id() for _ in range(3000)], range(8)))
+    ids = [i for batch in batches for i in batch]
+    assert len(set(ids)) == len(ids) == 24000
