@@ -242,6 +242,8 @@ class PendingCvm:
 
 
 class Checkout:
+    merchant_poll_s = 1.0  # how often a merchant code on screen is asked about at the backend
+
     def __init__(self, service: Service, interpreter: Interpreter, *,
                  open_reader: Callable[[], CardReader] | None = None,
                  open_scanner: Callable[[], CodeScanner] | None = None,
@@ -363,11 +365,13 @@ class Checkout:
         return codepay.merchant_qr(self.service, amount, operator=operator, on_screen=True)
 
     def wait_merchant_qr(self, qr: Any, *, cancel: threading.Event, operator: str | None = None,
-                         poll_s: float = 1.0) -> CheckoutResult | None:
-        """Ask the backend every `poll_s` whether the customer paid `qr`; journal the payment when
-        they did. None when cancelled first (then call `close_merchant_qr`). An unreachable backend
-        is asked again at the next poll."""
-        while not cancel.wait(poll_s):
+                         poll_s: float | None = None) -> CheckoutResult | None:
+        """Ask the backend every `poll_s` (default: `merchant_poll_s`) whether the customer paid `qr`;
+        journal the payment when they did. None when cancelled first (then call `close_merchant_qr`).
+        An unreachable backend is asked again at the next poll. A payment the backend reports after
+        `cancel` was set (the question was already on its way) is still journaled and returned."""
+        interval = self.merchant_poll_s if poll_s is None else poll_s
+        while not cancel.wait(interval):
             try:
                 status = self.service.payment_status(qr.reference)
             except WalletposError as exc:

@@ -332,6 +332,8 @@ UI_EN: dict[str, str] = {
                             "the sale is recorded ({reference}). Refund it if they also paid another way.",
     "present.second_payment": "A second payment of {amount} was approved ({reference}) while a result was "
                               "shown. Refund one if the customer paid twice.",
+    "present.paid_after_cancel": "A payment of {amount} was approved ({reference}) just as the sale was cancelled: "
+                                 "the sale is recorded. Refund it if the customer does not want it.",
     "present.cancelled": "Sale cancelled.",
     "present.no_devices": "No reader or camera is working; see the status bar.",
     "present.code_not_payment": "That code is not a payment code.",
@@ -515,6 +517,8 @@ UI_ZH: dict[str, str] = {
     "present.qr_paid_late": "顾客在收款码关闭前已付款 {amount}：该笔销售已记录（{reference}）。"
                             "如顾客又用其他方式付款，请退款。",
     "present.second_payment": "显示结果时又批准了一笔 {amount} 的付款（{reference}）。如顾客重复付款，请退款其中一笔。",
+    "present.paid_after_cancel": "交易取消时一笔 {amount} 的付款已获批准（{reference}）：该笔销售已记录。"
+                                 "如顾客不需要，请退款。",
     "present.cancelled": "交易已取消。",
     "present.no_devices": "读卡器和摄像头均不可用，请看状态栏。",
     "present.code_not_payment": "这不是付款码。",

@@ -359,6 +359,10 @@ def create_app(store: Store, faults: FaultInjector, *, admin_token: str, spec: d
         faults.configure(plan)
         return _json_response(faults.snapshot())
 
+    @app.get("/admin/faults")
+    def admin_faults_state() -> Response:
+        return _json_response(faults.snapshot())
+
     @app.delete("/admin/faults")
     def admin_faults_off() -> Response:
         faults.configure(FaultPlan())

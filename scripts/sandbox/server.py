@@ -163,6 +163,10 @@ class AdminClient:
     def faults(self, **plan: Any) -> dict[str, Any]:
         return self._call("PUT", "/admin/faults", plan)
 
+    def fault_state(self) -> dict[str, Any]:
+        """The plan in force and the count of terminal API requests per path, faulty or not."""
+        return self._call("GET", "/admin/faults")
+
     def faults_off(self) -> dict[str, Any]:
         return self._call("DELETE", "/admin/faults")
 

@@ -34,6 +34,16 @@ async def wait_for(pilot, condition, timeout: float = 20.0) -> None:
         await pilot.pause(0.1)
 
 
+async def show_merchant_code(pilot, journal, amount_digits: str) -> str:
+    """Key an amount, press Q: the terminal's merchant code is on screen. Returns its reference."""
+    await type_text(pilot, amount_digits)
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, PresentScreen))
+    await pilot.press("q")
+    await wait_for(pilot, lambda: journal.open_merchant_codes())
+    return journal.open_merchant_codes()[0]["reference"]
+
+
 async def sell_with_wallet_code(pilot, amount_digits: str) -> ResultScreen:
     app = pilot.app
     await type_text(pilot, amount_digits)
@@ -216,15 +226,7 @@ async def test_merchant_code_paid_while_shown_and_paid_just_before_the_cashier_c
     async with app.run_test(size=(100, 30)) as pilot:
         await sign_in(pilot, "1001", "1111")
 
-        async def show_code(amount_digits: str) -> str:
-            await type_text(pilot, amount_digits)
-            await pilot.press("enter")
-            await wait_for(pilot, lambda: isinstance(app.screen, PresentScreen))
-            await pilot.press("q")
-            await wait_for(pilot, lambda: journal.open_merchant_codes())
-            return journal.open_merchant_codes()[0]["reference"]
-
-        await show_code("3300")
+        await show_merchant_code(pilot, journal, "3300")
         await pilot.press("P")  # demo key (either case, Caps Lock on or off): the wallet app pays the code on screen
         await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen))
         assert app.screen.result.outcome == "approved" and app.screen.result.reasons == ("paid_in_wallet_app",)
@@ -232,19 +234,53 @@ async def test_merchant_code_paid_while_shown_and_paid_just_before_the_cashier_c
         await pilot.press("enter")  # new sale
         await wait_for(pilot, lambda: isinstance(app.screen, CheckoutScreen))
 
-        reference = await show_code("4400")
-        admin.mark_paid(reference, 4400, "CNY", "tokWalletApp")  # paid, and the cashier gives up at once
+        # paid, and the cashier gives up at once: the screen must not ask the backend in between (its
+        # 1-second poll would then show the sale as a result), so the poll is slowed for this part
+        service.checkout.merchant_poll_s = 3600.0
+        reference = await show_merchant_code(pilot, journal, "4400")
+        admin.mark_paid(reference, 4400, "CNY", "tokWalletApp")
+        # the backend is slow to close the code: the payment screen is gone when the answer comes
+        admin.faults(latency_ms=1500, paths=[f"/v1/payments/{reference}/cancel"])
         await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckoutScreen), timeout=1.2)
         await wait_for(pilot, lambda: not journal.open_merchant_codes())
         await wait_for(pilot, lambda: any("just before it was closed" in n.message for n in app._notifications))
+        admin.faults_off()
         late = [r for r in journal.rows_since() if r.details.get("reference") == reference]
         assert len(late) == 1 and late[0].approved and late[0].amount.minor == 4400
 
-        await wait_for(pilot, lambda: isinstance(app.screen, CheckoutScreen))
-        reference = await show_code("5500")
+        reference = await show_merchant_code(pilot, journal, "5500")
         await pilot.press("escape")
         await wait_for(pilot, lambda: not journal.open_merchant_codes())
         assert service.payment_status(reference).status == "cancelled"
         with pytest.raises(RuntimeError, match="payment_cancelled"):
             admin.mark_paid(reference, 5500, "CNY", "tokWalletApp")
         assert [r.amount.minor for r in journal.rows_since() if r.method == "merchant_qr"] == [3300, 4400]
+
+
+async def test_escape_while_the_backend_answers_that_the_code_was_paid(demo):
+    """The customer pays the code on screen while the terminal's question about it is on its way, and
+    the cashier presses Escape before the answer is back. Escape leaves the sale at once; the answer
+    (paid) still journals the sale, once, and the cashier is told; nothing is left open."""
+    service, admin = demo.service, demo.sandbox.admin
+    journal = service.require_journal()
+    service.checkout.merchant_poll_s = 0.05
+    app = make_app(service, demo=demo, status_interval=None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await sign_in(pilot, "1001", "1111")
+        reference = await show_merchant_code(pilot, journal, "6600")
+        path = f"/v1/payments/{reference}"
+        admin.faults(latency_ms=2500, paths=[path])  # the sandbox holds each question 2.5 s, then answers
+        asked = admin.fault_state()["requests"].get(path, 0)
+        await wait_for(pilot, lambda: admin.fault_state()["requests"].get(path, 0) > asked + 1, timeout=10)
+        # a question that came after the plan is held at the sandbox: its answer will say "paid"
+        admin.mark_paid(reference, 6600, "CNY", "tokWalletApp")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckoutScreen), timeout=2)
+        await wait_for(pilot, lambda: any("just as the sale was cancelled" in n.message for n in app._notifications))
+        assert not any(isinstance(s, ResultScreen) for s in app.screen_stack)
+        admin.faults_off()
+        rows = [r for r in journal.rows_since() if r.details.get("reference") == reference]
+        assert len(rows) == 1 and rows[0].approved and rows[0].amount.minor == 6600
+        assert journal.open_merchant_codes() == []
+        assert service.payment_status(reference).status == "paid"

@@ -6,7 +6,6 @@ and hands the result to the result screen."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from typing import Any
@@ -47,6 +46,7 @@ class PresentScreen(BaseScreen):
         self.showing_qr = False
         self.cashier_cancelled = False
         self.result_up = False
+        self.left: str | None = None  # how the screen was left: "cancelled" or "paid"
 
     def body(self) -> ComposeResult:
         with Horizontal(classes="present"):
@@ -59,6 +59,7 @@ class PresentScreen(BaseScreen):
             yield Static(self.tr("demo.keys"), id="demo-keys", classes="hint")
 
     def on_mount(self) -> None:
+        self.host = self.app
         checkout = getattr(self.wp.service, "checkout", None)
         if checkout is None or not checkout.has_devices():
             self.say(self.tr("present.no_devices"))
@@ -66,6 +67,8 @@ class PresentScreen(BaseScreen):
             self.wait_for_payment()
 
     def say(self, text: str) -> None:
+        if self.left is not None:  # a worker's message after the screen was left
+            return
         self.query_one("#message", Static).update(text)
 
     def on_unmount(self) -> None:
@@ -77,9 +80,29 @@ class PresentScreen(BaseScreen):
 
     # -- the wait -------------------------------------------------------------------------------
 
+    def from_worker(self, callback: Any, *args: Any) -> None:
+        """Run `callback` on the app's loop, from a worker thread. Also after the screen was left: a
+        payment answered then is still announced (in a thread, `self.app` is found through the
+        screen's parent, which a left screen no longer has, so the app is kept from `on_mount`)."""
+        try:
+            self.host.call_from_thread(callback, *args)
+        except RuntimeError:
+            if self.host.is_running:
+                raise
+            log.info("the app closed before a worker's answer was shown; the journal has any sale")
+
+    def announce(self, key: str, result: Any) -> None:
+        """A payment approved outside this screen's result (while a result was shown, after the cashier
+        left, or just before a merchant code was closed): journaled, and the cashier is told."""
+        self.app.notify(self.tr(key, amount=self.money(result.amount), reference=result.row.id[:8]),
+                        severity="warning", timeout=60)
+
     def progress(self, key: str, **values: object) -> None:
         """Called from the worker thread with an i18n key ("present.reading", ...)."""
-        self.app.call_from_thread(self.say, self.tr(key, **values))
+        self.from_worker(self.say_key, key, values)
+
+    def say_key(self, key: str, values: dict[str, object]) -> None:
+        self.say(self.tr(key, **values))
 
     @work(thread=True, exclusive=True, group="present")
     def wait_for_payment(self) -> None:
@@ -87,23 +110,32 @@ class PresentScreen(BaseScreen):
         operator = self.wp.operator.id if self.wp.operator else None
         result = checkout.take_payment(self.amount, operator=operator, cancel=self.cancel_event,
                                        progress=self.progress, note=getattr(self.sale, "note", ""))
-        self.app.call_from_thread(self.finish, result)
+        self.from_worker(self.finish, result)
 
     def finish(self, result: Any) -> None:
         if result.outcome == "cancelled":
             # the wait was stopped: by the cashier (leave), or because the other wait brought a result
-            if self.cashier_cancelled and self.is_current:
-                self.dismiss(False)
+            # (then that result is on screen, even when it came after the cashier's Escape: the
+            # customer paid, and the cashier must see it)
+            if self.cashier_cancelled and self.is_current and not self.result_up and self.left is None:
+                self.leave(False)
             return
-        if self.result_up:  # card and merchant code paid at once: both are journaled; say so
-            log.warning("a second payment arrived while a result was shown: %s %s", result.outcome,
-                        result.row.id if result.row else "")
+        if self.result_up or self.left is not None:
+            # an answer that was on its way when a result was shown, or when the screen was left: both
+            # payments are journaled; the cashier is told
+            log.warning("a payment arrived %s: %s %s",
+                        "after the sale was cancelled" if self.left == "cancelled" else "while a result was shown",
+                        result.outcome, result.row.id if result.row else "")
             if result.row is not None and result.row.approved:
-                self.app.notify(self.tr("present.second_payment", amount=self.money(result.amount),
-                                        reference=result.row.id[:8]), severity="warning", timeout=60)
+                self.announce("present.paid_after_cancel" if self.left == "cancelled" else "present.second_payment",
+                              result)
             return
         if result.outcome in ("not_a_payment_code", "code_refused", "no_devices"):
-            # nothing was paid: say why and keep waiting for a card or another code
+            # nothing was paid: say why and keep waiting for a card or another code (or leave, when
+            # the cashier pressed Escape meanwhile)
+            if self.cashier_cancelled:
+                self.leave(False)
+                return
             from terminal.i18n import reason
 
             self.say(reason(self.wp.locale, result.reasons[0]) if result.reasons
@@ -118,6 +150,10 @@ class PresentScreen(BaseScreen):
         self._stop_waits()  # the other wait (card/camera or merchant code) ends; a shown code is closed
         self.app.push_screen(self.wp.make(ResultScreen, outcome), self.after_result)
 
+    def leave(self, paid: bool) -> None:
+        self.left = "paid" if paid else "cancelled"
+        self.dismiss(paid)
+
     def after_result(self, answer: Any) -> None:
         self.result_up = False
         self.cancel_event, self.qr_cancel = threading.Event(), threading.Event()
@@ -126,10 +162,15 @@ class PresentScreen(BaseScreen):
             self.query_one("#qr", Static).update("")
             self.query_one("#prompt", Static).update(self.tr("present.prompt"))
         if isinstance(answer, tuple) and answer[0] == "retry":
+            self.cashier_cancelled = False  # the cashier chose to go on with this sale
             self.retry_with_pin(answer[1])
             return
         if answer is True:
-            self.dismiss(True)
+            self.leave(True)
+            return
+        if self.cashier_cancelled:
+            # the result (a decline, say) came after the cashier pressed Escape: now leave the sale
+            self.leave(False)
             return
         # declined, try another card, tap again: wait for the next presentation of this sale
         self.say("")
@@ -138,7 +179,7 @@ class PresentScreen(BaseScreen):
     @work(thread=True, exclusive=True, group="present")
     def retry_with_pin(self, pin: str) -> None:
         result = self.wp.service.checkout.retry_with_pin(self.cancel_event, pin)
-        self.app.call_from_thread(self.finish, result)
+        self.from_worker(self.finish, result)
 
     # -- merchant-presented QR ------------------------------------------------------------------
 
@@ -157,22 +198,22 @@ class PresentScreen(BaseScreen):
             payload = checkout.merchant_qr(self.amount, operator)
         except WalletposError as exc:  # not recorded, so not shown: a payment with it could not be recorded
             self.showing_qr = False
-            self.app.call_from_thread(self.say, exc.message)
+            self.from_worker(self.say, exc.message)
             return
-        self.app.call_from_thread(self._draw_qr, payload)
+        self.from_worker(self._draw_qr, payload)
         result = checkout.wait_merchant_qr(payload, cancel=self.qr_cancel, operator=operator)
         if result is not None:
-            self.app.call_from_thread(self.finish, result)
+            self.from_worker(self.finish, result)
             return
         # the code left the screen unpaid (cancelled, paid by card, screen closed): close it at the
         # backend; a customer who paid it just before is not lost
         late = checkout.close_merchant_qr(payload, operator)
         if late is not None and late.row is not None:
-            message = self.tr("present.qr_paid_late", amount=self.money(late.amount), reference=late.row.id[:8])
-            with contextlib.suppress(RuntimeError):  # app closing: the sale is in the journal and the history
-                self.app.call_from_thread(self.app.notify, message, severity="warning", timeout=60)
+            self.from_worker(self.announce, "present.qr_paid_late", late)
 
     def _draw_qr(self, payload: Any) -> None:
+        if self.left is not None:
+            return
         self.query_one("#qr", Static).update(Text("\n".join(qr_lines(payload.payload, error_correction="L")),
                                                   no_wrap=True))
         self.query_one("#prompt", Static).update(self.tr("present.qr_prompt"))
@@ -190,7 +231,7 @@ class PresentScreen(BaseScreen):
             else:
                 demo.show_signed_code(kind)
         except WalletposError as exc:
-            self.app.call_from_thread(self.say, exc.message)
+            self.from_worker(self.say, exc.message)
 
     def action_demo_pay_code(self) -> None:
         self.demo_pay_code()
@@ -200,7 +241,7 @@ class PresentScreen(BaseScreen):
         try:
             self.wp.demo.pay_merchant_code()
         except WalletposError as exc:
-            self.app.call_from_thread(self.say, exc.message)
+            self.from_worker(self.say, exc.message)
 
     def action_demo_tap(self, index: int) -> None:
         try:
@@ -212,4 +253,4 @@ class PresentScreen(BaseScreen):
         self.cashier_cancelled = True
         self._stop_waits()
         if getattr(self.wp.service, "checkout", None) is None:
-            self.dismiss(False)
+            self.leave(False)
