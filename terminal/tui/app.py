@@ -23,6 +23,7 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
 
+from terminal.errors import WalletposError
 from terminal.i18n import t
 from terminal.operators import Operator
 from terminal.tui.widgets import StatusSnapshot
@@ -66,16 +67,20 @@ def collect_status(service: Any) -> StatusSnapshot:
     now = service.clock()
     journal = service.journal
     queue, oldest, backend = 0, None, "disabled"
+    readable = journal is not None
     if journal is not None:
-        summary = journal.queue_summary()
-        queue = summary["pending"]
-        if summary["oldest_pending_at"]:
-            oldest = max(0.0, (now - datetime.fromisoformat(summary["oldest_pending_at"])).total_seconds())
-        backend = backend_state(service.sync_status())
+        try:
+            summary = journal.queue_summary()
+            queue = summary["pending"]
+            if summary["oldest_pending_at"]:
+                oldest = max(0.0, (now - datetime.fromisoformat(summary["oldest_pending_at"])).total_seconds())
+            backend = backend_state(service.sync_status())
+        except WalletposError:  # the journal cannot be read now (held too long, broken): storage shows red
+            readable = False
     devices = getattr(service, "device_states", None)
     reader, camera = devices() if callable(devices) else ("none", "none")
     return StatusSnapshot(at=now, backend=backend, queue=queue, oldest_pending_s=oldest, reader=reader,
-                          camera=camera, storage_ok=journal is not None and not service.last_storage_error)
+                          camera=camera, storage_ok=readable and not service.last_storage_error)
 
 
 class WalletposApp(App):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
+
 from terminal.core.money import Money
 from terminal.core.rules import Method, PaymentRequest
 from terminal.service import CardFacts
@@ -227,3 +230,73 @@ async def test_every_footer_action_is_in_the_command_palette(app_factory):
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert isinstance(app.screen, DayCloseScreen)
+
+
+async def test_a_refund_recorded_after_the_cashier_left_the_screen_is_still_told(app_factory, staffed):
+    """Another writer holds the journal (a real SQLite write lock) while the refund waits to be recorded;
+    the cashier leaves the refund screen. When the lock is released the refund is recorded, and the
+    cashier is told by a notification: the answer is not lost with the screen."""
+    row = sell(staffed, 8000)
+    app = app_factory()
+    holder = sqlite3.connect(staffed.require_journal().path, isolation_level=None, timeout=10)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await sign_in(pilot)
+            await pilot.press("f5")
+            await type_text(pilot, row.id)
+            await pilot.press("enter")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            await type_text(pilot, "30.00")
+            await pilot.press("enter")  # asks for the supervisor
+            holder.execute("BEGIN IMMEDIATE")
+            await type_text(pilot, "sup1")
+            await pilot.press("enter")
+            await type_text(pilot, "2222")
+            await pilot.press("enter")
+            await pilot.pause(0.3)
+            assert isinstance(app.screen, RefundScreen)
+            # (the journal is not read from here: this thread runs the app's loop, and would wait too)
+            assert holder.execute("SELECT count(*) FROM txn WHERE kind = 'refund'").fetchone() == (0,)
+            await pilot.press("escape")
+            await pilot.pause()
+            assert not isinstance(app.screen, RefundScreen)
+            holder.execute("COMMIT")
+            deadline = time.monotonic() + 10  # the worker's thread goes on after its screen was left
+            while not app._notifications and time.monotonic() < deadline:
+                await pilot.pause(0.05)
+            told = [n.message for n in app._notifications]
+            assert any("Refund recorded: ¥30.00" in m for m in told), told
+    finally:
+        holder.close()
+    refunds = [r for r in staffed.require_journal().recent(10) if r.kind == "refund"]
+    assert len(refunds) == 1 and refunds[0].amount.minor == 3000
+
+
+async def test_a_refund_the_journal_cannot_record_is_told_and_the_app_goes_on(app_factory, staffed):
+    """The journal refuses the write (a real SQLite error from a trigger, as a full disk gives): the
+    refund is not done, the cashier is told why, and the terminal keeps running (a failed worker
+    would end a Textual app)."""
+    row = sell(staffed, 8000)
+    db = sqlite3.connect(staffed.require_journal().path)
+    db.execute("CREATE TRIGGER no_refunds BEFORE INSERT ON txn WHEN NEW.kind = 'refund' "
+               "BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END")
+    db.close()
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        await pilot.press("f5")
+        await type_text(pilot, row.id)
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await type_text(pilot, "30.00")
+        await pilot.press("enter")
+        await sign_in(pilot, "sup1", "2222")  # the supervisor prompt
+        assert app.is_running and isinstance(app.screen, RefundScreen)
+        errors = [n for n in app._notifications if n.severity == "error"]
+        assert len(errors) == 1 and "disk is full" in errors[0].message, [n.message for n in errors]
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, CheckoutScreen)
+    assert not [r for r in staffed.require_journal().recent(10) if r.kind == "refund"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from textual import work
@@ -10,7 +13,31 @@ from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Static
 
+from terminal.errors import WalletposError
 from terminal.tui.widgets import StatusBar
+
+log = logging.getLogger("walletpos.tui")
+
+
+def screen_work(**options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """`@work(thread=True, **options)` for a screen's method that reaches a device, the journal or the
+    backend. A `WalletposError` it raises (full disk, a journal held too long, a broken answer) is
+    told to the operator, on a notification, also after the screen was left; it never ends the
+    app (Textual's default for a failed worker)."""
+
+    def decorate(method: Callable[..., Any]) -> Any:
+        @functools.wraps(method)
+        def guarded(self: BaseScreen, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except WalletposError as exc:
+                log.warning("%s failed: %s", method.__name__, exc.message)
+                self.from_worker(self.worker_failed, exc.message, when_gone=self.worker_failed)
+                return None
+
+        return work(thread=True, **options)(guarded)
+
+    return decorate
 
 
 class BaseScreen(Screen):
@@ -27,10 +54,13 @@ class BaseScreen(Screen):
     def action_demo_network(self) -> None:
         self.demo_network()
 
-    @work(thread=True, exclusive=True, group="demo")
+    @screen_work(exclusive=True, group="demo")
     def demo_network(self) -> None:
         up = self.wp.demo.toggle_network()
-        self.app.call_from_thread(self.notify, self.tr("demo.network_up" if up else "demo.network_down"))
+        self.from_worker(self.network_toggled, up, when_gone=self.network_toggled)
+
+    def network_toggled(self, up: bool) -> None:
+        self.app.notify(self.tr("demo.network_up" if up else "demo.network_down"))
 
     def action_demo_reader(self) -> None:
         plugged = self.wp.demo.toggle_reader()
@@ -44,7 +74,31 @@ class BaseScreen(Screen):
     def tr(self, key: str, **values: object) -> str:
         return self.wp.tr(key, **values)
 
+    def from_worker(self, callback: Callable[..., Any], *args: Any,
+                    when_gone: Callable[..., Any] | None = None) -> None:
+        """Run `callback(*args)` on the app's loop, from a worker thread; when the screen was left
+        meanwhile, `when_gone(*args)` instead (None: nothing to tell, the answer only filled the
+        screen). An answer the operator waits for (a refund, a day close, a payment) is not lost
+        with its screen. In a thread `self.app` is looked up through the screen's parents, which a
+        left screen no longer has, so the app is kept from `compose`."""
+        def run() -> None:
+            if self in self.host.screen_stack:
+                callback(*args)
+            elif when_gone is not None:
+                when_gone(*args)
+
+        try:
+            self.host.call_from_thread(run)
+        except RuntimeError:
+            if self.host.is_running:
+                raise
+            log.info("the app closed before a worker's answer was shown (%s)", getattr(callback, "__name__", callback))
+
+    def worker_failed(self, message: str) -> None:
+        self.app.notify(message, severity="error", timeout=30)
+
     def compose(self) -> ComposeResult:
+        self.host = self.app  # for `from_worker`
         yield StatusBar()
         yield Static(self.tr(self.TITLE_KEY), classes="screen-title")
         yield from self.body()

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from terminal.receipts import report_lines
-from terminal.tui.screens.base import BaseScreen
+from terminal.tui.screens.base import BaseScreen, screen_work
 
 
 class DayCloseScreen(BaseScreen):
@@ -28,10 +27,10 @@ class DayCloseScreen(BaseScreen):
     def on_mount(self) -> None:
         self.load()
 
-    @work(thread=True, exclusive=True, group="report")
+    @screen_work(exclusive=True, group="report")
     def load(self) -> None:
         report = self.wp.service.day_report()
-        self.app.call_from_thread(self.show, report)
+        self.from_worker(self.show, report)
 
     def show(self, report: Any) -> None:
         lines = report_lines(report, self.wp.service.config, self.wp.locale)
@@ -51,7 +50,7 @@ class DayCloseScreen(BaseScreen):
 
         self.app.push_screen(self.wp.make(SupervisorPrompt), approved)
 
-    @work(thread=True, exclusive=True, group="report")
+    @screen_work(exclusive=True, group="report")
     def close_batch(self, supervisor: str | None, pin: str | None) -> None:
         service = self.wp.service
         if supervisor is not None:
@@ -60,17 +59,24 @@ class DayCloseScreen(BaseScreen):
             if not check.ok:
                 from terminal.i18n import reason
 
-                self.app.call_from_thread(self.query_one("#message", Static).update,
-                                          reason(self.wp.locale, f"supervisor_{check.reason}"))
+                self.from_worker(self.say, reason(self.wp.locale, f"supervisor_{check.reason}"))
                 return
         operator = self.wp.operator.id if self.wp.operator else supervisor
         report, paths = service.close_day(operator=operator)
-        self.app.call_from_thread(self.closed, report, paths)
+        self.from_worker(self.closed, report, paths, when_gone=self.closed_after_leaving)
+
+    def say(self, text: str) -> None:
+        self.query_one("#message", Static).update(text)
+
+    def closed_text(self, report: Any, paths: list[Any]) -> str:
+        return self.tr("dayclose.closed", number=report.z_number, path=paths[0].parent if paths else "-")
 
     def closed(self, report: Any, paths: list[Any]) -> None:
         self.show(report)
-        self.query_one("#message", Static).update(self.tr("dayclose.closed", number=report.z_number,
-                                                          path=paths[0].parent if paths else "-"))
+        self.say(self.closed_text(report, paths))
+
+    def closed_after_leaving(self, report: Any, paths: list[Any]) -> None:
+        self.app.notify(self.closed_text(report, paths), timeout=30)
 
     def action_back(self) -> None:
         self.dismiss()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from terminal.tui.screens.base import BaseScreen
+from terminal.tui.screens.base import BaseScreen, screen_work
 
 
 class DiagnosticsScreen(BaseScreen):
@@ -29,7 +28,7 @@ class DiagnosticsScreen(BaseScreen):
     def action_refresh(self) -> None:
         self.load()
 
-    @work(thread=True, exclusive=True, group="diag")
+    @screen_work(exclusive=True, group="diag")
     def load(self) -> None:
         service = self.wp.service
         lines: list[str] = []
@@ -48,7 +47,7 @@ class DiagnosticsScreen(BaseScreen):
             lines.append(f"last sync {status.get('last_sync_at') or 'never'}")
         for extra in getattr(service, "diagnostics", lambda: [])():
             lines.append(extra)
-        self.app.call_from_thread(self.show, lines)
+        self.from_worker(self.show, lines)
 
     def show(self, lines: list[Any]) -> None:
         self.query_one("#report", Static).update("\n".join(str(x) for x in lines))
@@ -56,7 +55,7 @@ class DiagnosticsScreen(BaseScreen):
     def action_support_bundle(self) -> None:
         self.support_bundle()
 
-    @work(thread=True, exclusive=True, group="bundle")
+    @screen_work(exclusive=True, group="bundle")
     def support_bundle(self) -> None:
         from terminal.errors import WalletposError
         from terminal.support import write_bundle
@@ -64,9 +63,15 @@ class DiagnosticsScreen(BaseScreen):
         try:
             path = write_bundle(self.wp.service)
         except WalletposError as exc:
-            self.app.call_from_thread(self.notify, exc.message, severity="error")
+            self.from_worker(self.bundle_failed, exc.message, when_gone=self.bundle_failed)
             return
-        self.app.call_from_thread(self.notify, self.tr("diag.bundle_written", path=str(path)))
+        self.from_worker(self.bundle_written, path, when_gone=self.bundle_written)
+
+    def bundle_failed(self, message: str) -> None:
+        self.app.notify(message, severity="error")
+
+    def bundle_written(self, path: Any) -> None:
+        self.app.notify(self.tr("diag.bundle_written", path=str(path)))
 
     def action_sign_out(self) -> None:
         self.wp.sign_out()

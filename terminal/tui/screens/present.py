@@ -11,7 +11,6 @@ import threading
 from typing import Any
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -19,7 +18,7 @@ from textual.widgets import Static
 
 from terminal.errors import WalletposError
 from terminal.tui.qrtext import qr_lines
-from terminal.tui.screens.base import BaseScreen
+from terminal.tui.screens.base import BaseScreen, screen_work
 from terminal.tui.screens.result import ResultScreen, SaleOutcome
 
 log = logging.getLogger("walletpos.tui")
@@ -59,7 +58,6 @@ class PresentScreen(BaseScreen):
             yield Static(self.tr("demo.keys"), id="demo-keys", classes="hint")
 
     def on_mount(self) -> None:
-        self.host = self.app
         checkout = getattr(self.wp.service, "checkout", None)
         if checkout is None or not checkout.has_devices():
             self.say(self.tr("present.no_devices"))
@@ -67,8 +65,6 @@ class PresentScreen(BaseScreen):
             self.wait_for_payment()
 
     def say(self, text: str) -> None:
-        if self.left is not None:  # a worker's message after the screen was left
-            return
         self.query_one("#message", Static).update(text)
 
     def on_unmount(self) -> None:
@@ -79,17 +75,6 @@ class PresentScreen(BaseScreen):
         self.qr_cancel.set()
 
     # -- the wait -------------------------------------------------------------------------------
-
-    def from_worker(self, callback: Any, *args: Any) -> None:
-        """Run `callback` on the app's loop, from a worker thread. Also after the screen was left: a
-        payment answered then is still announced (in a thread, `self.app` is found through the
-        screen's parent, which a left screen no longer has, so the app is kept from `on_mount`)."""
-        try:
-            self.host.call_from_thread(callback, *args)
-        except RuntimeError:
-            if self.host.is_running:
-                raise
-            log.info("the app closed before a worker's answer was shown; the journal has any sale")
 
     def announce(self, key: str, result: Any) -> None:
         """A payment approved outside this screen's result (while a result was shown, after the cashier
@@ -104,13 +89,13 @@ class PresentScreen(BaseScreen):
     def say_key(self, key: str, values: dict[str, object]) -> None:
         self.say(self.tr(key, **values))
 
-    @work(thread=True, exclusive=True, group="present")
+    @screen_work(exclusive=True, group="present")
     def wait_for_payment(self) -> None:
         checkout = self.wp.service.checkout
         operator = self.wp.operator.id if self.wp.operator else None
         result = checkout.take_payment(self.amount, operator=operator, cancel=self.cancel_event,
                                        progress=self.progress, note=getattr(self.sale, "note", ""))
-        self.from_worker(self.finish, result)
+        self.from_worker(self.finish, result, when_gone=self.finish)
 
     def finish(self, result: Any) -> None:
         if result.outcome == "cancelled":
@@ -176,10 +161,10 @@ class PresentScreen(BaseScreen):
         self.say("")
         self.wait_for_payment()
 
-    @work(thread=True, exclusive=True, group="present")
+    @screen_work(exclusive=True, group="present")
     def retry_with_pin(self, pin: str) -> None:
         result = self.wp.service.checkout.retry_with_pin(self.cancel_event, pin)
-        self.from_worker(self.finish, result)
+        self.from_worker(self.finish, result, when_gone=self.finish)
 
     # -- merchant-presented QR ------------------------------------------------------------------
 
@@ -190,7 +175,7 @@ class PresentScreen(BaseScreen):
         self.showing_qr = True
         self.show_merchant_qr()
 
-    @work(thread=True, exclusive=True, group="merchant_qr")
+    @screen_work(exclusive=True, group="merchant_qr")
     def show_merchant_qr(self) -> None:
         checkout = self.wp.service.checkout
         operator = self.wp.operator.id if self.wp.operator else None
@@ -203,17 +188,15 @@ class PresentScreen(BaseScreen):
         self.from_worker(self._draw_qr, payload)
         result = checkout.wait_merchant_qr(payload, cancel=self.qr_cancel, operator=operator)
         if result is not None:
-            self.from_worker(self.finish, result)
+            self.from_worker(self.finish, result, when_gone=self.finish)
             return
         # the code left the screen unpaid (cancelled, paid by card, screen closed): close it at the
         # backend; a customer who paid it just before is not lost
         late = checkout.close_merchant_qr(payload, operator)
         if late is not None and late.row is not None:
-            self.from_worker(self.announce, "present.qr_paid_late", late)
+            self.from_worker(self.announce, "present.qr_paid_late", late, when_gone=self.announce)
 
     def _draw_qr(self, payload: Any) -> None:
-        if self.left is not None:
-            return
         self.query_one("#qr", Static).update(Text("\n".join(qr_lines(payload.payload, error_correction="L")),
                                                   no_wrap=True))
         self.query_one("#prompt", Static).update(self.tr("present.qr_prompt"))
@@ -222,7 +205,7 @@ class PresentScreen(BaseScreen):
     def action_demo_code(self, kind: str) -> None:
         self.demo_code(kind)
 
-    @work(thread=True, group="demo")
+    @screen_work(group="demo")
     def demo_code(self, kind: str) -> None:
         demo = self.wp.demo
         try:
@@ -236,7 +219,7 @@ class PresentScreen(BaseScreen):
     def action_demo_pay_code(self) -> None:
         self.demo_pay_code()
 
-    @work(thread=True, group="demo")
+    @screen_work(group="demo")
     def demo_pay_code(self) -> None:
         try:
             self.wp.demo.pay_merchant_code()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -13,7 +12,7 @@ from textual.widgets import Static
 
 from terminal.receipts import e_receipt_qr_text
 from terminal.tui.qrtext import qr_lines
-from terminal.tui.screens.base import BaseScreen
+from terminal.tui.screens.base import BaseScreen, screen_work
 
 
 class ReceiptScreen(BaseScreen):
@@ -39,7 +38,13 @@ class ReceiptScreen(BaseScreen):
     def action_save(self) -> None:
         self.save()
 
-    @work(thread=True, exclusive=True, group="receipt")
+    @screen_work(exclusive=True, group="receipt")
     def save(self) -> None:
         path = self.wp.service.save_receipt(self.row)
-        self.app.call_from_thread(self.query_one("#message", Static).update, self.tr("receipt.saved", path=path))
+        self.from_worker(self.saved, path, when_gone=self.saved_after_leaving)
+
+    def saved(self, path: Any) -> None:
+        self.query_one("#message", Static).update(self.tr("receipt.saved", path=path))
+
+    def saved_after_leaving(self, path: Any) -> None:
+        self.app.notify(self.tr("receipt.saved", path=path))

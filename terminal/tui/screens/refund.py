@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -12,7 +11,7 @@ from textual.widgets import Input, Label, Static
 
 from terminal.core.money import parse_amount
 from terminal.errors import MoneyError
-from terminal.tui.screens.base import BaseScreen
+from terminal.tui.screens.base import BaseScreen, screen_work
 
 
 class RefundScreen(BaseScreen):
@@ -50,14 +49,14 @@ class RefundScreen(BaseScreen):
         else:
             self.action_confirm()
 
-    @work(thread=True, exclusive=True, group="refund")
+    @screen_work(exclusive=True, group="refund")
     def lookup(self, reference: str) -> None:
         from terminal.backoffice import find_original, original_sale
 
         service = self.wp.service
         row = find_original(service, reference) if reference.strip() else None
         sale = original_sale(service, row) if row is not None else None
-        self.app.call_from_thread(self.show_original, row, sale)
+        self.from_worker(self.show_original, row, sale)
 
     def show_original(self, row: Any, sale: Any) -> None:
         self.original = row
@@ -94,20 +93,27 @@ class RefundScreen(BaseScreen):
 
         self.app.push_screen(self.wp.make(SupervisorPrompt), approved)
 
-    @work(thread=True, exclusive=True, group="refund")
+    @screen_work(exclusive=True, group="refund")
     def run_refund(self, reference: str, amount: Any, supervisor: str, pin: str) -> None:
         operator = self.wp.operator.id if self.wp.operator else None
         result = self.wp.service.refund(reference, amount, operator=operator, supervisor_id=supervisor,
                                         supervisor_pin=pin)
-        self.app.call_from_thread(self.done, result)
+        self.from_worker(self.done, result, when_gone=self.done_after_leaving)
+
+    def outcome_text(self, result: Any) -> str:
+        if result.ok:
+            return self.tr("refund.done", amount=self.money(result.row.amount))
+        return self.tr("refund.refused", why=result.message(self.wp.locale))
 
     def done(self, result: Any) -> None:
+        self.say(self.outcome_text(result))
         if result.ok:
-            self.say(self.tr("refund.done", amount=self.money(result.row.amount)))
             self.lookup(result.row.reference)
             self.wp.ring()
-        else:
-            self.say(self.tr("refund.refused", why=result.message(self.wp.locale)))
+
+    def done_after_leaving(self, result: Any) -> None:
+        """The cashier left the screen while the refund was being decided: tell them how it went."""
+        self.app.notify(self.outcome_text(result), severity="information" if result.ok else "warning", timeout=30)
 
     def action_back(self) -> None:
         self.dismiss()
@@ -126,10 +132,10 @@ class VoidScreen(BaseScreen):
     def on_mount(self) -> None:
         self.load()
 
-    @work(thread=True, exclusive=True, group="void")
+    @screen_work(exclusive=True, group="void")
     def load(self) -> None:
         row = self.wp.service.require_journal().last_sale()
-        self.app.call_from_thread(self.show_last, row)
+        self.from_worker(self.show_last, row)
 
     def show_last(self, row: Any) -> None:
         last = self.query_one("#last", Static)
@@ -148,19 +154,25 @@ class VoidScreen(BaseScreen):
 
         self.app.push_screen(self.wp.make(SupervisorPrompt), approved)
 
-    @work(thread=True, exclusive=True, group="void")
+    @screen_work(exclusive=True, group="void")
     def run_void(self, supervisor: str, pin: str) -> None:
         operator = self.wp.operator.id if self.wp.operator else None
         result = self.wp.service.void_last(operator=operator, supervisor_id=supervisor, supervisor_pin=pin)
-        self.app.call_from_thread(self.done, result)
+        self.from_worker(self.done, result, when_gone=self.done_after_leaving)
+
+    def outcome_text(self, result: Any) -> str:
+        if result.ok:
+            return self.tr("void.done", amount=self.money(result.row.amount))
+        return self.tr("void.refused", why=result.message(self.wp.locale))
 
     def done(self, result: Any) -> None:
-        message = self.query_one("#message", Static)
+        self.query_one("#message", Static).update(self.outcome_text(result))
         if result.ok:
-            message.update(self.tr("void.done", amount=self.money(result.row.amount)))
             self.wp.ring()
-        else:
-            message.update(self.tr("void.refused", why=result.message(self.wp.locale)))
+
+    def done_after_leaving(self, result: Any) -> None:
+        """The cashier left the screen while the void was being decided: tell them how it went."""
+        self.app.notify(self.outcome_text(result), severity="information" if result.ok else "warning", timeout=30)
 
     def action_back(self) -> None:
         self.dismiss()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Input, Label, Static
 
 from terminal.operators import PinCheck
-from terminal.tui.screens.base import BaseScreen
+from terminal.tui.screens.base import BaseScreen, screen_work
 
 
 class SignInScreen(BaseScreen):
@@ -34,11 +33,11 @@ class SignInScreen(BaseScreen):
         self.query_one("#operator", Input).focus()
         self.check_operators()
 
-    @work(thread=True, group="signin")
+    @screen_work(group="signin")
     def check_operators(self) -> None:
         journal = self.wp.service.journal
         if journal is not None and not journal.operator_records():
-            self.app.call_from_thread(self.say, self.tr("signin.no_operators"))
+            self.from_worker(self.say, self.tr("signin.no_operators"))
 
     def say(self, text: str) -> None:
         self.query_one("#message", Static).update(text)
@@ -61,10 +60,10 @@ class SignInScreen(BaseScreen):
         self.say(self.tr("signin.checking"))
         self.check(operator, pin)
 
-    @work(thread=True, exclusive=True, group="signin")
+    @screen_work(exclusive=True, group="signin")
     def check(self, operator: str, pin: str) -> None:
         result = self.wp.service.sign_in(operator, pin)
-        self.app.call_from_thread(self.done, result)
+        self.from_worker(self.done, result)
 
     def done(self, result: PinCheck) -> None:
         pin = self.query_one("#pin", Input)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Input, Static
 
-from terminal.tui.screens.base import BaseScreen
+from terminal.tui.screens.base import BaseScreen, screen_work
 
 
 def short_reference(txn_id: str) -> str:
@@ -49,10 +48,10 @@ class TransactionsScreen(BaseScreen):
     def on_input_submitted(self, _: Input.Submitted) -> None:
         self.query_one(DataTable).focus()
 
-    @work(thread=True, exclusive=True, group="txns")
+    @screen_work(exclusive=True, group="txns")
     def load(self, text: str) -> None:
         rows = self.wp.service.require_journal().recent(200, search=text.strip() or None)
-        self.app.call_from_thread(self.show, rows)
+        self.from_worker(self.show, rows)
 
     def show(self, rows: list[Any]) -> None:
         self.rows = rows
