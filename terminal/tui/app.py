@@ -10,6 +10,7 @@ command palette (ctrl+p). Screens are localised: their binding descriptions and 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -27,6 +28,8 @@ from terminal.errors import WalletposError
 from terminal.i18n import t
 from terminal.operators import Operator
 from terminal.tui.widgets import StatusSnapshot
+
+log = logging.getLogger("walletpos.tui")
 
 S = TypeVar("S", bound=Screen)
 
@@ -145,11 +148,20 @@ class WalletposApp(App):
         from terminal.tui.screens import SignInScreen
 
         if self.operator is not None:
-            self.service.audit("sign_out", actor=self.operator.id)
+            self._audit_sign_out(self.operator.id)
         self.operator = None
         while len(self.screen_stack) > 2:
             self.pop_screen()
         self.switch_screen(self.make(SignInScreen))
+
+    @work(thread=True, group="audit")
+    def _audit_sign_out(self, operator_id: str) -> None:
+        """Off the event loop (a journal write), and never in the way: the operator is signed out
+        whether or not the journal can record it (full disk: logged, and storage shows red)."""
+        try:
+            self.service.audit("sign_out", actor=operator_id)
+        except WalletposError as exc:
+            log.warning("sign-out of %s not recorded: %s", operator_id, exc.message)
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key):

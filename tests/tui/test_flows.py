@@ -41,6 +41,26 @@ async def test_sign_in_and_sign_out(app_factory):
         await pilot.press("f10")
         await pilot.pause()
         assert isinstance(app.screen, SignInScreen) and app.operator is None
+        await app.workers.wait_for_complete()
+    events = [(r["event"], r["actor"]) for r in app.service.require_journal().audit_rows()]
+    assert ("sign_out", "cash1") in events
+
+
+async def test_sign_out_goes_ahead_when_the_journal_cannot_record_it(app_factory, staffed):
+    """Full disk at sign-out (a real SQLite error from a trigger): the operator is signed out all the
+    same, and the app keeps running (the audit write failed on the event loop and ended it before)."""
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        db = sqlite3.connect(staffed.require_journal().path)
+        db.execute("CREATE TRIGGER no_audit BEFORE INSERT ON audit "
+                   "BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END")
+        db.close()
+        await pilot.press("f10")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.is_running and isinstance(app.screen, SignInScreen) and app.operator is None
+    assert ("sign_out", "cash1") not in [(r["event"], r["actor"]) for r in staffed.require_journal().audit_rows()]
 
 
 async def test_lockout_after_wrong_pins(app_factory, staffed):
