@@ -321,6 +321,7 @@ UI_EN: dict[str, str] = {
     "checkout.item_description": "Item description (optional)",
     "checkout.note_prompt": "Note for this sale",
     "checkout.too_large": "That amount is too large.",
+    "checkout.paid_late": "The sale was paid after all (see the message): the amount is cleared for the next sale.",
     # -- present ---------------------------------------------------------------------------------
     "present.title": "Present card or code",
     "present.prompt": "Tap a card or phone, or show a payment code to the camera",
@@ -508,6 +509,7 @@ UI_ZH: dict[str, str] = {
     "checkout.item_description": "商品名称（可选）",
     "checkout.note_prompt": "本笔交易备注",
     "checkout.too_large": "金额过大。",
+    "checkout.paid_late": "该笔销售最终已付款（见提示）：金额已清空，可开始下一笔。",
     "present.title": "请出示卡片或付款码",
     "present.prompt": "请挥卡、挥手机，或向摄像头出示付款码",
     "present.reading": "正在读卡……请勿移动",

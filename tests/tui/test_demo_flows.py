@@ -248,11 +248,15 @@ async def test_merchant_code_paid_while_shown_and_paid_just_before_the_cashier_c
         admin.faults_off()
         late = [r for r in journal.rows_since() if r.details.get("reference") == reference]
         assert len(late) == 1 and late[0].approved and late[0].amount.minor == 4400
+        # the sale is paid: the amount is cleared, so that Enter does not charge the customer again
+        await wait_for(pilot, lambda: not app.screen.total().is_positive)
+        assert "paid after all" in str(app.screen.query_one("#message").render())
 
         reference = await show_merchant_code(pilot, journal, "5500")
         await pilot.press("escape")
         await wait_for(pilot, lambda: not journal.open_merchant_codes())
         assert service.payment_status(reference).status == "cancelled"
+        assert app.screen.total().minor == 5500  # cancelled unpaid: the sale is kept for another try
         with pytest.raises(RuntimeError, match="payment_cancelled"):
             admin.mark_paid(reference, 5500, "CNY", "tokWalletApp")
         assert [r.amount.minor for r in journal.rows_since() if r.method == "merchant_qr"] == [3300, 4400]
@@ -279,6 +283,7 @@ async def test_escape_while_the_backend_answers_that_the_code_was_paid(demo):
         await wait_for(pilot, lambda: isinstance(app.screen, CheckoutScreen), timeout=2)
         await wait_for(pilot, lambda: any("just as the sale was cancelled" in n.message for n in app._notifications))
         assert not any(isinstance(s, ResultScreen) for s in app.screen_stack)
+        assert not app.screen.total().is_positive  # paid: cleared for the next sale
         admin.faults_off()
         rows = [r for r in journal.rows_since() if r.details.get("reference") == reference]
         assert len(rows) == 1 and rows[0].approved and rows[0].amount.minor == 6600

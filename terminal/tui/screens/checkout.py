@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -75,7 +76,8 @@ class CheckoutScreen(BaseScreen):
         self.query_one("#total", Static).update(f"{self.tr('checkout.total')}  {self.money(self.total())}")
 
     def on_amount_entry_changed(self, _: AmountEntry.Changed) -> None:
-        self.query_one("#message", Static).update("")
+        if self.query_one(AmountEntry).amount.is_positive:  # typing clears a message; clearing the entry does not
+            self.query_one("#message", Static).update("")
         self.show_sale()
 
     def on_amount_entry_too_large(self, _: AmountEntry.TooLarge) -> None:
@@ -85,6 +87,14 @@ class CheckoutScreen(BaseScreen):
         self.sale = Sale()
         self.query_one(AmountEntry).clear()
         self.show_sale()
+
+    def sale_paid_late(self, sale: Any, amount: Money) -> None:
+        """`sale` was paid after the cashier left its payment screen (a merchant code paid just before
+        it closed, an answer on its way): unless the cashier has changed the sale since, clear it, so
+        that Enter does not charge the customer a second time."""
+        if sale is self.sale and self.total() == amount:
+            self.new_sale()
+            self.query_one("#message", Static).update(self.tr("checkout.paid_late"))
 
     # -- actions --------------------------------------------------------------------------------
 

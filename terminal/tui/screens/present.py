@@ -81,6 +81,11 @@ class PresentScreen(BaseScreen):
         left, or just before a merchant code was closed): journaled, and the cashier is told."""
         self.app.notify(self.tr(key, amount=self.money(result.amount), reference=result.row.id[:8]),
                         severity="warning", timeout=60)
+        if self.cashier_cancelled:  # this sale, which the cashier gave up, is paid: it must not be charged again
+            for screen in self.app.screen_stack:
+                paid_late = getattr(screen, "sale_paid_late", None)
+                if paid_late is not None:
+                    paid_late(self.sale, self.amount)
 
     def progress(self, key: str, **values: object) -> None:
         """Called from the worker thread with an i18n key ("present.reading", ...)."""
