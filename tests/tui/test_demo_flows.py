@@ -10,7 +10,7 @@ import pytest
 from terminal.config import config_from_mapping
 from terminal.demo import Demo
 from terminal.tui.app import make_app
-from terminal.tui.screens import CheckoutScreen, ResultScreen
+from terminal.tui.screens import CheckoutScreen, ResultScreen, SignInScreen
 from terminal.tui.screens.present import PresentScreen
 from tests.tui.conftest import sign_in, type_text
 
@@ -262,23 +262,32 @@ async def test_merchant_code_paid_while_shown_and_paid_just_before_the_cashier_c
         assert [r.amount.minor for r in journal.rows_since() if r.method == "merchant_qr"] == [3300, 4400]
 
 
+async def hold_the_answer_to_a_paid_code(pilot, demo, amount_digits: str) -> str:
+    """Show a merchant code; the sandbox holds the terminal's next question about it for 2.5 s, and
+    the customer pays meanwhile: the held answer will say "paid". Returns the code's reference."""
+    service, admin = demo.service, demo.sandbox.admin
+    journal = service.require_journal()
+    service.checkout.merchant_poll_s = 0.05
+    reference = await show_merchant_code(pilot, journal, amount_digits)
+    path = f"/v1/payments/{reference}"
+    admin.faults(latency_ms=2500, paths=[path])  # the sandbox holds each question 2.5 s, then answers
+    asked = admin.fault_state()["requests"].get(path, 0)
+    await wait_for(pilot, lambda: admin.fault_state()["requests"].get(path, 0) > asked + 1, timeout=10)
+    # a question that came after the plan is held at the sandbox: its answer will say "paid"
+    admin.mark_paid(reference, int(amount_digits), "CNY", "tokWalletApp")
+    return reference
+
+
 async def test_escape_while_the_backend_answers_that_the_code_was_paid(demo):
     """The customer pays the code on screen while the terminal's question about it is on its way, and
     the cashier presses Escape before the answer is back. Escape leaves the sale at once; the answer
     (paid) still journals the sale, once, and the cashier is told; nothing is left open."""
     service, admin = demo.service, demo.sandbox.admin
     journal = service.require_journal()
-    service.checkout.merchant_poll_s = 0.05
     app = make_app(service, demo=demo, status_interval=None)
     async with app.run_test(size=(100, 30)) as pilot:
         await sign_in(pilot, "1001", "1111")
-        reference = await show_merchant_code(pilot, journal, "6600")
-        path = f"/v1/payments/{reference}"
-        admin.faults(latency_ms=2500, paths=[path])  # the sandbox holds each question 2.5 s, then answers
-        asked = admin.fault_state()["requests"].get(path, 0)
-        await wait_for(pilot, lambda: admin.fault_state()["requests"].get(path, 0) > asked + 1, timeout=10)
-        # a question that came after the plan is held at the sandbox: its answer will say "paid"
-        admin.mark_paid(reference, 6600, "CNY", "tokWalletApp")
+        reference = await hold_the_answer_to_a_paid_code(pilot, demo, "6600")
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, CheckoutScreen), timeout=2)
         await wait_for(pilot, lambda: any("just as the sale was cancelled" in n.message for n in app._notifications))
@@ -289,3 +298,24 @@ async def test_escape_while_the_backend_answers_that_the_code_was_paid(demo):
         assert len(rows) == 1 and rows[0].approved and rows[0].amount.minor == 6600
         assert journal.open_merchant_codes() == []
         assert service.payment_status(reference).status == "paid"
+
+
+async def test_signed_out_while_the_backend_answers_that_the_code_was_paid(demo):
+    """The operator is signed out (the idle timer) while the answer "paid" is on its way: no result
+    screen over the sign-in screen; the sale is journaled once and told on a notification."""
+    service, admin = demo.service, demo.sandbox.admin
+    journal = service.require_journal()
+    app = make_app(service, demo=demo, status_interval=None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await sign_in(pilot, "1001", "1111")
+        reference = await hold_the_answer_to_a_paid_code(pilot, demo, "7700")
+        app.sign_out()  # what the idle timer does
+        await wait_for(pilot, lambda: isinstance(app.screen, SignInScreen), timeout=2)
+        await wait_for(pilot, lambda: any("just as the sale was cancelled" in n.message for n in app._notifications))
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, SignInScreen)
+        assert not any(isinstance(s, ResultScreen) for s in app.screen_stack)
+        admin.faults_off()
+        rows = [r for r in journal.rows_since() if r.details.get("reference") == reference]
+        assert len(rows) == 1 and rows[0].approved and rows[0].amount.minor == 7700
+        assert journal.open_merchant_codes() == []

@@ -100,7 +100,7 @@ class PresentScreen(BaseScreen):
         operator = self.wp.operator.id if self.wp.operator else None
         result = checkout.take_payment(self.amount, operator=operator, cancel=self.cancel_event,
                                        progress=self.progress, note=getattr(self.sale, "note", ""))
-        self.from_worker(self.finish, result, when_gone=self.finish)
+        self.from_worker(self.finish, result, when_gone=self.finish_after_leaving)
 
     def finish(self, result: Any) -> None:
         if result.outcome == "cancelled":
@@ -140,6 +140,13 @@ class PresentScreen(BaseScreen):
         self._stop_waits()  # the other wait (card/camera or merchant code) ends; a shown code is closed
         self.app.push_screen(self.wp.make(ResultScreen, outcome), self.after_result)
 
+    def finish_after_leaving(self, result: Any) -> None:
+        """The wait's answer came when the screen was gone (Escape, sign-out, another screen): never a
+        result screen over whatever is shown now; an approval is told (`finish`)."""
+        if self.left is None:
+            self.left = "cancelled"
+        self.finish(result)
+
     def leave(self, paid: bool) -> None:
         self.left = "paid" if paid else "cancelled"
         self.dismiss(paid)
@@ -169,7 +176,7 @@ class PresentScreen(BaseScreen):
     @screen_work(exclusive=True, group="present")
     def retry_with_pin(self, pin: str) -> None:
         result = self.wp.service.checkout.retry_with_pin(self.cancel_event, pin)
-        self.from_worker(self.finish, result, when_gone=self.finish)
+        self.from_worker(self.finish, result, when_gone=self.finish_after_leaving)
 
     # -- merchant-presented QR ------------------------------------------------------------------
 
@@ -193,7 +200,7 @@ class PresentScreen(BaseScreen):
         self.from_worker(self._draw_qr, payload)
         result = checkout.wait_merchant_qr(payload, cancel=self.qr_cancel, operator=operator)
         if result is not None:
-            self.from_worker(self.finish, result, when_gone=self.finish)
+            self.from_worker(self.finish, result, when_gone=self.finish_after_leaving)
             return
         # the code left the screen unpaid (cancelled, paid by card, screen closed): close it at the
         # backend; a customer who paid it just before is not lost
