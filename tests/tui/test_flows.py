@@ -252,6 +252,18 @@ async def test_every_footer_action_is_in_the_command_palette(app_factory):
         assert isinstance(app.screen, DayCloseScreen)
 
 
+async def ask_for_a_refund(pilot, reference: str, amount_text: str) -> None:
+    """Sign in as the cashier, F5, look up the sale, key the amount, Enter: the supervisor prompt."""
+    await sign_in(pilot)
+    await pilot.press("f5")
+    await type_text(pilot, reference)
+    await pilot.press("enter")
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    await type_text(pilot, amount_text)
+    await pilot.press("enter")
+
+
 async def test_a_refund_recorded_after_the_cashier_left_the_screen_is_still_told(app_factory, staffed):
     """Another writer holds the journal (a real SQLite write lock) while the refund waits to be recorded;
     the cashier leaves the refund screen. When the lock is released the refund is recorded, and the
@@ -261,14 +273,7 @@ async def test_a_refund_recorded_after_the_cashier_left_the_screen_is_still_told
     holder = sqlite3.connect(staffed.require_journal().path, isolation_level=None, timeout=10)
     try:
         async with app.run_test(size=(80, 24)) as pilot:
-            await sign_in(pilot)
-            await pilot.press("f5")
-            await type_text(pilot, row.id)
-            await pilot.press("enter")
-            await app.workers.wait_for_complete()
-            await pilot.pause()
-            await type_text(pilot, "30.00")
-            await pilot.press("enter")  # asks for the supervisor
+            await ask_for_a_refund(pilot, row.id, "30.00")
             holder.execute("BEGIN IMMEDIATE")
             await type_text(pilot, "sup1")
             await pilot.press("enter")
@@ -304,14 +309,7 @@ async def test_a_refund_the_journal_cannot_record_is_told_and_the_app_goes_on(ap
     db.close()
     app = app_factory()
     async with app.run_test(size=(80, 24)) as pilot:
-        await sign_in(pilot)
-        await pilot.press("f5")
-        await type_text(pilot, row.id)
-        await pilot.press("enter")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        await type_text(pilot, "30.00")
-        await pilot.press("enter")
+        await ask_for_a_refund(pilot, row.id, "30.00")
         await sign_in(pilot, "sup1", "2222")  # the supervisor prompt
         assert app.is_running and isinstance(app.screen, RefundScreen)
         errors = [n for n in app._notifications if n.severity == "error"]
