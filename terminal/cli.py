@@ -312,13 +312,31 @@ def _fail(code: Exit, title: str, message: str) -> NoReturn:
     raise SystemExit(int(code))
 
 
+# options whose value is an opaque secret that may start with "-" (a URL-safe token does, one time
+# in 64): argparse would take `--token -Ab3...` for a missing value and an unknown option
+_OPAQUE_VALUES = ("--token",)
+
+
+def _join_opaque_values(argv: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    items = iter(argv)
+    for arg in items:
+        if arg in _OPAQUE_VALUES:
+            value = next(items, None)
+            out.append(arg if value is None else f"{arg}={value}")
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = _join_opaque_values(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         # a group without its action (e.g. `walletpos journal`): show that group's help
-        parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "--help"])
+        parser.parse_args([*argv, "--help"])
         return Exit.USAGE
     try:
         return int(handler(args))

@@ -50,6 +50,9 @@ def test_enrol_sync_and_status_from_the_command_line(env, sandbox, data_dir):
 
     bad = run(env, "backend", "enrol", "--token", "x" * 24, ok=False)
     assert bad.returncode == 11 and "enrolment token is unknown" in bad.stderr
+    # a URL-safe token may start with "-" (one time in 64): it reaches the backend, not a usage error
+    dash = run(env, "backend", "enrol", "--token", "-" + "x" * 23, ok=False)
+    assert dash.returncode == 11 and "enrolment token is unknown" in dash.stderr
     token = sandbox.admin.enrolment_token(TERMINAL)
     out = json.loads(run(env, "backend", "enrol", "--token", token, "--json").stdout)
     assert out["terminal_id"] == TERMINAL and out["backend_url"] == sandbox.url
