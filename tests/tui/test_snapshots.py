@@ -5,6 +5,7 @@ look at the new SVGs before committing them). Fixed clock, fixed transaction ids
 from __future__ import annotations
 
 import pytest
+from textual.widgets import DataTable
 
 from terminal.core.money import Money
 from terminal.core.rules import Method, PaymentRequest
@@ -27,7 +28,15 @@ def seed(service) -> list:
 
 
 async def settle(pilot) -> None:
+    """Workers done, and every table has sized its columns to the rows a worker just added (a
+    DataTable does that on idle: one pause is not always enough, and the snapshot then shows
+    columns cut to the header's width)."""
     await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    for _ in range(50):
+        if not any(t._require_update_dimensions for t in pilot.app.screen.query(DataTable)):
+            break
+        await pilot.pause(0.02)
     await pilot.pause()
 
 
