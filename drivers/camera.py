@@ -9,7 +9,7 @@ A frame source is named by one string (config `[camera] source`, `walletpos scan
 | `clip.mp4` | a video file through `VideoCapture` (same API as a camera) | ends |
 | `code.png` | one image | ends |
 | `frames/` | a folder of images, in name order | ends |
-| `sim:` | the simulated camera (`drivers.sim.camera`) | reopened with backoff |
+| `sim:` | the simulated camera (`drivers.simcamera`) | reopened with backoff |
 
 Live sources (cameras, streams, the simulator) come and go: a camera that stops delivering frames
 is a `ReaderStatus("absent")` and is reopened with exponential backoff, never a crash. Finite
@@ -23,54 +23,24 @@ images from a folder are separate presentations (each file is reported on its ow
 
 from __future__ import annotations
 
-import abc
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from drivers.base import CodeScanner, ReaderStatus, ReaderUnavailableError, ScannedCode
+from drivers.frames import Frame, FrameSource
 from drivers.qrdecode import Debouncer, Pipeline
 
 log = logging.getLogger("walletpos.camera")
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"})
 _LOST_AFTER_FAILED_READS = 5  # consecutive failed grabs before a live camera counts as gone
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    image: np.ndarray
-    name: str  # the file name for images, else the source's name
-    at_ms: float  # on the source's clock: video timestamp, or capture time
-    index: int
-
-
-class FrameSource(abc.ABC):
-    """Where frames come from. `live`: reopen when lost; else the source ends.
-    `separate_frames`: every frame is its own presentation (images from a folder)."""
-
-    name: str = "camera"
-    live: bool = False
-    separate_frames: bool = False
-
-    @abc.abstractmethod
-    def open(self) -> None:
-        """Raises ReaderUnavailableError when the source cannot be opened."""
-
-    @abc.abstractmethod
-    def read(self) -> Frame | None:
-        """The next frame; None when a finite source has ended. A live source that stopped
-        delivering raises ReaderUnavailableError."""
-
-    @abc.abstractmethod
-    def close(self) -> None: ...
 
 
 class CaptureSource(FrameSource):
@@ -169,7 +139,7 @@ def open_frame_source(spec: str, *, width: int = 1280, height: int = 720, fps: i
     """The frame source a `[camera] source` / `--source` string names (not opened yet)."""
     spec = spec.strip()
     if spec.startswith("sim:"):
-        from drivers.sim.camera import SimulatedCamera
+        from drivers.simcamera import SimulatedCamera
 
         return SimulatedCamera(width=width, height=height, fps=fps)
     if spec.isdigit():

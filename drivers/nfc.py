@@ -8,7 +8,7 @@ RF link (the card is then another process, drivers/sim/nfc_card.py).
 answers or the timeout passes, and activates an ISO-DEP card (RATS → `nfc.tag.tt4.Type4Tag`). Cards
 that are not ISO-DEP (MIFARE Classic, Type 2 tags) are ignored: they cannot pay. The session's
 `transmit` is an ISO-DEP exchange (`Type4Tag.transceive`: chaining, R-block retries and WTX are
-nfcpy's), plus the 61xx/6Cxx handling every transport shares (`drivers.readers.complete_response`).
+nfcpy's), plus the 61xx/6Cxx handling every transport shares (`drivers.apdu.complete_response`).
 
 Errors: a card that stops answering (ISO-DEP timeouts after nfcpy's retries, a broken link) is a
 `CardRemovedError`; a device path nfcpy cannot open, or a device that fails (unplugged) is a
@@ -28,8 +28,8 @@ import nfc.clf
 import nfc.tag
 from nfc.tag.tt4 import Type4Tag, Type4TagCommandError
 
+from drivers.apdu import complete_response
 from drivers.base import CardReader, CardRemovedError, CardSession, ReaderStatus, ReaderUnavailableError
-from drivers.readers import complete_response
 from terminal.errors import CardError
 
 log = logging.getLogger("walletpos.nfc")

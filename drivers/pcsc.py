@@ -28,8 +28,8 @@ from typing import Literal
 
 from smartcard import scard
 
+from drivers.apdu import complete_response
 from drivers.base import CardReader, CardRemovedError, CardSession, ReaderStatus, ReaderUnavailableError
-from drivers.readers import complete_response
 from terminal.errors import CardError
 
 log = logging.getLogger("walletpos.pcsc")
@@ -113,8 +113,8 @@ class PcscSession(CardSession):
         self._uid_read = False
         self._lock = threading.Lock()
 
-    @property  # type: ignore[override]
-    def uid(self) -> bytes | None:
+    @property
+    def uid(self) -> bytes | None:  # type: ignore[override]  # read from the reader on first use
         """The contactless UID from the reader (PC/SC pseudo-APDU GET DATA FF CA 00 00 00), read on
         first use; None when the reader or card does not give one (a contact card)."""
         if not self._uid_read:

@@ -71,7 +71,7 @@ def _text_of(raw: bytes, fallback: str) -> str:
 
 def read_zxing(gray: np.ndarray, **options: object) -> tuple[list[str], list[np.ndarray]]:
     """Texts zxing-cpp read, and the corner points of codes it located but could not read."""
-    found = zxingcpp.read_barcodes(gray, formats=_QR, return_errors=True, **options)
+    found = zxingcpp.read_barcodes(gray, formats=_QR, return_errors=True, **options)  # type: ignore[arg-type]
     texts, failed = [], []
     for r in found:
         if r.valid:

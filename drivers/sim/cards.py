@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
-from typing import Protocol
+from typing import Any
 
 from drivers.sim.profiles import PROFILES, AppProfile, CardProfile, Dol
 
@@ -56,21 +56,6 @@ _CID_RANK = {CID_AAC: 0, CID_ARQC: 1, CID_TC: 2}
 
 # four bytes that are no BER-TLV (DE = tag, AD = a long length form with 45 length bytes)
 GARBAGE_BYTES = bytes.fromhex("DEADBEEF")
-
-
-class Card(Protocol):
-    """What a reader or card server needs from a card (VirtualCard, ReplayCard)."""
-
-    name: str
-    pan: str
-    atr: bytes
-    uid: bytes
-    apdu_count: int
-    removed: bool
-
-    def reset(self) -> None: ...
-
-    def respond(self, apdu: bytes) -> bytes: ...
 
 
 # -- encoding (the card's own, deliberately independent of the terminal's parser) ---------------------
@@ -480,8 +465,8 @@ def make_card(profile: str | CardProfile, **overrides: object) -> VirtualCard:
     unknown = set(overrides) - card_fields - app_fields
     if unknown:
         raise TypeError(f"make_card() got unknown profile fields: {', '.join(sorted(unknown))}")
-    card_changes = {k: v for k, v in overrides.items() if k in card_fields}
-    app_changes = {k: v for k, v in overrides.items() if k in app_fields and k not in card_fields}
+    card_changes: dict[str, Any] = {k: v for k, v in overrides.items() if k in card_fields}
+    app_changes: dict[str, Any] = {k: v for k, v in overrides.items() if k in app_fields and k not in card_fields}
     if app_changes:
         card_changes["apps"] = tuple(replace(app, **app_changes) for app in base.apps)
     return VirtualCard(replace(base, **card_changes) if card_changes else base)

@@ -92,7 +92,7 @@ class IsoDepConfig:
 
     @property
     def fwt(self) -> float:
-        return 4096 / 13.56e6 * 2**self.fwi
+        return float(4096 / 13.56e6 * 2**self.fwi)
 
     def ats(self) -> bytes:
         # T0: TA(1), TB(1), TC(1) present + FSCI; TA(1) 106 kbps only; TB(1) FWI, SFGI 0; TC(1) no NAD/CID.
@@ -325,7 +325,8 @@ def load_card(profile: str | None, factory: str | None) -> CardLike:
     if factory:
         module_name, _, attr = factory.partition(":")
         obj = getattr(importlib.import_module(module_name), attr or "make_card")
-        return obj()
+        card: CardLike = obj()
+        return card
     from drivers.sim.cards import make_card
 
     return make_card(profile or "visa")
@@ -376,7 +377,8 @@ def free_udp_port() -> int:
     """A UDP port on 127.0.0.1 that nothing holds right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class NfcCardProcess:

@@ -7,43 +7,21 @@ moiré between screen pixels and sensor, sensor noise, JPEG compression, and scr
 over part of the code. Everything is drawn with OpenCV and numpy from a seeded generator, so a
 scene is reproducible from its `Scene` values.
 
-Used by the simulated camera (`drivers.sim.camera`), the tests and `scripts/bench_qr.py`.
+Used by the demo's camera (`phone_renderer` for `drivers.simcamera.SimulatedCamera`), the tests and
+`scripts/bench_qr.py`.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
-import qrcode
-from qrcode.constants import ERROR_CORRECT_H, ERROR_CORRECT_L, ERROR_CORRECT_M, ERROR_CORRECT_Q
+
+from drivers.qrimage import qr_modules
 
 FRAME_SIZE = (1280, 720)
-_EC = {"L": ERROR_CORRECT_L, "M": ERROR_CORRECT_M, "Q": ERROR_CORRECT_Q, "H": ERROR_CORRECT_H}
-
-
-@functools.lru_cache(maxsize=256)
-def qr_modules(text: str, error_correction: str = "M") -> np.ndarray:
-    """The module matrix of a QR code for `text` (True = dark), without quiet zone (read-only)."""
-    code = qrcode.QRCode(error_correction=_EC[error_correction], border=0, box_size=1)
-    code.add_data(text.encode("utf-8"))
-    code.make(fit=True)
-    matrix = np.array(code.get_matrix(), dtype=bool)
-    matrix.flags.writeable = False
-    return matrix
-
-
-def render_code(text: str, module_px: int = 8, quiet: int = 4, error_correction: str = "M",
-                invert: bool = False) -> np.ndarray:
-    """A clean grayscale image of the code (dark modules 0 on 255, or the reverse when `invert`)."""
-    modules = np.pad(qr_modules(text, error_correction), quiet, constant_values=False)
-    img = np.where(modules, 0, 255).astype(np.uint8)
-    if invert:
-        img = 255 - img
-    return cv2.resize(img, None, fx=module_px, fy=module_px, interpolation=cv2.INTER_NEAREST)
 
 
 @dataclass(frozen=True)
@@ -127,7 +105,8 @@ def _rotation_matrix(rx: float, ry: float, rz: float) -> np.ndarray:
     mx = np.array([[1, 0, 0], [0, math.cos(ax), -math.sin(ax)], [0, math.sin(ax), math.cos(ax)]])
     my = np.array([[math.cos(ay), 0, math.sin(ay)], [0, 1, 0], [-math.sin(ay), 0, math.cos(ay)]])
     mz = np.array([[math.cos(az), -math.sin(az), 0], [math.sin(az), math.cos(az), 0], [0, 0, 1]])
-    return mz @ my @ mx
+    rotation: np.ndarray = mz @ my @ mx
+    return rotation
 
 
 def _homography(src_w: int, src_h: int, anchor: tuple[float, float], code_side_src: float, scene: Scene) -> np.ndarray:
@@ -152,7 +131,8 @@ def _motion_kernel(length: float, angle: float) -> np.ndarray:
     dx, dy = math.cos(math.radians(angle)), math.sin(math.radians(angle))
     for t in np.linspace(-length / 2, length / 2, max(2, int(length * 2))):
         kernel[round(c + t * dy), round(c + t * dx)] = 1
-    return kernel / kernel.sum()
+    normalised: np.ndarray = kernel / kernel.sum()
+    return normalised
 
 
 def render_scene(text: str, scene: Scene, size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:
@@ -201,7 +181,9 @@ def render_scene(text: str, scene: Scene, size: tuple[int, int] = FRAME_SIZE) ->
     if scene.jpeg_quality:
         ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, scene.jpeg_quality])
         assert ok
-        out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        assert decoded is not None
+        out = np.asarray(decoded, dtype=np.uint8)
     return out
 
 
@@ -231,3 +213,14 @@ def _damage(phone: np.ndarray, ox: int, oy: int, side: int, scene: Scene, rng: n
 
 def vary(scene: Scene, **changes: object) -> Scene:
     return replace(scene, **changes)  # type: ignore[arg-type]
+
+
+def phone_renderer(text: str, scene: object | None, pose: int, size: tuple[int, int]) -> np.ndarray:
+    """Frames for `drivers.simcamera.SimulatedCamera(render=phone_renderer)`: `text` on a phone held
+    in front of the camera in `scene` (a `Scene`, or a centred phone), in slightly different poses
+    (a hand is never still)."""
+    base = scene if isinstance(scene, Scene) else Scene(code_px=0.35 * size[1], center=(size[0] / 2, size[1] / 2))
+    k = pose - 1
+    shifted = replace(base, seed=base.seed * 3 + pose, rotation=base.rotation + k * 1.5,
+                      center=(base.center[0] + k * 4, base.center[1] + k * 3))
+    return render_scene(text, shifted, size)

@@ -23,6 +23,7 @@ Every PAN in the vectors is treated as a real one: it is never logged, and `repr
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from collections.abc import Mapping
@@ -145,7 +146,7 @@ class ReplayCard:
     def _match(self, key: bytes) -> int | None:
         steps = self.steps
         count = len(steps)
-        cursor = self._cursor
+        cursor: int = self._cursor
         while cursor < count and steps[cursor].response is None:
             cursor += 1
         if cursor < count and steps[cursor].key in (None, key):
@@ -157,7 +158,7 @@ class ReplayCard:
             if steps[i].key == key and steps[i].response is not None:
                 return i
         if len(key) >= 2 and key[1] in DATA_VARYING_INS:
-            for i in [*range(cursor, count), *range(min(cursor, count))]:
+            for i in itertools.chain(range(cursor, count), range(min(cursor, count))):
                 step_key = steps[i].key
                 if step_key and len(step_key) >= 2 and step_key[1] == key[1] and steps[i].response is not None:
                     return i

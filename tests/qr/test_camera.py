@@ -11,8 +11,8 @@ import pytest
 
 from drivers.base import ReaderUnavailableError
 from drivers.camera import CameraScanner, CaptureSource, ImageSource, open_frame_source, open_scanner
-from drivers.sim.camera import SimulatedCamera
-from drivers.sim.phone import Scene, render_scene
+from drivers.sim.phone import Scene, phone_renderer, render_scene
+from drivers.simcamera import SimulatedCamera
 
 A = "https://pay.example/a"  # any text: the scanner reports codes, the payment flow judges them
 B = "000201-not-a-real-merchant-code"
@@ -104,7 +104,7 @@ def test_a_stream_that_disappears_is_an_event_and_is_reopened_with_backoff(tmp_p
 
 
 def test_simulated_camera_shows_what_it_is_told_and_can_be_unplugged():
-    cam = SimulatedCamera(realtime=False)
+    cam = SimulatedCamera(realtime=False, render=phone_renderer)
     scanner = CameraScanner(cam, debounce_ms=300, backoff_max_ms=200)
     assert list(scanner.codes(max_frames=3)) == []
     cam.show(A, Scene(code_px=260, tilt_x=20, seed=3))
@@ -120,3 +120,13 @@ def test_simulated_camera_shows_what_it_is_told_and_can_be_unplugged():
     assert [c.text for c in scanner.codes(timeout=2, max_frames=3)] == [B]
     scanner.close()
     assert list(scanner.codes(max_frames=3)) == []  # closed: nothing more, no error
+
+
+def test_the_sim_camera_of_the_default_config_shows_codes_flat():
+    """`[camera] source = "sim:"` (the embedded defaults) is the simulated camera with its own flat
+    rendering: what it is shown is decoded, without the test rigs' phone scenes."""
+    cam = SimulatedCamera(realtime=False)
+    scanner = CameraScanner(cam, debounce_ms=300, backoff_max_ms=200)
+    cam.show(B)
+    assert [c.text for c in scanner.codes(max_frames=5)] == [B]
+    scanner.close()

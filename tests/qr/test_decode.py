@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from drivers.qrdecode import Debouncer, Pipeline, read_zbar, zbar_only, zxing_only
-from drivers.sim.phone import Scene, render_code, render_scene
+from drivers.qrimage import render_code
+from drivers.sim.phone import Scene, render_scene
 from terminal.core import qrpay
 from terminal.core.money import Money
 from tests.qr.conftest import CNY, cpm_text

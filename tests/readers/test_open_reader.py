@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from drivers.readers import apdu_with_le, complete_response, open_reader
+from drivers.apdu import apdu_with_le, complete_response
+from drivers.readers import open_reader
 from drivers.sim.nfc_card import ROOT
 from terminal.errors import CardError, ConfigError
 from tests.readers.standin import StandInCard
@@ -16,7 +17,7 @@ from tests.readers.standin import StandInCard
 def test_specs_pick_the_driver() -> None:
     from drivers.nfc import NfcReader
     from drivers.pcsc import PcscReader
-    from drivers.sim.reader import SimReader
+    from drivers.simreader import SimReader
 
     with open_reader("pcsc:Virtual PCD") as reader:
         assert isinstance(reader, PcscReader) and reader.pattern == "Virtual PCD"

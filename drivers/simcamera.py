@@ -1,10 +1,11 @@
-"""The simulated camera: a live frame source that shows whatever code it is told to, rendered the
-way a phone screen looks to the terminal camera (`drivers.sim.phone`). The demo and the tests use
-it like a real camera: `show(text)` puts a phone in front of it, `hide()` takes it away, and
-`unplug()` / `plug()` make the camera disappear and come back.
+"""The simulated camera (`sim:`): a live frame source that shows whatever code it is told to. The
+demo and the tests use it like a real camera: `show(text)` puts a code in front of it, `hide()`
+takes it away, and `unplug()` / `plug()` make the camera disappear and come back.
 
-Rendering a scene takes tens of milliseconds, so each shown code is rendered once in a few
-slightly different poses (a hand is never still) and those frames are cycled.
+How a shown code looks is the `render` function's: by default the code itself, flat and sharp on a
+grey background; the demo and the tests pass `drivers.sim.phone.phone_renderer`, which draws it the
+way a phone screen looks to the terminal camera. Rendering can take tens of milliseconds, so each
+shown code is rendered once in a few poses and those frames are cycled.
 """
 
 from __future__ import annotations
@@ -12,23 +13,40 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
 
 from drivers.base import ReaderUnavailableError
-from drivers.camera import Frame, FrameSource
-from drivers.sim.phone import Scene, render_scene
+from drivers.frames import Frame, FrameSource
+from drivers.qrimage import render_code
 
 POSES = 3
+
+Render = Callable[[str, object | None, int, tuple[int, int]], np.ndarray]  # (text, scene, pose, (w, h)) -> BGR
+
+
+def flat_renderer(text: str, scene: object | None, pose: int, size: tuple[int, int]) -> np.ndarray:
+    """The code itself, sharp, about a third of the frame's height, on a grey background."""
+    width, height = size
+    frame = np.full((height, width, 3), 90, np.uint8)
+    code = render_code(text, module_px=max(2, int(0.35 * height) // 33))
+    h, w = code.shape
+    if h > height or w > width:
+        code = render_code(text, module_px=1)
+        h, w = code.shape
+    y, x = (height - h) // 2, (width - w) // 2 + (pose - 1) * 3
+    x = min(max(0, x), width - w)
+    frame[y:y + h, x:x + w] = code[:, :, None]
+    return frame
 
 
 class SimulatedCamera(FrameSource):
     live = True
 
     def __init__(self, *, width: int = 1280, height: int = 720, fps: int = 30, realtime: bool = True,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, render: Render = flat_renderer) -> None:
         self.name = "sim"
+        self.render = render
         self.size = (width, height)
         self.fps = fps
         self.realtime = realtime
@@ -43,14 +61,9 @@ class SimulatedCamera(FrameSource):
 
     # -- what the simulated customer does -------------------------------------------------------
 
-    def show(self, text: str, scene: Scene | None = None) -> None:
-        """Hold a phone showing `text` in front of the camera (in `scene`'s pose and conditions)."""
-        base = scene or Scene(code_px=0.35 * self.size[1], center=(self.size[0] / 2, self.size[1] / 2))
-        frames = []
-        for k in range(POSES):
-            pose = replace(base, seed=base.seed * POSES + k, rotation=base.rotation + (k - 1) * 1.5,
-                           center=(base.center[0] + (k - 1) * 4, base.center[1] + (k - 1) * 3))
-            frames.append(render_scene(text, pose, self.size))
+    def show(self, text: str, scene: object | None = None) -> None:
+        """Hold `text` in front of the camera (`scene`: how, for the renderer, e.g. a phone `Scene`)."""
+        frames = [self.render(text, scene, k, self.size) for k in range(POSES)]
         with self._lock:
             self._frames = frames
 

@@ -20,11 +20,26 @@ import logging
 import threading
 import time
 from collections import deque
+from typing import Protocol
 
 from drivers.base import CardReader, CardRemovedError, CardSession, ReaderStatus, ReaderUnavailableError
-from drivers.sim.cards import Card
 
-log = logging.getLogger("walletpos.drivers.sim.reader")
+log = logging.getLogger("walletpos.drivers.simreader")
+
+
+class Card(Protocol):
+    """What a reader or card server needs from a card (the virtual cards of `drivers.sim`, replays)."""
+
+    name: str
+    pan: str
+    atr: bytes
+    uid: bytes
+    apdu_count: int
+    removed: bool
+
+    def reset(self) -> None: ...
+
+    def respond(self, apdu: bytes) -> bytes: ...
 
 
 class SimSession(CardSession):
