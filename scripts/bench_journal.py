@@ -164,7 +164,7 @@ def main() -> None:
         raw.close()
         journal.close()  # stores the last signatures and seals the head
         journal = Journal(base / "data" / "journal.sqlite3", keys, "BENCH001")
-        report = journal.verify()
+        report = journal.chain.verify()
         journal.close()
         work = breakdown(keys)
         directory = base

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from scripts.benchkit import machine  # noqa: E402
 from scripts.sandbox import Sandbox, start_sandbox  # noqa: E402
+from terminal.bootstrap import bootstrap  # noqa: E402
 from terminal.config import config_from_mapping  # noqa: E402
 from terminal.core.money import Money  # noqa: E402
 from terminal.journal import NewTransaction  # noqa: E402
@@ -51,7 +52,7 @@ def fill(svc: Service, n: int) -> None:
     journal = svc.require_journal()
     day = svc.business_date()
     for i in range(n):
-        journal.append(
+        journal.txns.append(
             NewTransaction(kind="sale", amount=Money(100 + i % 9000, svc.currency), method="card",
                            decision="approved", reasons=("below_floor_limit",), auth_mode="offline",
                            scheme="unionpay", card_token=f"tok{i % 500:04d}", masked_pan="622202******1234",
@@ -61,23 +62,22 @@ def fill(svc: Service, n: int) -> None:
 
 def run(sandbox: Sandbox, data_dir: Path, args: argparse.Namespace, fault_rate: float) -> dict[str, Any]:
     sandbox.admin.reset()
-    svc = Service(config_from_mapping({"backend": {"url": sandbox.url, **settings(args)["backend"]},
-                                       "sync": settings(args)["sync"]}), data_dir)
+    svc = bootstrap(config_from_mapping({"backend": {"url": sandbox.url, **settings(args)["backend"]},
+                                         "sync": settings(args)["sync"]}), data_dir)
     try:
         svc.enrol_backend(sandbox.admin.enrolment_token(TERMINAL))
         fill(svc, args.transactions)
-        assert svc.sync is not None
         if fault_rate:
             sandbox.admin.faults(rate=fault_rate, timeout_ms=args.request_timeout_ms + 200,
                                  retry_after_s=1, seed=args.seed, cycle=True)
-        requests_before = svc.sync.client.requests_made
+        requests_before = svc.backend.requests_made
         t0 = time.perf_counter()
-        reports = svc.sync.drain(timeout_s=args.max_seconds)
+        reports = svc.run_sync(timeout_s=args.max_seconds)
         seconds = time.perf_counter() - t0
-        requests = svc.sync.client.requests_made - requests_before
+        requests = svc.backend.requests_made - requests_before
         stats = sandbox.admin.stats(TERMINAL)
         sandbox.admin.faults_off()
-        queue = svc.require_journal().queue_summary()["pending"]
+        queue = svc.require_journal().sync.queue_summary()["pending"]
         exactly_once = (stats["stored"] == stats["distinct_ids"] == args.transactions and stats["gaps"] == []
                         and stats["min_seq"] == 1 and stats["max_seq"] == args.transactions and queue == 0)
         injected = {k: v for k, v in stats["faults"]["injected"].items() if ":" not in k}

@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scripts.benchkit import machine, percentile  # noqa: E402
+from terminal.bootstrap import bootstrap  # noqa: E402
 from terminal.config import config_from_mapping  # noqa: E402
 from terminal.core.money import Money  # noqa: E402
 from terminal.service import Service  # noqa: E402
@@ -54,7 +55,7 @@ def bench_service(directory: Path) -> Service:
         "offline": {"card_daily_count": 10000, "card_daily_amount": "100000000.00",
                     "exposure_cap": "100000000.00"},
     })
-    return Service(config, directory)
+    return bootstrap(config, directory)
 
 
 def run_taps(svc: Service, reader: Any, taps: int, expected_apdus: int) -> dict[str, Any]:
@@ -81,7 +82,7 @@ def run_taps(svc: Service, reader: Any, taps: int, expected_apdus: int) -> dict[
             raise RuntimeError(f"tap {i}: card not read: {result.message}")
         apdus.add(result.read.apdu_count)
         kernel.append(result.timings_ms.get("card", float("nan")))
-        journal.append(result.timings_ms.get("journal", float("nan")))
+        journal.txns.append(result.timings_ms.get("journal", float("nan")))
     return {
         "taps": taps,
         "p50_ms": round(percentile(totals, 0.50), 3),

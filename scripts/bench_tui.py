@@ -39,10 +39,11 @@ sys.path.insert(0, str(ROOT))
 
 from scripts.benchkit import machine, percentile  # noqa: E402
 from scripts.sandbox import start_sandbox  # noqa: E402
+from terminal.bootstrap import bootstrap  # noqa: E402
 from terminal.config import config_from_mapping  # noqa: E402
 from terminal.core.money import Money, currency, format_money  # noqa: E402
 from terminal.core.rules import Method, PaymentRequest  # noqa: E402
-from terminal.service import CardFacts, Service  # noqa: E402
+from terminal.payment import CardFacts  # noqa: E402
 
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[PX^_].*?\x1b\\|\x1b\][^\x07]*\x07|\x1b[@-Z\\-_]")
 
@@ -118,7 +119,7 @@ def prepare(base: Path, name: str, terminal_id: str, sandbox, rows: int) -> tupl
         f"[{section}]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items()) + "\n"
         for section, values in config.items()))
     data = base / name
-    svc = Service(config_from_mapping(config), data)
+    svc = bootstrap(config_from_mapping(config), data)
     try:
         svc.operators.add("cash1", "Bench Cashier", "cashier", "1111", now=svc.clock())
         svc.enrol_backend(sandbox.admin.enrolment_token(terminal_id))

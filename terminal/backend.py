@@ -46,6 +46,7 @@ from terminal import __version__
 from terminal.core.rules import PaymentRequest
 from terminal.errors import SecurityError, StorageError, SyncError
 from terminal.journal import TxnRow, parse_utc, utc_text
+from terminal.payment import OnlineAnswer
 from terminal.security import TerminalKeys
 from terminal.wire import body_sha256, format_authorization, new_nonce, signing_bytes
 
@@ -873,7 +874,7 @@ def _retry_after(value: str | None) -> float | None:
 
 
 class BackendAuthorizer:
-    """`OnlineAuthorizer` of terminal/service.py against the backend, with a hard deadline: the
+    """`OnlineAuthorizer` (terminal/payment.py) against the backend, with a hard deadline: the
     call runs in a worker thread and the payment waits at most `deadline_ms` for it; a late answer
     is dropped (the journal record, uploaded later, is what the backend reconciles with)."""
 
@@ -885,9 +886,7 @@ class BackendAuthorizer:
     def reachable(self) -> bool:
         return self.client.enrolled and self.client.breaker.allows_checkout()
 
-    def authorize(self, request: PaymentRequest, txn_id: str, facts: Mapping[str, Any]) -> Any:
-        from terminal.service import OnlineAnswer
-
+    def authorize(self, request: PaymentRequest, txn_id: str, facts: Mapping[str, Any]) -> OnlineAnswer | None:
         started = time.monotonic()
         future = self._pool.submit(self.client.authorise, request, txn_id, facts, deadline_ms=self.deadline_ms)
         try:

@@ -19,36 +19,37 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from drivers.base import CardRemovedError, ReaderUnavailableError
+from terminal.config import Config
 from terminal.core import emv
+from terminal.core.emv import ApduTransport
 from terminal.core.money import Money
 from terminal.core.rules import Method, PaymentRequest
 from terminal.errors import CardError, SecurityError, StorageError, TlvError
+from terminal.payment import CardFacts, PaymentResult
+from terminal.payments import Payments
 from terminal.security import mask_pan, seal_for_backend
-
-if TYPE_CHECKING:
-    from terminal.core.emv import ApduTransport
-    from terminal.service import CardFacts, PaymentResult, Service
 
 log = logging.getLogger("walletpos.cardpay")
 
 
-def supported_aids(config: Any) -> tuple[emv.SupportedAid, ...]:
+def supported_aids(config: Config) -> tuple[emv.SupportedAid, ...]:
     """The built-in schemes plus the AIDs from [reader] extra_aids (the wallet's own)."""
     extra = tuple(emv.SupportedAid(bytes.fromhex(aid), scheme, scheme) for aid, scheme in
                   config.reader.aid_map.items())
     return extra + emv.DEFAULT_AIDS
 
 
-def terminal_params(svc: Service, amount: Money, *, transaction_type: int = 0x00,
-                    unpredictable_number: bytes | None = None) -> emv.TerminalParams:
-    cfg = svc.config
+def terminal_params(payments: Payments, aids: tuple[emv.SupportedAid, ...], amount: Money, *,
+                    transaction_type: int = 0x00, unpredictable_number: bytes | None = None) -> emv.TerminalParams:
+    cfg = payments.config
     return emv.TerminalParams(
         amount=amount.minor,
         currency_numeric=amount.currency.numeric,
         country_numeric=cfg.terminal.country_code,
-        when=svc.clock().astimezone(svc.zone),
+        when=payments.clock().astimezone(payments.zone),
         unpredictable_number=unpredictable_number or os.urandom(4),
         transaction_type=transaction_type,
         floor_limit=cfg.limits.floor_limit.minor,
@@ -56,7 +57,7 @@ def terminal_params(svc: Service, amount: Money, *, transaction_type: int = 0x00
         online_capable=cfg.reader.online_capable and cfg.backend.enabled,
         terminal_type=cfg.reader.terminal_type,
         merchant_name=cfg.terminal.merchant_name,
-        aids=svc.card_aids(),
+        aids=aids,
     )
 
 
@@ -69,21 +70,33 @@ class CardPayment:
     facts: CardFacts
 
 
-def _sealer(svc: Service) -> Callable[[bytes], str] | None:
-    key = svc.backend_sealing_key()
+def _sealer(payments: Payments) -> Callable[[bytes], str] | None:
+    key = payments.sealing_key()
     if key is None:
         return None
     return lambda payload: seal_for_backend(key, payload)
 
 
-def prepare_card_payment(svc: Service, transport: ApduTransport, amount: Money) -> CardPayment:
+class CardPayments:
+    """Card payments on this terminal: the kernel with the terminal's data and accepted AIDs."""
+
+    def __init__(self, payments: Payments) -> None:
+        self.payments = payments
+        self.aids = supported_aids(payments.config)
+
+    def prepare(self, transport: ApduTransport, amount: Money) -> CardPayment:
+        return prepare_card_payment(self.payments, self.aids, transport, amount)
+
+    def pay(self, transport: ApduTransport, amount: Money, *, operator: str | None = None,
+            started: float | None = None) -> CardPayResult:
+        return pay_card(self.payments, self.aids, transport, amount, operator=operator, started=started)
+
+
+def prepare_card_payment(payments: Payments, aids: tuple[emv.SupportedAid, ...], transport: ApduTransport,
+                         amount: Money) -> CardPayment:
     """Run the kernel and turn its read into a payment request. Raises CardError (and whatever the
     transport raises: CardRemovedError, ReaderUnavailableError) when the card cannot be read."""
-    from terminal.service import CardFacts
-
-    keys = svc.keys
-    if keys is None:
-        raise StorageError(svc.storage_problem or "the terminal keys are not available", title="Cannot record")
+    keys = payments.storage.require_keys()
 
     def tokenize(pan: str) -> str:
         try:
@@ -92,8 +105,8 @@ def prepare_card_payment(svc: Service, transport: ApduTransport, amount: Money) 
             raise CardError("the card number on the card is not valid; try another card",
                             outcome="try_another_card") from None
 
-    read = emv.read_card(transport, terminal_params(svc, amount), tokenize=tokenize, mask=mask_pan,
-                         seal=_sealer(svc))
+    read = emv.read_card(transport, terminal_params(payments, aids, amount), tokenize=tokenize, mask=mask_pan,
+                         seal=_sealer(payments))
     details: dict[str, Any] = {
         "aid": read.aid, "label": read.label, "cid": read.cid, "atc": read.atc, "cryptogram": read.cryptogram,
         "iad": read.iad, "ctq": read.ctq, "aip": read.aip, "cvm": read.cvm, "apdu_count": read.apdu_count,
@@ -141,15 +154,13 @@ class CardPayResult:
         }
 
 
-def pay_card(svc: Service, transport: ApduTransport, amount: Money, *, operator: str | None = None,
-             started: float | None = None) -> CardPayResult:
+def pay_card(payments: Payments, aids: tuple[emv.SupportedAid, ...], transport: ApduTransport, amount: Money, *,
+             operator: str | None = None, started: float | None = None) -> CardPayResult:
     """Read the card, decide and journal (see the module docstring). `started` is when the card
     was detected (perf_counter), so the timings run from card present to durable journal row."""
-    from drivers.base import CardRemovedError, ReaderUnavailableError
-
     t0 = started if started is not None else time.perf_counter()
     try:
-        card = prepare_card_payment(svc, transport, amount)
+        card = prepare_card_payment(payments, aids, transport, amount)
     except CardRemovedError as exc:
         return CardPayResult("tap_again", ("card_removed",), exc.message,
                              timings_ms={"total": (time.perf_counter() - t0) * 1000})
@@ -167,7 +178,7 @@ def pay_card(svc: Service, transport: ApduTransport, amount: Money, *, operator:
         return CardPayResult("storage", ("storage_failure",), exc.message,
                              timings_ms={"total": (time.perf_counter() - t0) * 1000})
     t_kernel = (time.perf_counter() - t0) * 1000
-    result = svc.pay(card.request, card.facts, operator=operator, started=t0)
+    result = payments.pay(card.request, card.facts, operator=operator, started=t0)
     timings = {"card": round(t_kernel, 3), **dict(result.timings_ms)}
     if "rules" in timings:  # Service.pay times the rules from `started`: keep only their own share
         timings["rules"] = max(0.0, timings["rules"] - t_kernel)

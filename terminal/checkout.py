@@ -13,6 +13,7 @@ taken away: the reader watcher waits for the field to be empty first.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -30,11 +31,17 @@ from drivers.base import (
     ReaderUnavailableError,
     ScannedCode,
 )
+from terminal import codepay
+from terminal.backend import PaymentStatus
+from terminal.cardpay import CardPayments
+from terminal.codepay import MerchantCodes, MerchantQr
 from terminal.core.money import Money
 from terminal.core.rules import PaymentRequest
 from terminal.errors import CardError, QrPayloadError, ReaderError, StorageError, WalletposError
 from terminal.journal import CodeClaim, TxnRow
-from terminal.service import CardFacts, PaymentResult, Service
+from terminal.payment import CardFacts, PaymentResult
+from terminal.payments import Payments
+from terminal.security import seal_for_backend
 
 log = logging.getLogger("walletpos.checkout")
 
@@ -88,27 +95,25 @@ class PaymentInterpreter:
     """Turns presentations into payment requests: the EMV kernel for cards (`terminal.cardpay`), the
     payload parsers for codes (`terminal.codepay`)."""
 
-    def __init__(self, service: Service) -> None:
-        self.service = service
+    def __init__(self, cards: CardPayments) -> None:
+        self.cards = cards
+        self.payments = cards.payments
 
     def card(self, session: CardSession, amount: Money, operator: str | None) -> Interpretation:
-        from terminal import cardpay
-
-        card = cardpay.prepare_card_payment(self.service, session, amount)
+        card = self.cards.prepare(session, amount)
         return Interpretation(card.request, card.facts)
 
     def code(self, code: ScannedCode, amount: Money, operator: str | None) -> Interpretation:
-        from terminal import codepay
-
         try:
-            payment = codepay.prepare_code_payment(self.service, code.text, amount)
+            payment = codepay.prepare_code_payment(self.payments, code.text, amount)
         except QrPayloadError as exc:
-            declined = codepay.journal_refusal(self.service, code.text, amount, exc, operator=operator)
+            declined = codepay.journal_refusal(self.payments, code.text, amount, exc, operator=operator)
             if declined is None:
                 outcome = "not_a_payment_code" if exc.reason in ("not_a_payment_code", "merchant_code") \
                     else "code_refused"
                 return Interpretation(refusal=CheckoutResult(outcome, amount, (exc.reason,), detail=exc.message))
-            row = self.service.require_journal().get(declined.transaction_id) if declined.transaction_id else None
+            row = (self.payments.require_journal().txns.get(declined.transaction_id)
+                   if declined.transaction_id else None)
             return Interpretation(refusal=CheckoutResult("declined", amount, declined.reasons, "none", row))
         return Interpretation(payment.request, payment.facts, payment.claim)
 
@@ -244,11 +249,12 @@ class PendingCvm:
 class Checkout:
     merchant_poll_s = 1.0  # how often a merchant code on screen is asked about at the backend
 
-    def __init__(self, service: Service, interpreter: Interpreter, *,
+    def __init__(self, payments: Payments, interpreter: Interpreter, merchant_codes: MerchantCodes, *,
                  open_reader: Callable[[], CardReader] | None = None,
                  open_scanner: Callable[[], CodeScanner] | None = None,
                  seal_pin: Callable[[str, PendingCvm], str | None] | None = None) -> None:
-        self.service = service
+        self.payments = payments
+        self.merchant_codes = merchant_codes
         self.interpreter = interpreter
         self.seal_pin = seal_pin
         self._queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
@@ -349,22 +355,20 @@ class Checkout:
         facts = found.facts
         if note:
             facts = replace(facts, details={**facts.details, "note": note})
-        result = self.service.pay(found.request, facts, operator=operator, claim=found.claim, started=started)
+        result = self.payments.pay(found.request, facts, operator=operator, claim=found.claim, started=started)
         pending = PendingCvm(found.request, facts, found.claim) if result.outcome == "need_cvm" else None
         self._pending = pending
         return CheckoutResult.from_payment(amount, result, facts, pending)
 
     # -- the terminal's own code (merchant-presented QR) ---------------------------------------------
 
-    def merchant_qr(self, amount: Money, operator: str | None = None) -> Any:
+    def merchant_qr(self, amount: Money, operator: str | None = None) -> MerchantQr:
         """The dynamic EMVCo merchant code for this sale (`codepay.MerchantQr`: payload, reference),
         recorded in the journal before it is shown and watched by this checkout until
         `wait_merchant_qr` / `close_merchant_qr` are done with it."""
-        from terminal import codepay
+        return self.merchant_codes.create(amount, operator=operator, on_screen=True)
 
-        return codepay.merchant_qr(self.service, amount, operator=operator, on_screen=True)
-
-    def wait_merchant_qr(self, qr: Any, *, cancel: threading.Event, operator: str | None = None,
+    def wait_merchant_qr(self, qr: MerchantQr, *, cancel: threading.Event, operator: str | None = None,
                          poll_s: float | None = None) -> CheckoutResult | None:
         """Ask the backend every `poll_s` (default: `merchant_poll_s`) whether the customer paid `qr`;
         journal the payment when they did. None when cancelled first (then call `close_merchant_qr`).
@@ -373,7 +377,7 @@ class Checkout:
         interval = self.merchant_poll_s if poll_s is None else poll_s
         while not cancel.wait(interval):
             try:
-                status = self.service.payment_status(qr.reference)
+                status = self.merchant_codes.status(qr.reference)
             except WalletposError as exc:
                 log.info("merchant code %s: backend not answering (%s)", qr.reference, exc)
                 continue
@@ -382,35 +386,30 @@ class Checkout:
             return self._merchant_qr_outcome(qr, status, operator)
         return None
 
-    def close_merchant_qr(self, qr: Any, operator: str | None = None) -> CheckoutResult | None:
+    def close_merchant_qr(self, qr: MerchantQr, operator: str | None = None) -> CheckoutResult | None:
         """The code leaves the screen unpaid: close it at the backend so that it can no longer be paid.
         Returns the sale (journaled) when the customer had paid it just before, else None. When the
         backend does not answer, the code stays open and marked: the sync worker closes it (and
         records a payment made with it meanwhile) once the backend answers."""
-        from terminal import codepay
-
         try:
-            row = codepay.close_merchant_code(self.service, qr.reference, qr.transaction_id, qr.amount, operator)
+            row = self.merchant_codes.close(qr.reference, qr.transaction_id, qr.amount, operator)
         except StorageError as exc:
             return CheckoutResult("storage", qr.amount, ("storage_failure",), detail=exc.message)
         except WalletposError as exc:
             log.warning("merchant code %s not closed yet (%s); the sync worker will close it", qr.reference, exc)
             return None
         finally:
-            self.service.code_on_screen(qr.reference, False)
+            self.merchant_codes.watch(qr.reference, False)
         return None if row is None else _merchant_result(qr, row)
 
-    def _merchant_qr_outcome(self, qr: Any, status: Any, operator: str | None) -> CheckoutResult:
-        from terminal import codepay
-
+    def _merchant_qr_outcome(self, qr: MerchantQr, status: PaymentStatus, operator: str | None) -> CheckoutResult:
         try:
-            row = codepay.record_merchant_outcome(self.service, qr.reference, qr.transaction_id, qr.amount, status,
-                                                  operator)
+            row = self.merchant_codes.record_outcome(qr.reference, qr.transaction_id, qr.amount, status, operator)
         except StorageError as exc:
             # the customer has paid at the backend; the journal cannot record it: say so plainly
             return CheckoutResult("storage", qr.amount, ("storage_failure",), detail=exc.message)
         finally:
-            self.service.code_on_screen(qr.reference, False)
+            self.merchant_codes.watch(qr.reference, False)
         return _merchant_result(qr, row)
 
     def retry_with_pin(self, cancel: threading.Event, pin: str) -> CheckoutResult:
@@ -422,42 +421,20 @@ class Checkout:
             raise WalletposError("no payment is waiting for a PIN")
         sealed = self.seal_pin(pin, pending) if self.seal_pin else None
         request = replace(pending.request, cvm_performed=True, online_pin=True)
-        result = self.service.pay(request, pending.facts, claim=pending.claim,
+        result = self.payments.pay(request, pending.facts, claim=pending.claim,
                                   online_extras={"sealed_pin": sealed} if sealed else None)
         return CheckoutResult.from_payment(request.amount, result, pending.facts)
 
 
-def _merchant_result(qr: Any, row: TxnRow) -> CheckoutResult:
+def _merchant_result(qr: MerchantQr, row: TxnRow) -> CheckoutResult:
     """The sale journaled for a merchant code, as the result screen shows it (decided online)."""
     return CheckoutResult("approved" if row.approved else "declined", qr.amount, row.reasons, "online", row)
 
 
-def attach_devices(service: Service, *, open_reader: Callable[[], CardReader] | None = None,
-                   open_scanner: Callable[[], CodeScanner] | None = None) -> Checkout:
-    """Give `service` a checkout on its configured reader and camera (or the openers given). The
-    watchers open the devices in their own threads, so a missing device only shows as absent."""
-    if open_reader is None:
-        def open_reader() -> CardReader:
-            return service.open_reader()
-    if open_scanner is None:
-        def open_scanner() -> CodeScanner:
-            from drivers.camera import scanner_from_config
-
-            return scanner_from_config(service.config)
-    checkout = Checkout(service, PaymentInterpreter(service), open_reader=open_reader, open_scanner=open_scanner,
-                        seal_pin=lambda pin, pending: seal_pin_block(service, pin, pending))
-    service.checkout = checkout
-    return checkout
-
-
-def seal_pin_block(service: Service, pin: str, pending: PendingCvm) -> str | None:
+def seal_pin_block(payments: Payments, pin: str, pending: PendingCvm) -> str | None:
     """The customer's PIN for online verification, sealed to the backend's key with the card token
     and the amount it authorises (never stored, never logged). None when not enrolled."""
-    import json
-
-    from terminal.security import seal_for_backend
-
-    key = service.backend_sealing_key()
+    key = payments.sealing_key()
     if key is None:
         return None
     payload = {"pin": pin, "card_token": pending.facts.card_token, "amount": pending.request.amount.minor,

@@ -10,46 +10,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
-import re
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime, timedelta
-from enum import IntEnum
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from terminal import __version__
-from terminal.config import defaults_toml, load_config
-from terminal.core.money import format_money, parse_amount
-from terminal.core.rules import Method, PaymentRequest, WalletTier
-from terminal.errors import ConfigError, JournalIntegrityError, MoneyError, StorageError, WalletposError
+from terminal.commands.common import Exit, UsageError
+from terminal.errors import ConfigError, JournalIntegrityError, StorageError, WalletposError
 
 log = logging.getLogger("walletpos.cli")
-
-
-class Exit(IntEnum):
-    OK = 0
-    USAGE = 2
-    CONFIG = 3
-    STORAGE = 4
-    INTEGRITY = 5
-    DECLINED = 10
-    ONLINE_FAILED = 11
-    NEED_CVM = 12
-    READ_ERROR = 13
-    NO_CARD = 14
-    READER_UNAVAILABLE = 15
-    INTERNAL = 70
-
-
-class UsageError(WalletposError):
-    title = "Usage error"
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, ensure_ascii=False, indent=2, default=str))
 
 
 def _common() -> argparse.ArgumentParser:
@@ -59,183 +29,6 @@ def _common() -> argparse.ArgumentParser:
     common.add_argument("--data-dir", metavar="DIR", default=argparse.SUPPRESS,
                         help="journal, keys and logs (default: $WALLETPOS_DATA_DIR, else the user data dir)")
     return common
-
-
-# ------------------------------------------------------------------------------------------------
-# helpers shared by subcommands
-
-
-def _service(args: argparse.Namespace):  # -> Service (imported lazily to keep --help fast)
-    from terminal.service import build_service
-
-    return build_service(getattr(args, "config", None), getattr(args, "data_dir", None), configure_logging=True)
-
-
-def _parse_since(text: str, zone: Any) -> datetime:
-    """'24h', '7d', '30m', '2026-11-20', '2026-11-20T08:00' (local), or with Z/offset."""
-    m = re.fullmatch(r"\s*(\d+)\s*([mhd])\s*", text)
-    if m:
-        unit = {"m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
-        return datetime.now(UTC) - timedelta(**{unit: int(m.group(1))})
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        try:
-            day = date.fromisoformat(text.strip())
-        except ValueError:
-            raise UsageError(
-                f"--since {text!r}: give a time like 2026-11-20, 2026-11-20T08:00, or an age like 24h or 7d"
-            ) from None
-        moment = datetime(day.year, day.month, day.day)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=zone)
-    return moment.astimezone(UTC)
-
-
-# ------------------------------------------------------------------------------------------------
-# subcommands
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    with _service(args) as svc:
-        status = svc.status()
-    if args.json:
-        _print_json(status)
-        return Exit.OK if status["storage"]["ok"] else Exit.STORAGE
-    print(f"walletpos {status['version']}  terminal {status['terminal_id']} ({status['mode']})")
-    print(f"config      {status['config_file']}")
-    print(f"data dir    {status['data_dir']}")
-    if not status["storage"]["ok"]:
-        print(f"STORAGE     FAILED: {status['storage']['problem']}")
-        print("approvals   DISABLED until the journal can record again")
-        return Exit.STORAGE
-    j = status["journal"]
-    print(f"journal     {j['path']}")
-    print(f"            {j['total']} transactions: {j['approved']} approved, {j['declined']} declined; "
-          f"{j['pending_sync']} waiting to sync, {j['declined_after_offline']} declined after offline")
-    exposure = status["unsynced_exposure"]
-    print(f"exposure    {exposure['text']} approved offline and not yet accepted by the backend")
-    print(f"last sync   {status['last_sync_at'] or 'never'}")
-    print(f"deny list   version {status['deny_list']['version']}, {status['deny_list']['entries']} entries")
-    print(f"approvals   {status['approvals']}")
-    return Exit.OK
-
-
-def cmd_rules_explain(args: argparse.Namespace) -> int:
-    with _service(args) as svc:
-        cfg = svc.config
-        try:
-            amount = parse_amount(args.amount, svc.currency, decimal_sep=cfg.display.decimal_separator,
-                                  group_sep=cfg.display.group_separator)
-        except MoneyError as exc:
-            raise UsageError(f"--amount: {exc}") from None
-        if args.currency and args.currency.upper() != svc.currency.alpha:
-            from terminal.core.money import Money, currency
-
-            try:
-                other = currency(args.currency)
-            except MoneyError as exc:
-                raise UsageError(f"--currency: {exc}") from None
-            amount = Money(amount.minor, other)
-        expiry = None
-        if args.expiry:
-            try:
-                expiry = date.fromisoformat(args.expiry)
-            except ValueError:
-                raise UsageError(f"--expiry {args.expiry!r}: give the card's last valid day as YYYY-MM-DD") from None
-        request = PaymentRequest(
-            amount=amount, method=Method(args.method), card_token=args.card_token, expiry=expiry,
-            wallet_tier=WalletTier(args.wallet_tier) if args.wallet_tier else None, cvm_performed=args.cvm,
-        )
-        outcome, state = svc.explain(request)
-        rs = svc.rule_set
-        synced_at = svc.require_journal().meta("last_sync_ok_at")
-
-    def money(m: Any) -> str:
-        return format_money(m, decimal_sep=cfg.display.decimal_separator, group_sep=cfg.display.group_separator)
-
-    state_dict = {
-        "business_date": state.business_date.isoformat(),
-        "card_offline_amount_today": state.card_offline_amount_today.minor,
-        "card_offline_count_today": state.card_offline_count_today,
-        "card_amount_today": state.card_amount_today.minor,
-        "unsynced_exposure": state.unsynced_exposure.minor,
-        "last_sync_at": synced_at,
-        "sync_age_counted_from": state.last_sync_at.isoformat(),
-        "deny_listed": state.deny_listed,
-        "backend_reachable": state.backend_reachable,
-    }
-    if args.json:
-        _print_json({
-            "request": {"amount": amount.minor, "currency": amount.currency.alpha, "method": request.method.value,
-                        "card_token": request.card_token, "wallet_tier": args.wallet_tier,
-                        "cvm_performed": request.cvm_performed, "expiry": args.expiry},
-            **outcome.to_dict(),
-            "state": state_dict,
-        })
-        return Exit.OK
-    print(f"{outcome.decision.value}: {outcome.message}")
-    print(f"reasons: {', '.join(r.value for r in outcome.reasons)}")
-    if outcome.fallback is not None:
-        print(f"if the backend does not answer: {outcome.fallback.value} "
-              f"({', '.join(r.value for r in outcome.fallback_reasons)})")
-    print(f"payment: {money(amount)} by {request.method.value}"
-          + (f", card token {request.card_token}" if request.card_token else ""))
-    print(f"state:   this payer today {money(state.card_offline_amount_today)} offline in "
-          f"{state.card_offline_count_today} payments, {money(state.card_amount_today)} in all; "
-          f"unsynced exposure {money(state.unsynced_exposure)}; "
-          f"last sync {synced_at or f'never (installed {state.last_sync_at:%Y-%m-%d %H:%M} UTC)'}; "
-          f"backend {'reachable' if state.backend_reachable else 'not reachable'}; "
-          f"deny list {'HIT' if state.deny_listed else 'no'}")
-    print(f"limits:  floor {money(rs.floor_limit)}, CVM {money(rs.cvm_required_limit)}, contactless "
-          f"{money(rs.contactless_transaction_limit)}, offline cap {money(rs.offline_max_payment)}, "
-          f"per card per day {money(rs.card_daily_amount)} / {rs.card_daily_count} payments, exposure cap "
-          f"{money(rs.exposure_cap)}, sync age {int(rs.max_sync_age.total_seconds() // 3600)} h")
-    return Exit.OK
-
-
-def cmd_journal_verify(args: argparse.Namespace) -> int:
-    with _service(args) as svc:
-        report = svc.verify_journal()
-        path = str(svc.require_journal().path)
-    if args.json:
-        _print_json({"journal": path, **report.to_dict()})
-    elif report.ok:
-        print(f"journal OK: {report.rows_checked} transactions and {report.audit_rows_checked} audit rows "
-              f"verified ({path})")
-    else:
-        print(f"journal FAILED at {report.table} sequence {report.first_bad_seq}: {report.problem}", file=sys.stderr)
-    return Exit.OK if report.ok else Exit.INTEGRITY
-
-
-def cmd_journal_export(args: argparse.Namespace) -> int:
-    with _service(args) as svc:
-        since = _parse_since(args.since, svc.config.terminal.zone) if args.since else None
-        rows = svc.export_journal(since)
-    lines = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
-    if args.output and args.output != "-":
-        try:
-            Path(args.output).write_text(lines, encoding="utf-8")
-        except OSError as exc:
-            raise StorageError(f"cannot write {args.output}: {exc.strerror}") from None
-        print(f"{len(rows)} transactions written to {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(lines)
-    return Exit.OK
-
-
-def cmd_config_defaults(args: argparse.Namespace) -> int:
-    sys.stdout.write(defaults_toml())
-    return Exit.OK
-
-
-def cmd_config_check(args: argparse.Namespace) -> int:
-    cfg = load_config(getattr(args, "config", None))
-    if args.json:
-        _print_json({"ok": True, "config_file": cfg.source})
-    else:
-        print(f"config OK: {cfg.source}")
-    return Exit.OK
 
 
 # ------------------------------------------------------------------------------------------------
@@ -254,41 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"walletpos {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("status", parents=[common], help="terminal, journal, queue and storage state")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(handler=cmd_status)
-
-    p = sub.add_parser("rules", parents=[common], help="the offline approval rules")
-    rsub = p.add_subparsers(dest="rules_command", metavar="ACTION")
-    e = rsub.add_parser("explain", parents=[common], help="decide a payment against the live journal state")
-    e.add_argument("--amount", required=True, help="amount in the terminal currency, e.g. 250.00")
-    e.add_argument("--method", required=True, choices=[m.value for m in Method])
-    e.add_argument("--card-token", help="card or wallet token (velocity and deny list)")
-    e.add_argument("--wallet-tier", choices=[t.value for t in WalletTier])
-    e.add_argument("--expiry", help="card expiry as YYYY-MM-DD (last valid day)")
-    e.add_argument("--currency", help="currency of the payment (default: the terminal's)")
-    e.add_argument("--cvm", action="store_true", help="the customer's PIN or device verification was done")
-    e.add_argument("--json", action="store_true", help="print JSON")
-    e.set_defaults(handler=cmd_rules_explain)
-
-    p = sub.add_parser("journal", parents=[common], help="the transaction journal")
-    jsub = p.add_subparsers(dest="journal_command", metavar="ACTION")
-    v = jsub.add_parser("verify", parents=[common], help="check every row's hash chain and signature")
-    v.add_argument("--json", action="store_true", help="print JSON")
-    v.set_defaults(handler=cmd_journal_verify)
-    x = jsub.add_parser("export", parents=[common], help="write transactions as JSON lines")
-    x.add_argument("--since", help="from this time: 2026-11-20, 2026-11-20T08:00 (local), 24h, 7d")
-    x.add_argument("--output", "-o", help="file to write (default: standard output)")
-    x.set_defaults(handler=cmd_journal_export)
-
-    p = sub.add_parser("config", parents=[common], help="configuration files")
-    csub = p.add_subparsers(dest="config_command", metavar="ACTION")
-    d = csub.add_parser("defaults", parents=[common], help="print every key with its default and comment")
-    d.set_defaults(handler=cmd_config_defaults)
-    c = csub.add_parser("check", parents=[common], help="validate the config file")
-    c.add_argument("--json", action="store_true", help="print JSON")
-    c.set_defaults(handler=cmd_config_check)
-
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub, common)
     return parser
@@ -298,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 # `register(subparsers, common_parent)` and imports heavy dependencies only inside its handlers,
 # so `walletpos --help` stays fast.
 COMMAND_MODULES: tuple[str, ...] = (
+    "terminal.commands.inspect",
     "terminal.commands.backoffice",
     "terminal.commands.demo",
     "terminal.commands.qr",

@@ -29,23 +29,24 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from terminal.backend import NotEnrolled, PaymentStatus
 from terminal.core import qrpay
 from terminal.core.money import Money
 from terminal.core.qrpay import CodeKind, Why
 from terminal.core.rules import Method, PaymentRequest
 from terminal.errors import QrPayloadError, SecurityError, StorageError
-from terminal.journal import CodeClaim, NewTransaction, TxnRow, new_txn_id
+from terminal.journal import CodeClaim, NewTransaction, TxnRow
+from terminal.journal.ids import new_txn_id
+from terminal.payment import CardFacts, PaymentResult
+from terminal.payments import Payments
 from terminal.security import mask_pan, seal_for_backend
-
-if TYPE_CHECKING:
-    from terminal.backend import PaymentStatus
-    from terminal.service import CardFacts, PaymentResult, Service
 
 log = logging.getLogger("walletpos.codepay")
 
@@ -94,13 +95,13 @@ class CodePayResult:
         return out
 
 
-def issuer_keys(svc: Service) -> dict[str, bytes]:
+def issuer_keys(payments: Payments) -> dict[str, bytes]:
     """Issuer keys the terminal trusts: delivered by the backend, and those in config (config wins
     when both name the same key id differently)."""
     keys: dict[str, bytes] = {}
-    if svc.journal is not None:
-        keys.update(svc.journal.issuer_keys())
-    configured = svc.config.qr.issuer_key_map
+    if payments.journal is not None:
+        keys.update(payments.journal.issuer_keys.all())
+    configured = payments.config.qr.issuer_key_map
     for key_id, key in configured.items():
         if key_id in keys and keys[key_id] != key:
             log.warning("issuer key %s from the backend differs from config; using config", key_id)
@@ -108,14 +109,8 @@ def issuer_keys(svc: Service) -> dict[str, bytes]:
     return keys
 
 
-def _sealing_key(svc: Service) -> bytes | None:
-    """The backend's sealing key, once the backend side of the service offers one."""
-    getter = getattr(svc, "backend_sealing_key", None)
-    return getter() if callable(getter) else None
-
-
-def _seal(svc: Service, payload: Mapping[str, Any]) -> str | None:
-    key = _sealing_key(svc)
+def _seal(payments: Payments, payload: Mapping[str, Any]) -> str | None:
+    key = payments.sealing_key()
     if key is None:
         return None
     return seal_for_backend(key, json.dumps(payload, sort_keys=True, separators=(",", ":")).encode())
@@ -125,22 +120,18 @@ def _scheme(aid: str | None) -> str:
     return _SCHEMES.get((aid or "")[:10].upper(), "emv")
 
 
-def _cpm(svc: Service, code: qrpay.ConsumerPresentedCode, amount: Money) -> CodePayment:
-    from terminal.service import CardFacts
-
+def _cpm(payments: Payments, code: qrpay.ConsumerPresentedCode, amount: Money) -> CodePayment:
     app = code.application
     pan = app.pan
     if not pan:
         raise QrPayloadError("the consumer code carries no card number (5A or 57)", reason="no_card_number")
-    keys = svc.keys
-    if keys is None:
-        raise StorageError(svc.storage_problem or "the terminal keys are not available", title="Cannot record")
+    keys = payments.storage.require_keys()
     try:
         token, masked = keys.card_token(pan), mask_pan(pan)
     except SecurityError:
         raise QrPayloadError("the card number in the consumer code is not valid", reason="bad_card_number") from None
     v = app.values
-    sealed = _seal(svc, {"pan": pan, "track2": v.get("track2"), "expiry": v.get("expiry"),
+    sealed = _seal(payments, {"pan": pan, "track2": v.get("track2"), "expiry": v.get("expiry"),
                          "pan_sequence": v.get("pan_sequence")})
     public = {k: v[k] for k in ("cryptogram", "cid", "atc", "unpredictable_number", "iad", "aip") if k in v}
     facts = CardFacts(scheme=_scheme(app.aid), card_token=token, masked_pan=masked, sealed_card=sealed,
@@ -149,18 +140,14 @@ def _cpm(svc: Service, code: qrpay.ConsumerPresentedCode, amount: Money) -> Code
     return CodePayment(CodeKind.CPM, request, facts)
 
 
-def wallet_token(svc: Service, wallet_id: str) -> str:
-    if svc.keys is None:
-        raise StorageError(svc.storage_problem or "the terminal keys are not available")
-    return svc.keys.wallet_token(wallet_id)
+def wallet_token(payments: Payments, wallet_id: str) -> str:
+    return payments.storage.require_keys().wallet_token(wallet_id)
 
 
-def _signed(svc: Service, code: qrpay.SignedWalletCode, amount: Money) -> CodePayment:
-    from terminal.service import CardFacts
-
-    verified = qrpay.verify_wallet_code(code, now=svc.clock(), issuer_keys=issuer_keys(svc), amount=amount,
-                                        clock_skew_seconds=svc.config.qr.clock_skew_seconds)
-    token = wallet_token(svc, code.wallet_id)
+def _signed(payments: Payments, code: qrpay.SignedWalletCode, amount: Money) -> CodePayment:
+    verified = qrpay.verify_wallet_code(code, now=payments.clock(), issuer_keys=issuer_keys(payments),
+                                        amount=amount, clock_skew_seconds=payments.config.qr.clock_skew_seconds)
+    token = wallet_token(payments, code.wallet_id)
     facts = CardFacts(scheme="wallet", card_token=token, details={
         "code_kind": CodeKind.WALLET_SIGNED.value, "wallet_id": code.wallet_id, "wallet_tier": code.tier.value,
         "code_counter": code.counter, "key_id": code.key_id,
@@ -169,30 +156,28 @@ def _signed(svc: Service, code: qrpay.SignedWalletCode, amount: Money) -> CodePa
     return CodePayment(CodeKind.WALLET_SIGNED, request, facts, CodeClaim(code.wallet_id, code.counter, code.key_id))
 
 
-def _numeric(svc: Service, code: qrpay.NumericWalletCode, amount: Money) -> CodePayment:
-    from terminal.service import CardFacts
-
-    facts = CardFacts(scheme="wallet", sealed_card=_seal(svc, {"wallet_code": code.digits}),
+def _numeric(payments: Payments, code: qrpay.NumericWalletCode, amount: Money) -> CodePayment:
+    facts = CardFacts(scheme="wallet", sealed_card=_seal(payments, {"wallet_code": code.digits}),
                       details={"code_kind": CodeKind.WALLET_NUMERIC.value, "wallet_code_masked": code.masked})
     return CodePayment(CodeKind.WALLET_NUMERIC, PaymentRequest(amount=amount, method=Method.WALLET_NUMERIC), facts)
 
 
-def prepare_code_payment(svc: Service, text: str, amount: Money) -> CodePayment:
+def prepare_code_payment(payments: Payments, text: str, amount: Money) -> CodePayment:
     """The payment a scanned text asks for, or `QrPayloadError` saying why it cannot pay."""
-    code = qrpay.classify(text, svc.config.qr.numeric_prefixes)
+    code = qrpay.classify(text, payments.config.qr.numeric_prefixes)
     if isinstance(code, qrpay.ConsumerPresentedCode):
-        return _cpm(svc, code, amount)
+        return _cpm(payments, code, amount)
     if isinstance(code, qrpay.SignedWalletCode):
-        return _signed(svc, code, amount)
+        return _signed(payments, code, amount)
     if isinstance(code, qrpay.NumericWalletCode):
-        return _numeric(svc, code, amount)
+        return _numeric(payments, code, amount)
     if isinstance(code, qrpay.MerchantPresentedCode):
         raise QrPayloadError("this is a merchant's payment code: the customer scans it with the wallet app; "
                              "the terminal cannot pay with it", reason="merchant_code")
     raise QrPayloadError(f"not a payment code: {code.description}", reason=Why.NOT_A_PAYMENT_CODE.value)
 
 
-def _decline_signed(svc: Service, text: str, amount: Money, reason: str, message: str,
+def _decline_signed(payments: Payments, text: str, amount: Money, reason: str, message: str,
                     operator: str | None) -> CodePayResult:
     """Journal the decline of a signed wallet code that failed verification or was used before."""
     try:
@@ -202,45 +187,46 @@ def _decline_signed(svc: Service, text: str, amount: Money, reason: str, message
                                    "code_counter": code.counter}
     except QrPayloadError:
         details = {"code_kind": CodeKind.WALLET_SIGNED.value, "code_problem": reason}
-    journal = svc.require_journal()
-    row = journal.append(
+    journal = payments.require_journal()
+    row = journal.txns.append(
         NewTransaction(kind="sale", amount=amount, method=Method.WALLET_SIGNED.value, decision="declined",
                        reasons=(reason,), auth_mode="none", scheme="wallet", operator=operator, details=details),
-        now=svc.clock(), business_date=svc.business_date())
+        now=payments.clock(), business_date=payments.business_date())
     log.info("wallet code refused seq=%d reason=%s", row.seq, reason)
     return CodePayResult(CodeKind.WALLET_SIGNED.value, "declined", (reason,), f"Declined: {message}.",
                          transaction_id=row.id)
 
 
-def journal_refusal(svc: Service, text: str, amount: Money, exc: QrPayloadError, *,
+def journal_refusal(payments: Payments, text: str, amount: Money, exc: QrPayloadError, *,
                     operator: str | None = None) -> CodePayResult | None:
     """Journal the refusal `exc` of `text` as a declined payment when it is the refusal of a signed
     wallet code (a payment attempt the backend should see); None when nothing is journaled. For a
     checkout that calls `prepare_code_payment` itself."""
-    kind = qrpay.kind_of(text, svc.config.qr.numeric_prefixes) if isinstance(text, str) else CodeKind.OTHER
+    kind = qrpay.kind_of(text, payments.config.qr.numeric_prefixes) if isinstance(text, str) else CodeKind.OTHER
     if kind is CodeKind.WALLET_SIGNED and exc.reason in JOURNALED_REFUSALS:
-        return _decline_signed(svc, text, amount, exc.reason, exc.message, operator)
+        return _decline_signed(payments, text, amount, exc.reason, exc.message, operator)
     return None
 
 
-def pay_code(svc: Service, text: str, amount: Money, *, operator: str | None = None) -> CodePayResult:
+def pay_code(payments: Payments, text: str, amount: Money, *, operator: str | None = None) -> CodePayResult:
     """Decide and journal a payment with a scanned code (see the module docstring)."""
-    kind = qrpay.kind_of(text, svc.config.qr.numeric_prefixes) if isinstance(text, str) else CodeKind.OTHER
+    kind = qrpay.kind_of(text, payments.config.qr.numeric_prefixes) if isinstance(text, str) else CodeKind.OTHER
     try:
         try:
-            payment = prepare_code_payment(svc, text, amount)
+            payment = prepare_code_payment(payments, text, amount)
         except QrPayloadError as exc:
-            declined = journal_refusal(svc, text, amount, exc, operator=operator)
+            declined = journal_refusal(payments, text, amount, exc, operator=operator)
             return declined or CodePayResult(kind.value, "refused", (exc.reason,), exc.message)
         claim = payment.claim
-        if claim is not None and svc.journal is not None and svc.journal.code_used(claim.wallet_id, claim.counter):
-            return _decline_signed(svc, text, amount, "code_already_used", "this payment code was already used",
+        journal = payments.journal
+        if claim is not None and journal is not None and journal.issuer_keys.code_used(claim.wallet_id, claim.counter):
+            return _decline_signed(payments, text, amount, "code_already_used", "this payment code was already used",
                                    operator)
     except StorageError as exc:  # the journal cannot record: nothing is approved (fail closed)
         log.error("code payment refused, cannot record: %s", exc.message)
         return CodePayResult(kind.value, "declined", ("storage_failure",),
                              f"Not approved: the terminal cannot record payments ({exc.message}).")
-    result = svc.pay(payment.request, payment.facts, operator=operator, claim=claim)
+    result = payments.pay(payment.request, payment.facts, operator=operator, claim=claim)
     return CodePayResult(payment.kind.value, result.outcome, tuple(result.reasons), result.message, result,
                          result.row.id if result.row else None, payment.facts.masked_pan)
 
@@ -287,100 +273,142 @@ class MerchantQr:
                 "valid_until": self.valid_until.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
-def merchant_code_lifetime(svc: Service) -> timedelta:
-    """How long a merchant code no screen watches stays payable (`qr.merchant_code_minutes`)."""
-    return timedelta(minutes=svc.config.qr.merchant_code_minutes)
+class MerchantCodeBackend(Protocol):
+    """What merchant codes need from the backend (implemented by `terminal.backend.BackendClient`)."""
+
+    def payment_status(self, reference: str) -> PaymentStatus: ...
+
+    def cancel_payment(self, reference: str, reason: str = "closed_by_cashier") -> PaymentStatus: ...
 
 
-def merchant_qr(svc: Service, amount: Money, txn_id: str | None = None, *, operator: str | None = None,
-                on_screen: bool = False) -> MerchantQr:
-    """The dynamic merchant code for one payment of `amount` (the customer scans it and pays in the app).
+class MerchantCodes:
+    """The terminal's own (merchant-presented) codes: made, watched while on a screen, recorded when
+    paid, closed at the backend when they leave the screen unpaid, and settled by the sync worker
+    when no screen watches them any more."""
 
-    The code is in the journal (open) before anyone can see it: whatever becomes of it (paid while
-    shown, paid after the cashier gave up, the terminal restarted), the sync worker can find it,
-    close it at the backend and record a payment made with it (`settle_merchant_codes`). With
-    `on_screen` the caller watches it (`Checkout.wait_merchant_qr`) and closes it when done."""
-    if amount.currency != svc.currency or not amount.is_positive:
-        raise QrPayloadError(f"a merchant code is for a positive amount in {svc.currency.alpha}",
-                             reason=Why.INVALID_FIELD.value)
-    t = svc.config.terminal
-    q = svc.config.qr
-    txn_id = txn_id or new_txn_id()
-    reference = reference_of(txn_id)
-    payload = qrpay.dynamic_mpm(
-        merchant_account=(f"{q.merchant_account_id:02d}", [("00", q.merchant_account_guid), ("01", t.merchant_id)]),
-        mcc=t.merchant_category_code, amount=amount, country=t.country, merchant_name=t.merchant_name,
-        merchant_city=t.merchant_city, reference=reference, terminal_label=t.id)
-    if on_screen:
-        svc.code_on_screen(reference, True)
-    now = svc.clock()
-    try:
-        svc.require_journal().open_merchant_code(reference, txn_id, amount, operator, now=now)
-    except StorageError:
-        svc.code_on_screen(reference, False)
-        raise
-    return MerchantQr(payload, amount, reference, txn_id, now, now + merchant_code_lifetime(svc))
+    def __init__(self, payments: Payments, backend: MerchantCodeBackend | None) -> None:
+        self.payments = payments
+        self.backend = backend
+        self._on_screen: set[str] = set()  # references a screen is watching
+        self._lock = threading.Lock()
 
+    @property
+    def lifetime(self) -> timedelta:
+        """How long a merchant code no screen watches stays payable (`qr.merchant_code_minutes`)."""
+        return timedelta(minutes=self.payments.config.qr.merchant_code_minutes)
 
-def record_merchant_outcome(svc: Service, reference: str, txn_id: str, amount: Money, status: PaymentStatus,
-                            operator: str | None) -> TxnRow:
-    """Journal what the backend says became of a merchant code (paid, paid another amount, cancelled
-    by the customer in the app) and close the code. Idempotent: when the transaction is already in
-    the journal it is returned, not written again."""
-    journal = svc.require_journal()
-    row = journal.get(txn_id)
-    if row is None:
-        paid = status.status == "paid"
-        matches = status.amount in (None, amount.minor) and status.currency in (None, amount.currency.alpha)
-        approved = paid and matches
-        reasons = ("paid_in_wallet_app",) if approved else (("amount_mismatch",) if paid else ("payment_cancelled",))
-        if paid and not matches:
-            log.error("merchant code %s paid %s %s, expected %s", reference, status.amount, status.currency, amount)
-        row = journal.append(
-            NewTransaction(kind="sale", amount=amount, method="merchant_qr",
-                           decision="approved" if approved else "declined", reasons=reasons, auth_mode="online",
-                           scheme="wallet", card_token=status.card_token, operator=operator, id=txn_id,
-                           details={"reference": reference, "paid_amount": status.amount}),
-            now=svc.clock(), business_date=svc.business_date())
-    journal.close_merchant_code(reference, "paid" if row.approved else row.reasons[0], now=svc.clock())
-    return row
+    def _backend(self) -> MerchantCodeBackend:
+        if self.backend is None:
+            raise NotEnrolled("the backend is switched off ([backend] enabled = false)")
+        return self.backend
 
+    def status(self, reference: str) -> PaymentStatus:
+        """Has the customer paid the code with this reference?"""
+        return self._backend().payment_status(reference)
 
-def close_merchant_code(svc: Service, reference: str, txn_id: str, amount: Money, operator: str | None, *,
-                        reason: str = "closed_by_cashier") -> TxnRow | None:
-    """Close a merchant code at the backend so that it can no longer be paid. Returns the sale row
-    when the customer had paid it first (journaled now if it was not yet), None when it closed
-    unpaid. Raises `WalletposError` when the backend does not answer: the code stays open, marked
-    for closing, and the sync worker closes it when the backend answers again."""
-    journal = svc.require_journal()
-    journal.request_merchant_code_close(reference)
-    status = svc.cancel_merchant_payment(reference, reason)
-    if status.status == "paid":
-        return record_merchant_outcome(svc, reference, txn_id, amount, status, operator)
-    journal.close_merchant_code(reference, "closed", now=svc.clock())
-    return None
+    def cancel(self, reference: str, reason: str = "closed_by_cashier") -> PaymentStatus:
+        """Close a code at the backend (`cancelled`, or `paid` when the customer paid first)."""
+        return self._backend().cancel_payment(reference, reason)
 
+    def watch(self, reference: str, shown: bool) -> None:
+        """A screen starts (True) or stops (False) watching the code `reference`: codes on screen are
+        left to it; the others are settled by the sync worker (`settle`)."""
+        with self._lock:
+            (self._on_screen.add if shown else self._on_screen.discard)(reference)
 
-def settle_merchant_codes(svc: Service, *, on_screen: set[str]) -> list[TxnRow]:
-    """Merchant codes still open that no screen watches: record a payment made with one, close the
-    ones whose cashier gave up (or older than `qr.merchant_code_minutes`) at the backend. Returns the rows
-    journaled. Backend errors propagate (the caller tries again at its next cycle)."""
-    journal = svc.require_journal()
-    rows: list[TxnRow] = []
-    now = svc.clock()
-    lifetime = merchant_code_lifetime(svc)
-    for code in journal.open_merchant_codes():
-        reference = code["reference"]
-        if reference in on_screen:
-            continue
-        args = (svc, reference, code["txn_id"], code["amount"])
-        if code["close_requested"] or now - code["shown_at"] >= lifetime:
-            row = close_merchant_code(*args, code["operator"], reason="closed_by_terminal")
-        else:
-            status = svc.payment_status(reference)
-            row = None if status.status == "pending" else record_merchant_outcome(*args, status, code["operator"])
-        if row is not None:
-            log.warning("merchant code %s: %s %s after it left the screen (transaction %s)", reference,
-                        "paid" if row.approved else "ended", row.amount, row.id)
-            rows.append(row)
-    return rows
+    def create(self, amount: Money, txn_id: str | None = None, *, operator: str | None = None,
+               on_screen: bool = False) -> MerchantQr:
+        """The dynamic merchant code for one payment of `amount` (the customer scans it and pays in
+        the app).
+
+        The code is in the journal (open) before anyone can see it: whatever becomes of it (paid
+        while on screen, paid after the screen closed, the terminal restarted), the sync worker can
+        find it, close it at the backend and record a payment made with it (`settle`). With
+        `on_screen` the caller watches it (`Checkout.wait_merchant_qr`) and closes it when done."""
+        payments = self.payments
+        if amount.currency != payments.currency or not amount.is_positive:
+            raise QrPayloadError(f"a merchant code is for a positive amount in {payments.currency.alpha}",
+                                 reason=Why.INVALID_FIELD.value)
+        t = payments.config.terminal
+        q = payments.config.qr
+        txn_id = txn_id or new_txn_id()
+        reference = reference_of(txn_id)
+        payload = qrpay.dynamic_mpm(
+            merchant_account=(f"{q.merchant_account_id:02d}", [("00", q.merchant_account_guid),
+                                                                ("01", t.merchant_id)]),
+            mcc=t.merchant_category_code, amount=amount, country=t.country, merchant_name=t.merchant_name,
+            merchant_city=t.merchant_city, reference=reference, terminal_label=t.id)
+        if on_screen:
+            self.watch(reference, True)
+        now = payments.clock()
+        try:
+            payments.require_journal().merchant_codes.open(reference, txn_id, amount, operator, now=now)
+        except StorageError:
+            self.watch(reference, False)
+            raise
+        return MerchantQr(payload, amount, reference, txn_id, now, now + self.lifetime)
+
+    def record_outcome(self, reference: str, txn_id: str, amount: Money, status: PaymentStatus,
+                       operator: str | None) -> TxnRow:
+        """Journal what the backend says became of a merchant code (paid, paid another amount,
+        cancelled by the customer in the app) and close the code. Idempotent: when the transaction is
+        already in the journal it is returned, not written again."""
+        payments = self.payments
+        journal = payments.require_journal()
+        row = journal.txns.get(txn_id)
+        if row is None:
+            paid = status.status == "paid"
+            matches = status.amount in (None, amount.minor) and status.currency in (None, amount.currency.alpha)
+            approved = paid and matches
+            reasons = ("paid_in_wallet_app",) if approved else (("amount_mismatch",) if paid
+                                                                 else ("payment_cancelled",))
+            if paid and not matches:
+                log.error("merchant code %s paid %s %s, expected %s", reference, status.amount, status.currency,
+                          amount)
+            row = journal.txns.append(
+                NewTransaction(kind="sale", amount=amount, method="merchant_qr",
+                               decision="approved" if approved else "declined", reasons=reasons, auth_mode="online",
+                               scheme="wallet", card_token=status.card_token, operator=operator, id=txn_id,
+                               details={"reference": reference, "paid_amount": status.amount}),
+                now=payments.clock(), business_date=payments.business_date())
+        journal.merchant_codes.close(reference, "paid" if row.approved else row.reasons[0], now=payments.clock())
+        return row
+
+    def close(self, reference: str, txn_id: str, amount: Money, operator: str | None, *,
+              reason: str = "closed_by_cashier") -> TxnRow | None:
+        """Close a merchant code at the backend so that it can no longer be paid. Returns the sale row
+        when the customer had paid it first (journaled now if it was not yet), None when it closed
+        unpaid. Raises `WalletposError` when the backend does not answer: the code stays open, marked
+        for closing, and the sync worker closes it when the backend answers again."""
+        journal = self.payments.require_journal()
+        journal.merchant_codes.request_close(reference)
+        status = self.cancel(reference, reason)
+        if status.status == "paid":
+            return self.record_outcome(reference, txn_id, amount, status, operator)
+        journal.merchant_codes.close(reference, "closed", now=self.payments.clock())
+        return None
+
+    def settle(self) -> list[TxnRow]:
+        """Merchant codes still open that no screen watches: record a payment made with one, close the
+        ones whose cashier gave up (or older than `qr.merchant_code_minutes`) at the backend. Returns
+        the rows journaled. Backend errors propagate (the caller tries again at its next cycle)."""
+        journal = self.payments.require_journal()
+        with self._lock:
+            on_screen = set(self._on_screen)
+        rows: list[TxnRow] = []
+        now = self.payments.clock()
+        for code in journal.merchant_codes.still_open():
+            reference = code["reference"]
+            if reference in on_screen:
+                continue
+            args = (reference, code["txn_id"], code["amount"])
+            if code["close_requested"] or now - code["shown_at"] >= self.lifetime:
+                row = self.close(*args, code["operator"], reason="closed_by_terminal")
+            else:
+                status = self.status(reference)
+                row = None if status.status == "pending" else self.record_outcome(*args, status, code["operator"])
+            if row is not None:
+                log.warning("merchant code %s: %s %s after it left the screen (transaction %s)", reference,
+                            "paid" if row.approved else "ended", row.amount, row.id)
+                rows.append(row)
+        return rows

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from terminal.bootstrap import Devices, bootstrap
 from terminal.config import Config
 from terminal.core import qrpay
 from terminal.core.money import Money
@@ -136,18 +137,17 @@ class Demo:
         except RuntimeError:  # the usual port is taken: any free one
             self.sandbox = self._start_sandbox(0)
         config = demo_config(self.base_config, self.sandbox.url)
-        service = Service(config, self.data_dir, configure_logging=True)
+        service = bootstrap(config, self.data_dir, configure_logging=True, devices=self._devices(config))
         self.service = service
-        if service.journal is None:
+        if service.storage_problem is not None:
             raise DemoError(f"the demo cannot open its journal: {service.storage_problem}")
         self._seed_operators(service)
         self._enrol(service)
-        self._attach_devices(service)
         service.start_sync()
         return service
 
     def _seed_operators(self, service: Service) -> None:
-        if service.require_journal().operator_records():
+        if service.has_operators():
             return
         for op in DEMO_OPERATORS:
             service.operators.add(op.id, op.name, op.role, op.pin, now=service.clock(), actor="demo")  # type: ignore[arg-type]
@@ -175,15 +175,17 @@ class Demo:
         if service.keys is not None:
             self.sandbox.admin.deny(service.keys.card_token(PROFILES["denied"].pan), "lost_or_stolen")
 
-    def _attach_devices(self, service: Service) -> None:
+    def _devices(self, config: Config) -> Devices:
+        """The demo's simulated reader (its cards tapped from the keyboard) and camera (codes shown on
+        a simulated phone)."""
         from drivers.base import ReaderUnavailableError
         from drivers.camera import CameraScanner
-        from drivers.sim.camera import SimulatedCamera
-        from drivers.sim.reader import SimReader
-        from terminal.checkout import attach_devices
+        from drivers.sim.phone import phone_renderer
+        from drivers.simcamera import SimulatedCamera
+        from drivers.simreader import SimReader
 
-        cam = service.config.camera
-        self.camera = SimulatedCamera(width=cam.width, height=cam.height, fps=cam.fps)
+        cam = config.camera
+        self.camera = SimulatedCamera(width=cam.width, height=cam.height, fps=cam.fps, render=phone_renderer)
         scanner = CameraScanner(self.camera, debounce_ms=cam.debounce_ms, backoff_max_ms=cam.reopen_backoff_max_ms)
         self.reader = SimReader(name="Demo contactless reader")
 
@@ -192,7 +194,11 @@ class Demo:
                 raise ReaderUnavailableError("the demo reader is unplugged (Ctrl+R plugs it back in)")
             return _ReaderHandle(self.reader)
 
-        attach_devices(service, open_reader=open_reader, open_scanner=lambda: scanner)
+        return Devices(open_reader=open_reader, open_scanner=lambda: scanner)
+
+    def operator_hint(self) -> list[tuple[str, str, str]]:
+        """(role, id, PIN) of the demo's operators, shown on the sign-in screen."""
+        return [(op.role, op.id, op.pin) for op in DEMO_OPERATORS]
 
     # -- cards and the reader --------------------------------------------------------------------
 
@@ -241,8 +247,8 @@ class Demo:
                 self._port = port
                 return False
             self.sandbox = self._start_sandbox(getattr(self, "_port", DEMO_PORT))
-        if self.service is not None and self.service.sync is not None:
-            self.service.sync.nudge()
+        if self.service is not None:
+            self.service.nudge_sync()
         return True
 
     # -- codes shown to the camera -------------------------------------------------------------
@@ -283,7 +289,7 @@ class Demo:
         assert self.service is not None
         if not self.network_up:
             raise DemoError("the network is down: the wallet app cannot pay the code; restore it (Ctrl+N)")
-        codes = self.service.require_journal().open_merchant_codes()
+        codes = self.service.open_merchant_codes()
         if not codes:
             raise DemoError("no merchant code is on screen; press Q first")
         code = codes[-1]

@@ -15,12 +15,10 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from terminal.errors import WalletposError
-
-if TYPE_CHECKING:
-    from terminal.journal import Journal
+from terminal.journal import Journal
 
 Role = Literal["cashier", "supervisor", "technician"]
 ROLES: tuple[Role, ...] = ("cashier", "supervisor", "technician")
@@ -84,38 +82,45 @@ class Operators:
         if not name or len(name) > 40:
             raise OperatorError("a name is 1-40 characters")
         salt = secrets.token_bytes(16)
-        self.journal.save_operator(operator_id, name, role, salt, hash_pin(pin, salt), now=now)
-        self.journal.audit("operator_saved", now=now, actor=actor, details={"operator": operator_id, "role": role})
+        self.journal.operators.save(operator_id, name, role, salt, hash_pin(pin, salt), now=now)
+        self.journal.audit.record("operator_saved", now=now, actor=actor,
+                                  details={"operator": operator_id, "role": role})
         return Operator(operator_id, name, role)
 
     def get(self, operator_id: str) -> Operator | None:
-        record = self.journal.operator_record(operator_id)
+        record = self.journal.operators.record(operator_id)
         if record is None:
             return None
         return Operator(record["id"], record["name"], record["role"], bool(record["active"]))
 
+    def records(self) -> list[dict[str, object]]:
+        """Every operator with its failed attempts and lockout (no PIN hashes)."""
+        return [{k: r[k] for k in ("id", "name", "role", "active", "failed_attempts", "locked_until")}
+                for r in self.journal.operators.records()]
+
     def all(self) -> list[Operator]:
-        return [Operator(r["id"], r["name"], r["role"], bool(r["active"])) for r in self.journal.operator_records()]
+        return [Operator(r["id"], r["name"], r["role"], bool(r["active"])) for r in self.journal.operators.records()]
 
     def unlock(self, operator_id: str, *, now: datetime, actor: str | None = None) -> None:
-        if self.journal.operator_record(operator_id) is None:
+        if self.journal.operators.record(operator_id) is None:
             raise OperatorError(f"no operator {operator_id!r}")
-        self.journal.set_operator_failures(operator_id, 0, None)
-        self.journal.audit("operator_unlocked", now=now, actor=actor, details={"operator": operator_id})
+        self.journal.operators.set_failures(operator_id, 0, None)
+        self.journal.audit.record("operator_unlocked", now=now, actor=actor, details={"operator": operator_id})
 
     def check(self, operator_id: str, pin: str, *, now: datetime, purpose: str = "sign_in",
               require_role: Role | None = None) -> PinCheck:
         """Check a PIN, counting failures and locking after too many; every outcome is audited."""
-        record = self.journal.operator_record(operator_id)
+        record = self.journal.operators.record(operator_id)
         if record is None:
-            self.journal.audit(f"{purpose}_failed", now=now, details={"operator": operator_id, "reason": "unknown"})
+            self.journal.audit.record(f"{purpose}_failed", now=now,
+                                      details={"operator": operator_id, "reason": "unknown"})
             return PinCheck(False, "unknown_operator")
         operator = Operator(record["id"], record["name"], record["role"], bool(record["active"]))
         if not operator.active:
             return PinCheck(False, "inactive", operator)
         locked_until = datetime.fromisoformat(record["locked_until"]) if record["locked_until"] else None
         if locked_until is not None and now < locked_until:
-            self.journal.audit(f"{purpose}_refused_locked", now=now, actor=operator.id)
+            self.journal.audit.record(f"{purpose}_refused_locked", now=now, actor=operator.id)
             return PinCheck(False, "locked", operator, 0, locked_until)
         good = hmac.compare_digest(hash_pin(pin or "", bytes.fromhex(record["pin_salt"])),
                                    bytes.fromhex(record["pin_hash"]))
@@ -123,17 +128,17 @@ class Operators:
             failures = (0 if locked_until is not None else record["failed_attempts"]) + 1
             if failures >= self.max_failed_pins:
                 until = now + self.lockout
-                self.journal.set_operator_failures(operator.id, failures, until.isoformat())
-                self.journal.audit("operator_locked", now=now, actor=operator.id,
+                self.journal.operators.set_failures(operator.id, failures, until.isoformat())
+                self.journal.audit.record("operator_locked", now=now, actor=operator.id,
                                    details={"purpose": purpose, "until": until.isoformat()})
                 return PinCheck(False, "locked", operator, 0, until)
-            self.journal.set_operator_failures(operator.id, failures, None)
-            self.journal.audit(f"{purpose}_failed", now=now, actor=operator.id, details={"reason": "wrong_pin"})
+            self.journal.operators.set_failures(operator.id, failures, None)
+            self.journal.audit.record(f"{purpose}_failed", now=now, actor=operator.id, details={"reason": "wrong_pin"})
             return PinCheck(False, "wrong_pin", operator, self.max_failed_pins - failures)
         if record["failed_attempts"] or record["locked_until"]:
-            self.journal.set_operator_failures(operator.id, 0, None)
+            self.journal.operators.set_failures(operator.id, 0, None)
         if require_role is not None and operator.role != require_role:
-            self.journal.audit(f"{purpose}_failed", now=now, actor=operator.id, details={"reason": "role"})
+            self.journal.audit.record(f"{purpose}_failed", now=now, actor=operator.id, details={"reason": "role"})
             return PinCheck(False, f"not_a_{require_role}", operator, self.max_failed_pins)
-        self.journal.audit(f"{purpose}_ok", now=now, actor=operator.id, details={"role": operator.role})
+        self.journal.audit.record(f"{purpose}_ok", now=now, actor=operator.id, details={"role": operator.role})
         return PinCheck(True, "ok", operator, self.max_failed_pins)

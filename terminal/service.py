@@ -1,170 +1,162 @@
-"""The one place that wires walletpos together: config, keys, journal, rules (and, as they arrive,
-the sync worker and the drivers). The TUI, the CLI, the gate loop and the tests all use a
-`Service` built by `build_service`; none of them wires things itself.
+"""The one way in: the operations the TUI, the CLI, the gate loop, the benchmarks and the tests use.
 
-Payments follow one path (`pay`): take a snapshot of the terminal state, let the pure rules decide,
-ask the backend when the rules say so (with the offline answer already decided), then make the
-outcome durable in the journal *before* returning it. If the journal cannot record, the payment is
-declined (fail closed).
+A `Service` is built by `terminal.bootstrap.bootstrap` from config plus injectable parts; it holds
+the parts (payments, the back office, the checkout, the sync worker) and offers what the user
+interfaces need. Screens and commands hold a `Service` and go through it: never to a journal, a
+checkout or a backend client directly. Payments themselves follow one path (`terminal.payments`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
-import platformdirs
-
-from terminal import __version__, backoffice, receipts
-from terminal.config import Config, load_config
-from terminal.core import rules
-from terminal.core.money import Money
+from drivers.base import CardReader
+from terminal import __version__
+from terminal.backend import BackendClient, NotEnrolled
+from terminal.backoffice import BackOffice, BackOfficeResult, OriginalSale
+from terminal.cardpay import CardPayments, CardPayResult
+from terminal.checkout import Checkout, CheckoutResult, Progress
+from terminal.codepay import CodePayResult, MerchantCodes, MerchantQr, pay_code
+from terminal.config import Config
+from terminal.core.emv import ApduTransport
+from terminal.core.money import Currency, Money
 from terminal.core.reports import DayReport
-from terminal.core.rules import Decision, Method, PaymentRequest, Reason, RuleOutcome, RuleSet, TerminalState
-from terminal.errors import CodeAlreadyUsed, StorageError, WalletposError
-from terminal.journal import CodeClaim, Journal, NewTransaction, TxnRow, VerifyReport, new_txn_id, parse_utc, utc_text
-from terminal.logs import setup_logging
+from terminal.core.rules import PaymentRequest, RuleOutcome, RuleSet, TerminalState
+from terminal.errors import StorageError, WalletposError
+from terminal.journal import CodeClaim, Journal, TxnRow, VerifyReport, utc_text
 from terminal.operators import Operators, PinCheck
-from terminal.security import TerminalKeys, ensure_private_dir, load_or_create_keys
-from terminal.sync import Enrolment, PaymentStatus, SyncReport, SyncStatus, SyncWorker, attach_backend, disabled_status
+from terminal.payment import CardFacts, Clock, PaymentResult
+from terminal.payments import NO_FACTS, Payments
+from terminal.receipts import receipt_lines
+from terminal.security import TerminalKeys
+from terminal.sync import Enrolment, PaymentStatus, SyncReport, SyncStatus, SyncWorker, disabled_status
+
+if TYPE_CHECKING:  # OpenCV loads only when a camera is opened
+    from drivers.camera import CameraScanner
 
 log = logging.getLogger("walletpos.service")
 
-JOURNAL_FILE = "journal.sqlite3"
-STORAGE_FAILURE = "storage_failure"
 
-Clock = Callable[[], datetime]
+@dataclass(frozen=True)
+class QueueSummary:
+    """The sync queue at a glance (status bar): depth and the oldest unsent row's time."""
 
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def resolve_data_dir(data_dir: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None) -> Path:
-    """--data-dir, else $WALLETPOS_DATA_DIR, else the platform's user data directory."""
-    env = os.environ if env is None else env
-    if data_dir:
-        return Path(data_dir).expanduser()
-    if env.get("WALLETPOS_DATA_DIR"):
-        return Path(env["WALLETPOS_DATA_DIR"]).expanduser()
-    return Path(platformdirs.user_data_dir("walletpos", appauthor=False))
-
-
-@dataclass(frozen=True, slots=True)
-class OnlineAnswer:
-    approved: bool
-    reason: str | None = None
-    auth_code: str | None = None
-
-
-class OnlineAuthorizer(Protocol):
-    """The backend, as the payment flow sees it (implemented by the sync client)."""
-
-    def reachable(self) -> bool:
-        """Cheap, no IO: may the checkout try the backend now (circuit closed)?"""
-
-    def authorize(self, request: PaymentRequest, txn_id: str, facts: Mapping[str, Any]) -> OnlineAnswer | None:
-        """Ask the backend within its deadline; None on timeout, error or an unreadable answer."""
-
-
-@dataclass(frozen=True, slots=True)
-class CardFacts:
-    """What the payment flow records about who pays (never a clear card number)."""
-
-    scheme: str | None = None
-    card_token: str | None = None
-    masked_pan: str | None = None
-    sealed_card: str | None = None
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class PaymentResult:
-    outcome: str  # approved | declined | need_cvm
-    auth_mode: str  # offline | online | offline_fallback | none
-    reasons: tuple[str, ...]
-    message: str
-    rules: RuleOutcome | None
-    row: TxnRow | None
-    timings_ms: Mapping[str, float]
-
-    @property
-    def approved(self) -> bool:
-        return self.outcome == "approved"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "outcome": self.outcome,
-            "approved": self.approved,
-            "auth_mode": self.auth_mode,
-            "reasons": list(self.reasons),
-            "message": self.message,
-            "transaction_id": self.row.id if self.row else None,
-            "seq": self.row.seq if self.row else None,
-            "amount": self.row.amount.minor if self.row else None,
-            "masked_pan": self.row.masked_pan if self.row else None,
-            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
-        }
+    pending: int
+    oldest_pending_at: datetime | None
 
 
 class Service:
-    def __init__(
-        self,
-        config: Config,
-        data_dir: Path,
-        *,
-        clock: Clock = utc_now,
-        configure_logging: bool = False,
-    ) -> None:
-        self.config = config
-        self.data_dir = data_dir
-        self.clock = clock
-        self.rule_set = RuleSet.from_config(config)
-        self._zone = config.terminal.zone
-        self._card_aids: tuple[Any, ...] | None = None
-        self.currency = config.currency
-        self.online: OnlineAuthorizer | None = None
-        self.checkout: Any = None  # terminal.checkout.Checkout once devices are attached
-        self.keys: TerminalKeys | None = None
-        self.journal: Journal | None = None
-        self.storage_problem: str | None = None  # the journal could not be opened at start
-        self.last_storage_error: str | None = None  # the last append failed (cleared by the next success)
-        self.backend: Any = None  # terminal.backend.BackendClient when [backend] enabled
-        self.sync: SyncWorker | None = None
-        self._codes_on_screen: set[str] = set()  # merchant-code references a screen is watching
-        self._codes_lock = threading.Lock()
-        try:
-            ensure_private_dir(data_dir)
-            if configure_logging:
-                setup_logging(data_dir / "logs", config.log.level, config.log.keep_files)
-            self.keys = load_or_create_keys(data_dir)
-            self.journal = Journal(data_dir / JOURNAL_FILE, self.keys, config.terminal.id, now=clock())
-        except StorageError as exc:
-            self.storage_problem = exc.message
-            log.error("storage unavailable, approvals disabled: %s", exc.message)
-        if config.backend.enabled and self.journal is not None:
-            attach_backend(self)  # backend client, online authorisation, sync worker (terminal/sync.py)
+    """The terminal's operations over its parts (see `terminal.bootstrap` for how they are built)."""
+
+    def __init__(self, *, payments: Payments, operators: Operators | None, backoffice: BackOffice | None,
+                 cards: CardPayments, merchant_codes: MerchantCodes, backend: BackendClient | None = None,
+                 sync: SyncWorker | None = None, checkout: Checkout | None = None,
+                 on_close: Callable[[], None] | None = None) -> None:
+        self.payments = payments
+        self._operators = operators
+        self._backoffice = backoffice
+        self.cards = cards
+        self.merchant_codes = merchant_codes
+        self._backend = backend
+        self._sync = sync
+        self._checkout = checkout
+        self._on_close = on_close
+        self._closed = threading.Event()
 
     # -- basics ---------------------------------------------------------------------------------
 
-    def close(self) -> None:
-        if self.checkout is not None:
-            self.checkout.close()
-        if self.sync is not None:
-            self.sync.close()
-        if self.journal is not None:
-            self.journal.close()
+    @property
+    def config(self) -> Config:
+        return self.payments.config
 
-    def device_states(self) -> tuple[str, str]:
-        """(reader state, camera state) for status bars: ready, card_present, absent, error, none."""
-        return self.checkout.device_states() if self.checkout is not None else ("none", "none")
+    @property
+    def data_dir(self) -> Path:
+        return self.payments.data_dir
+
+    @property
+    def clock(self) -> Clock:
+        return self.payments.clock
+
+    @property
+    def currency(self) -> Currency:
+        return self.payments.currency
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return self.payments.zone
+
+    @property
+    def keys(self) -> TerminalKeys | None:
+        return self.payments.keys
+
+    @property
+    def journal(self) -> Journal | None:
+        """The journal (None when it could not be opened). For the terminal's own modules and tests;
+        screens and commands use the operations below."""
+        return self.payments.journal
+
+    @property
+    def checkout(self) -> Checkout | None:
+        """The checkout (None without devices): for tests and diagnostics; screens use the
+        operations below (`take_payment`, `show_merchant_qr`, ...)."""
+        return self._checkout
+
+    @property
+    def sync_worker(self) -> SyncWorker | None:
+        """The sync worker (None when the backend is off): for tests and diagnostics."""
+        return self._sync
+
+    @property
+    def backend(self) -> BackendClient | None:
+        """The backend client (None when the backend is off): for tests and diagnostics."""
+        return self._backend
+
+    @property
+    def storage_problem(self) -> str | None:
+        """Why the journal could not be opened at start (None when it is open)."""
+        return self.payments.storage.problem
+
+    @property
+    def last_storage_error(self) -> str | None:
+        """The last append that failed (cleared by the next success)."""
+        return self.payments.storage.last_error
+
+    @property
+    def rule_set(self) -> RuleSet:
+        """The rules in force (local config tightened by the backend's limits)."""
+        return self.payments.rules.current
+
+    def require_journal(self) -> Journal:
+        return self.payments.require_journal()
+
+    def business_date(self, moment: datetime | None = None) -> date:
+        return self.payments.business_date(moment)
+
+    def last_sync_at(self) -> datetime:
+        return self.payments.last_sync_at()
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        if self._checkout is not None:
+            self._checkout.close()
+        if self._sync is not None:
+            self._sync.close()
+        elif self._backend is not None:
+            self._backend.close()
+        journal = self.payments.journal
+        if journal is not None:
+            journal.close()
+        if self._on_close is not None:
+            self._on_close()
 
     def __enter__(self) -> Service:
         return self
@@ -172,185 +164,190 @@ class Service:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def business_date(self, moment: datetime | None = None) -> date:
-        return (moment or self.clock()).astimezone(self.config.terminal.zone).date()
+    def audit(self, event: str, *, actor: str | None = None, details: Mapping[str, Any] | None = None) -> None:
+        self.payments.audit(event, actor=actor, details=details)
 
-    def require_journal(self) -> Journal:
-        if self.journal is None:
-            raise StorageError(self.storage_problem or "the journal is not open", title="Cannot record")
-        return self.journal
+    def housekeeping(self) -> None:
+        """Periodic upkeep (the sync worker and the TUI call it every few seconds)."""
+        self.payments.housekeeping()
 
-    def last_sync_at(self) -> datetime:
-        """Last successful sync, or the installation time when the terminal never synced."""
-        journal = self.require_journal()
-        value = journal.meta("last_sync_ok_at")
-        return parse_utc(value) if value else journal.installed_at
+    # -- rules and payments ---------------------------------------------------------------------
 
-    # -- rules ----------------------------------------------------------------------------------
-
-    def terminal_state(self, card_token: str | None, now: datetime | None = None) -> TerminalState:
-        journal = self.require_journal()
-        now = now or self.clock()
-        day = self.business_date(now)
-        totals = journal.payer_totals(card_token, day)
-        cur = self.currency
-        return TerminalState(
-            now=now,
-            business_date=day,
-            card_offline_amount_today=Money(totals.offline_amount_today, cur),
-            card_offline_count_today=totals.offline_count_today,
-            card_amount_today=Money(totals.amount_today, cur),
-            unsynced_exposure=journal.unsynced_exposure(cur),
-            last_sync_at=self.last_sync_at(),
-            deny_listed=journal.is_denied(card_token),
-            backend_reachable=self.online.reachable() if self.online is not None else False,
-        )
+    def terminal_state(self, card_token: str | None) -> TerminalState:
+        return self.payments.terminal_state(card_token)
 
     def explain(self, request: PaymentRequest) -> tuple[RuleOutcome, TerminalState]:
-        state = self.terminal_state(request.card_token)
-        return rules.decide(request, state, self.rule_set), state
+        return self.payments.explain(request)
 
-    # -- payments -------------------------------------------------------------------------------
+    def pay(self, request: PaymentRequest, facts: CardFacts = NO_FACTS, *, kind: str = "sale",
+            operator: str | None = None, txn_id: str | None = None, claim: CodeClaim | None = None,
+            online_extras: Mapping[str, Any] | None = None) -> PaymentResult:
+        """Decide and journal one payment (`terminal.payments.Payments.pay`)."""
+        return self.payments.pay(request, facts, kind=kind, operator=operator, txn_id=txn_id, claim=claim,
+                                 online_extras=online_extras)
 
-    def pay(
-        self,
-        request: PaymentRequest,
-        facts: CardFacts = CardFacts(),
-        *,
-        kind: str = "sale",
-        operator: str | None = None,
-        txn_id: str | None = None,
-        started: float | None = None,
-        claim: CodeClaim | None = None,
-        online_extras: Mapping[str, Any] | None = None,
-    ) -> PaymentResult:
-        """Decide one payment and make its outcome durable before returning it.
+    def open_reader(self, device: str | None = None) -> CardReader:
+        """The configured card reader (`[reader] device`, or `device`)."""
+        from drivers.readers import open_reader
 
-        `claim` marks a single-use wallet code as used in the same transaction as an approval; a
-        code already used is declined (`code_already_used`) and the decline is journaled.
-        `online_extras` (e.g. a sealed PIN block) go to the backend with the online request only and
-        are never journaled."""
-        t0 = started if started is not None else time.perf_counter()
-        timings: dict[str, float] = {}
-        if self.journal is None:
-            return self._storage_failure(self.storage_problem or "journal unavailable", timings, t0)
-        try:
-            state = self.terminal_state(request.card_token)
-        except StorageError as exc:
-            return self._storage_failure(exc.message, timings, t0)
-        outcome = rules.decide(request, state, self.rule_set)
-        timings["rules"] = (time.perf_counter() - t0) * 1000
-        if outcome.decision is Decision.NEED_CVM:
-            return PaymentResult("need_cvm", "none", tuple(outcome.reasons), outcome.message, outcome, None,
-                                 self._total(timings, t0))
-        auth_mode = "offline"
-        final: RuleOutcome = outcome
-        reasons: tuple[str, ...] = tuple(outcome.reasons)
-        answer: OnlineAnswer | None = None
-        if outcome.decision is Decision.GO_ONLINE:
-            txn_id = txn_id or new_txn_id()
-            t_online = time.perf_counter()
-            answer = self._ask_backend(request, txn_id, facts, online_extras)
-            timings["online"] = (time.perf_counter() - t_online) * 1000
-            if answer is None:
-                final = outcome.offline_answer()
-                auth_mode = "offline_fallback"
-                reasons = tuple(final.reasons)
-            else:
-                auth_mode = "online"
-                reasons = tuple(outcome.reasons) + ((answer.reason,) if answer.reason else ())
-        approved = answer.approved if answer is not None else final.decision is Decision.APPROVE_OFFLINE
-        details = dict(facts.details)
-        if answer is not None and answer.auth_code:
-            details["auth_code"] = answer.auth_code
-        record = NewTransaction(
-            kind=kind, amount=request.amount, method=request.method.value,
-            decision="approved" if approved else "declined", reasons=reasons, auth_mode=auth_mode,
-            scheme=facts.scheme, card_token=request.card_token or facts.card_token,
-            masked_pan=facts.masked_pan, operator=operator, sealed_card=facts.sealed_card,
-            details=details, id=txn_id,
-        )
-        t_journal = time.perf_counter()
-        try:
-            try:
-                row = self.journal.append(record, now=self.clock(), business_date=state.business_date,
-                                          claim=claim if approved else None)
-            except CodeAlreadyUsed:
-                approved, auth_mode, reasons = False, "none", ("code_already_used",)
-                final = RuleOutcome(Decision.DECLINE, ())
-                answer = None
-                record = replace(record, decision="declined", reasons=reasons, auth_mode=auth_mode)
-                row = self.journal.append(record, now=self.clock(), business_date=state.business_date)
-        except StorageError as exc:
-            return self._storage_failure(exc.message, timings, t0)
-        timings["journal"] = (time.perf_counter() - t_journal) * 1000
-        self.last_storage_error = None
-        message = _result_message(approved, auth_mode, final, answer) if reasons != ("code_already_used",) \
-            else "Declined: this payment code was already used."
-        log.info("payment %s seq=%d %s %s %s reasons=%s", row.id, row.seq, row.decision, auth_mode,
-                 request.amount, ",".join(reasons))
-        return PaymentResult(row.decision, auth_mode, reasons, message, outcome, row, self._total(timings, t0))
+        return open_reader(device or self.config.reader.device)
 
-    def _ask_backend(self, request: PaymentRequest, txn_id: str, facts: CardFacts,
-                     extras: Mapping[str, Any] | None = None) -> OnlineAnswer | None:
-        assert self.online is not None
-        try:
-            return self.online.authorize(request, txn_id, {"scheme": facts.scheme, "card_token": facts.card_token,
-                                                           "masked_pan": facts.masked_pan,
-                                                           "sealed_card": facts.sealed_card,
-                                                           **facts.details, **(extras or {})})
-        except WalletposError as exc:
-            log.warning("online authorisation failed, using the offline answer: %s", exc)
-            return None
+    def open_scanner(self, source: str | None = None) -> CameraScanner:
+        """A code scanner on the configured camera (`[camera] source`, or `source`: a device, a video,
+        an image, a folder of images, an rtsp:// stream or sim:)."""
+        from drivers.camera import scanner_from_config
 
-    @staticmethod
-    def _total(timings: dict[str, float], t0: float) -> dict[str, float]:
-        timings["total"] = (time.perf_counter() - t0) * 1000
-        return timings
+        return scanner_from_config(self.config, source)
 
-    def _storage_failure(self, problem: str, timings: dict[str, float], t0: float) -> PaymentResult:
-        log.error("payment refused, cannot record: %s", problem)
-        self.last_storage_error = problem
-        return PaymentResult(
-            "declined", "none", (STORAGE_FAILURE,),
-            f"Not approved: the terminal cannot record payments ({problem}).",
-            None, None, self._total(timings, t0),
-        )
+    def pay_card(self, transport: ApduTransport, amount: Money, *, operator: str | None = None,
+                 started: float | None = None) -> CardPayResult:
+        """Read the card behind `transport` with the EMV kernel, decide and journal."""
+        return self.cards.pay(transport, amount, operator=operator, started=started)
 
-    # -- back office: operators, refunds, voids, day close, receipts (operators.py, backoffice.py) --
+    def pay_code(self, text: str, amount: Money, *, operator: str | None = None) -> CodePayResult:
+        """Pay with a code the customer shows (CPM, signed or numeric wallet code)."""
+        return pay_code(self.payments, text, amount, operator=operator)
+
+    # -- the checkout: reader and camera raced for one sale ---------------------------------------
+
+    def can_take_payments(self) -> bool:
+        """A reader or a camera is attached (the checkout has devices to wait on)."""
+        return self._checkout is not None and self._checkout.has_devices()
+
+    def _require_checkout(self) -> Checkout:
+        if self._checkout is None:
+            raise WalletposError("no card reader or camera is attached to this terminal")
+        return self._checkout
+
+    def take_payment(self, amount: Money, *, operator: str | None, cancel: threading.Event,
+                     progress: Progress | None = None, note: str = "") -> CheckoutResult:
+        """Wait for a card or a code (until `cancel`), decide and journal the payment."""
+        return self._require_checkout().take_payment(amount, operator=operator, cancel=cancel, progress=progress,
+                                                     note=note)
+
+    def retry_with_pin(self, cancel: threading.Event, pin: str) -> CheckoutResult:
+        return self._require_checkout().retry_with_pin(cancel, pin)
+
+    def show_merchant_qr(self, amount: Money, operator: str | None = None) -> MerchantQr:
+        """The merchant code of this sale, recorded before it is shown and watched by the checkout."""
+        return self._require_checkout().merchant_qr(amount, operator)
+
+    def wait_merchant_qr(self, qr: MerchantQr, *, cancel: threading.Event,
+                         operator: str | None = None) -> CheckoutResult | None:
+        return self._require_checkout().wait_merchant_qr(qr, cancel=cancel, operator=operator)
+
+    def close_merchant_qr(self, qr: MerchantQr, operator: str | None = None) -> CheckoutResult | None:
+        return self._require_checkout().close_merchant_qr(qr, operator)
+
+    def device_states(self) -> tuple[str, str]:
+        """(reader state, camera state) for status bars: ready, card_present, absent, error, none."""
+        return self._checkout.device_states() if self._checkout is not None else ("none", "none")
+
+    def device_report(self) -> dict[str, dict[str, str]]:
+        """Reader and camera as their watchers see them: configured device, state and last detail."""
+        out: dict[str, dict[str, str]] = {}
+        checkout = self._checkout
+        for kind, configured in (("reader", self.config.reader.device), ("camera", self.config.camera.source)):
+            watcher = (checkout.reader if kind == "reader" else checkout.scanner) if checkout else None
+            if watcher is None:
+                out[kind] = {"configured": configured, "state": "not attached", "name": "", "detail": ""}
+                continue
+            status = watcher.status
+            out[kind] = {"configured": configured, "state": status.state, "name": status.name,
+                         "detail": status.detail}
+        return out
+
+    # -- merchant codes -------------------------------------------------------------------------
+
+    def merchant_qr(self, amount: Money) -> MerchantQr:
+        """A merchant code no screen watches (`walletpos qr`): the sync worker settles it."""
+        return self.merchant_codes.create(amount)
+
+    def payment_status(self, reference: str) -> PaymentStatus:
+        """Merchant-presented QR: has the customer paid the payment with this reference?"""
+        return self.merchant_codes.status(reference)
+
+    def cancel_merchant_payment(self, reference: str, reason: str = "closed_by_cashier") -> PaymentStatus:
+        return self.merchant_codes.cancel(reference, reason)
+
+    def open_merchant_codes(self) -> list[dict[str, Any]]:
+        """Merchant codes shown and not yet closed at the backend, oldest first."""
+        return self.require_journal().merchant_codes.still_open()
+
+    def settle_merchant_codes(self) -> list[TxnRow]:
+        """Record payments made with merchant codes no screen watches and close those codes."""
+        return self.merchant_codes.settle()
+
+    # -- operators ------------------------------------------------------------------------------
 
     @property
     def operators(self) -> Operators:
-        policy = self.config.operators
-        return Operators(self.require_journal(), max_failed_pins=policy.max_failed_pins,
-                         lockout=timedelta(minutes=policy.lockout_minutes))
+        if self._operators is None:
+            raise StorageError(self.storage_problem or "the journal is not open", title="Cannot record")
+        return self._operators
+
+    def has_operators(self) -> bool:
+        """Is at least one operator set up (the sign-in screen says how to add one when not)?"""
+        return bool(self.operators.all())
 
     def sign_in(self, operator_id: str, pin: str) -> PinCheck:
         return self.operators.check(operator_id, pin, now=self.clock())
 
+    # -- back office ----------------------------------------------------------------------------
+
+    @property
+    def backoffice(self) -> BackOffice:
+        if self._backoffice is None:
+            raise StorageError(self.storage_problem or "the journal is not open", title="Cannot record")
+        return self._backoffice
+
+    def recent_transactions(self, limit: int = 50, *, search: str | None = None) -> list[TxnRow]:
+        """Newest first; `search` matches reference, card digits, method, scheme, kind or result."""
+        return self.require_journal().txns.recent(limit, search=search)
+
+    def find_transaction(self, reference: str) -> TxnRow | None:
+        """Any transaction by its full id, else a sale by an unambiguous prefix."""
+        return self.require_journal().txns.get(reference.strip()) or self.find_original(reference)
+
+    def last_sale(self) -> TxnRow | None:
+        return self.require_journal().txns.last_sale()
+
+    def find_original(self, reference: str) -> TxnRow | None:
+        """A sale by its full id or an unambiguous prefix."""
+        return self.backoffice.find_original(reference)
+
+    def original_sale(self, row: TxnRow) -> OriginalSale:
+        """What a refund or void of `row` needs to know (refunded so far, voided)."""
+        return self.backoffice.original_sale(row)
+
     def refund(self, reference: str, amount: Money | None, *, operator: str | None, supervisor_id: str | None,
-               supervisor_pin: str | None) -> backoffice.BackOfficeResult:
-        return backoffice.refund(self, reference, amount, operator=operator, supervisor_id=supervisor_id,
-                                 supervisor_pin=supervisor_pin)
+               supervisor_pin: str | None) -> BackOfficeResult:
+        return self.backoffice.refund(reference, amount, operator=operator, supervisor_id=supervisor_id,
+                                      supervisor_pin=supervisor_pin)
 
     def void_last(self, *, operator: str | None, supervisor_id: str | None,
-                  supervisor_pin: str | None) -> backoffice.BackOfficeResult:
-        return backoffice.void_last(self, operator=operator, supervisor_id=supervisor_id,
-                                    supervisor_pin=supervisor_pin)
+                  supervisor_pin: str | None) -> BackOfficeResult:
+        return self.backoffice.void_last(operator=operator, supervisor_id=supervisor_id,
+                                         supervisor_pin=supervisor_pin)
 
     def day_report(self) -> DayReport:
-        return backoffice.day_report(self)
+        return self.backoffice.day_report()
 
     def close_day(self, *, operator: str | None) -> tuple[DayReport, list[Path]]:
-        return backoffice.close_day(self, operator=operator)
+        return self.backoffice.close_day(operator=operator)
 
     def receipt_lines(self, row: TxnRow, locale: str | None = None) -> list[str]:
-        return receipts.receipt_lines(row, self.config, locale)
+        return receipt_lines(row, self.config, locale)
 
     def save_receipt(self, row: TxnRow) -> Path:
-        return backoffice.save_receipt(self, row)
+        return self.backoffice.save_receipt(row)
 
-    # -- reports --------------------------------------------------------------------------------
+    # -- state and reports ----------------------------------------------------------------------
+
+    def queue_summary(self) -> QueueSummary:
+        summary = self.require_journal().sync.queue_summary()
+        oldest = summary["oldest_pending_at"]
+        return QueueSummary(summary["pending"], datetime.fromisoformat(oldest) if oldest else None)
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -362,36 +359,22 @@ class Service:
             "currency": self.currency.alpha,
             "storage": {"ok": self.journal is not None, "problem": self.storage_problem},
         }
-        if self.journal is None:
+        journal = self.journal
+        if journal is None:
             out["approvals"] = "disabled: the journal cannot record"
             return out
-        journal = self.journal
-        queue = journal.queue_summary()
-        exposure = journal.unsynced_exposure(self.currency)
+        queue = journal.sync.queue_summary()
+        exposure = journal.sync.unsynced_exposure(self.currency)
         out.update(
-            journal={"path": str(journal.path), **journal.counts()},
+            journal={"path": str(journal.path), **journal.txns.counts()},
             unsynced_exposure={"amount": exposure.minor, "text": str(exposure),
                                "cap": self.rule_set.exposure_cap.minor},
             queue={"pending": queue["pending"], "oldest_pending_at": queue["oldest_pending_at"]},
             last_sync_at=journal.meta("last_sync_ok_at"),
-            deny_list={"version": journal.deny_list_version(), "entries": journal.deny_list_size()},
-            merchant_codes_open=len(journal.open_merchant_codes()),
+            deny_list={"version": journal.deny.version(), "entries": journal.deny.size()},
+            merchant_codes_open=len(journal.merchant_codes.still_open()),
             approvals="enabled",
         )
-        return out
-
-    def device_report(self) -> dict[str, dict[str, str]]:
-        """Reader and camera as their watchers see them: configured device, state and last detail."""
-        out: dict[str, dict[str, str]] = {}
-        checkout = self.checkout
-        for kind, configured in (("reader", self.config.reader.device), ("camera", self.config.camera.source)):
-            watcher = getattr(checkout, "reader" if kind == "reader" else "scanner", None) if checkout else None
-            if watcher is None:
-                out[kind] = {"configured": configured, "state": "not attached", "name": "", "detail": ""}
-                continue
-            status = watcher.status
-            out[kind] = {"configured": configured, "state": status.state, "name": status.name,
-                         "detail": status.detail}
         return out
 
     def diagnostics(self) -> list[str]:
@@ -401,7 +384,8 @@ class Service:
             detail = f" - {dev['detail']}" if dev["detail"] else ""
             lines.append(f"{kind:<9} {dev['state']}  ({dev['configured']}{', ' + dev['name'] if dev['name'] else ''})"
                          f"{detail}")
-        if self.journal is None:
+        journal = self.journal
+        if journal is None:
             return lines
         try:
             sync = self.sync_status()
@@ -420,7 +404,7 @@ class Service:
         lines.append(f"queue     {sync.queue_depth} pending{age}; {sync.declined_after_offline} declined after "
                      f"offline approval, {sync.rejected} rejected by the backend")
         try:
-            codes = self.journal.open_merchant_codes()
+            codes = journal.merchant_codes.still_open()
         except StorageError:
             codes = []
         if codes:
@@ -428,146 +412,59 @@ class Service:
                          f"{utc_text(codes[0]['shown_at'])}")
         return lines
 
+    @property
+    def journal_path(self) -> Path:
+        return self.require_journal().path
+
     def verify_journal(self) -> VerifyReport:
-        return self.require_journal().verify()
+        return self.require_journal().chain.verify()
 
     def export_journal(self, since: datetime | None) -> list[dict[str, Any]]:
-        return [row.to_dict() for row in self.require_journal().rows_since(since)]
+        return [row.to_dict() for row in self.require_journal().txns.rows_since(since)]
 
-    def housekeeping(self) -> None:
-        """Periodic upkeep (the sync worker and the TUI call it every few seconds): seal the journal
-        head so that rows removed from its end are detected by `journal verify`."""
-        if self.journal is not None:
-            try:
-                self.journal.seal_head(self.clock())
-            except StorageError as exc:
-                log.warning("housekeeping: %s", exc.message)
+    # -- backend: sync and online authorisation ---------------------------------------------------
 
-    def audit(self, event: str, *, actor: str | None = None, details: Mapping[str, Any] | None = None) -> None:
-        self.require_journal().audit(event, now=self.clock(), actor=actor, details=details)
-
-    # -- backend: sync and online authorisation (terminal/sync.py, terminal/backend.py) ----------
+    def sync_enabled(self) -> bool:
+        """Is there a backend to sync with ([backend] enabled, and the journal open)?"""
+        return self._sync is not None
 
     def _require_sync(self) -> SyncWorker:
-        if self.sync is None:
-            from terminal.backend import NotEnrolled
-
+        if self._sync is None:
             raise NotEnrolled(self.storage_problem or "the backend is switched off ([backend] enabled = false)")
-        return self.sync
+        return self._sync
 
     def sync_once(self, *, force: bool = True) -> SyncReport:
         """One sync cycle now (an operator's request goes ahead even while the circuit is open)."""
         return self._require_sync().run_once(force=force)
 
     def sync_status(self) -> SyncStatus:
-        return self.sync.status() if self.sync is not None else disabled_status(self)
+        if self._sync is not None:
+            return self._sync.status()
+        return disabled_status(self.require_journal(), self.config.backend.url, self.clock)
 
     def start_sync(self) -> None:
         """Sync in the background (the TUI and the gate loop call this once)."""
         self._require_sync().start()
 
     def stop_sync(self) -> None:
-        if self.sync is not None:
-            self.sync.stop()
+        if self._sync is not None:
+            self._sync.stop()
+
+    def nudge_sync(self) -> None:
+        """Start the next background sync cycle now."""
+        if self._sync is not None:
+            self._sync.nudge()
+
+    def run_sync(self, *, timeout_s: float) -> list[SyncReport]:
+        """Sync cycles with backoff until the queue is empty, a failure is final, or the time is up."""
+        return self._require_sync().drain(timeout_s=timeout_s)
 
     def enrol_backend(self, token: str) -> Enrolment:
         return self._require_sync().client.enrol(token)
 
-    def payment_status(self, reference: str) -> PaymentStatus:
-        """Merchant-presented QR: has the customer paid the payment with this reference?"""
-        return self._require_sync().client.payment_status(reference)
-
-    def cancel_merchant_payment(self, reference: str, reason: str = "closed_by_cashier") -> PaymentStatus:
-        """Close a merchant code at the backend (`cancelled`, or `paid` when the customer paid first)."""
-        return self._require_sync().client.cancel_payment(reference, reason)
-
-    def code_on_screen(self, reference: str, shown: bool) -> None:
-        """A screen starts (True) or stops (False) watching the merchant code `reference`: codes on
-        screen are left to it; the others are settled by the sync worker (`codepay.settle_merchant_codes`)."""
-        with self._codes_lock:
-            (self._codes_on_screen.add if shown else self._codes_on_screen.discard)(reference)
-
-    def settle_merchant_codes(self) -> list[TxnRow]:
-        """Record payments made with merchant codes no screen watches and close those codes."""
-        from terminal import codepay
-
-        with self._codes_lock:
-            on_screen = set(self._codes_on_screen)
-        return codepay.settle_merchant_codes(self, on_screen=on_screen)
-
     def backend_sealing_key(self) -> bytes | None:
         """The backend's X25519 key that card data is sealed to (None until enrolled)."""
-        enrolment = self.sync.client.enrolment if self.sync is not None else None
-        return enrolment.sealing_public_key if enrolment is not None else None
-
-    # -- QR payment codes: scanned codes and the terminal's merchant code (terminal/codepay.py) ---
-
-    # -- contactless cards (terminal/cardpay.py over the EMV kernel) ------------------------------
-
-    @property
-    def zone(self) -> Any:
-        return self._zone
-
-    def card_aids(self) -> tuple[Any, ...]:
-        """The applications the kernel accepts (built-in schemes plus config)."""
-        if self._card_aids is None:
-            from terminal.cardpay import supported_aids
-
-            self._card_aids = supported_aids(self.config)
-        return self._card_aids
-
-    def open_reader(self, device: str | None = None) -> Any:
-        """The configured card reader (`[reader] device`, or `device`) -> drivers.base.CardReader."""
-        from drivers.readers import open_reader
-
-        return open_reader(device or self.config.reader.device)
-
-    def pay_card(self, transport: Any, amount: Money, *, operator: str | None = None,
-                 started: float | None = None) -> Any:
-        """Read the card behind `transport` with the EMV kernel, decide and journal -> CardPayResult."""
-        from terminal import cardpay
-
-        return cardpay.pay_card(self, transport, amount, operator=operator, started=started)
-
-    def pay_code(self, text: str, amount: Money, *, operator: str | None = None) -> Any:
-        """Pay with a code the customer shows (CPM, signed or numeric wallet code) -> CodePayResult."""
-        from terminal import codepay
-
-        return codepay.pay_code(self, text, amount, operator=operator)
-
-    def merchant_qr(self, amount: Money) -> Any:
-        """The dynamic merchant code for one payment -> codepay.MerchantQr."""
-        from terminal import codepay
-
-        return codepay.merchant_qr(self, amount)
+        return self.payments.sealing_key()
 
 
-def _result_message(approved: bool, auth_mode: str, final: RuleOutcome, answer: OnlineAnswer | None) -> str:
-    if answer is not None:
-        if approved:
-            return "Approved by the backend."
-        return f"Declined by the backend{': ' + answer.reason if answer.reason else ''}."
-    head = "Approved offline" if approved else "Declined"
-    if auth_mode == "offline_fallback":
-        head += " (the backend did not answer in time)"
-    detail = "; ".join(rules.REASON_TEXT[Reason(r)] for r in final.reasons)
-    return f"{head}: {detail}." if detail else f"{head}."
-
-
-def build_service(
-    config_path: str | os.PathLike[str] | None = None,
-    data_dir: str | os.PathLike[str] | None = None,
-    *,
-    clock: Clock = utc_now,
-    env: Mapping[str, str] | None = None,
-    configure_logging: bool = False,
-) -> Service:
-    """The bootstrap: load and validate config, open the data directory, wire the service."""
-    config = load_config(config_path, env)
-    return Service(config, resolve_data_dir(data_dir, env), clock=clock, configure_logging=configure_logging)
-
-
-__all__ = [
-    "CardFacts", "Method", "OnlineAnswer", "OnlineAuthorizer", "PaymentRequest", "PaymentResult",
-    "Service", "build_service", "resolve_data_dir", "utc_text",
-]
+__all__ = ["QueueSummary", "Service"]

@@ -19,13 +19,11 @@ import zipfile
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from terminal.errors import StorageError, WalletposError
 from terminal.logs import redact
-
-if TYPE_CHECKING:
-    from terminal.service import Service
+from terminal.service import Service
 
 PACKAGES = ("walletpos", "textual", "pyscard", "nfcpy", "opencv-python-headless", "zxing-cpp", "requests",
             "cryptography")
@@ -65,7 +63,7 @@ def _jsonable(value: Any) -> Any:
 def collect(service: Service) -> dict[str, Any]:
     info: dict[str, Any] = {"versions": _versions(), "status": service.status(),
                             "devices": service.device_report(), "pcsc": _pcsc_readers()}
-    if service.journal is not None:
+    if service.storage_problem is None:
         try:
             info["sync"] = _jsonable(service.sync_status())
         except WalletposError as exc:
@@ -90,7 +88,7 @@ def write_bundle(service: Service, out: Path | None = None) -> Path:
                 bundle.writestr("config.toml", redact(source.read_text(encoding="utf-8", errors="replace")))
             else:
                 bundle.writestr("config.toml", "# embedded defaults (no file): `walletpos config defaults`\n")
-            if service.journal is not None:
+            if service.storage_problem is None:
                 rows = service.export_journal(None)[-LAST_TRANSACTIONS:]
                 lines = [json.dumps({k: v for k, v in row.items() if k not in _DROPPED_FIELDS}, default=str,
                                     ensure_ascii=False) for row in rows]

@@ -32,8 +32,9 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from terminal.backend import (
     BackendAnswerError,
@@ -46,12 +47,12 @@ from terminal.backend import (
     HeartbeatAnswer,
     PaymentStatus,
 )
+from terminal.config import SyncConfig
 from terminal.core.backend_limits import BackendLimits, tighten
 from terminal.errors import StorageError
 from terminal.journal import Journal, TxnRow, parse_utc, utc_text
-
-if TYPE_CHECKING:
-    from terminal.service import Service
+from terminal.payment import Clock
+from terminal.payments import RuleBook
 
 log = logging.getLogger("walletpos.sync")
 
@@ -176,13 +177,18 @@ class SyncStatus:
 class SyncWorker:
     """Moves the journal to the backend and the backend's data to the terminal."""
 
-    def __init__(self, service: Service, client: BackendClient, authorizer: BackendAuthorizer | None = None, *,
-                 rng: random.Random | None = None):
-        self.service = service
+    def __init__(self, journal: Journal, client: BackendClient, *, sync_config: SyncConfig, clock: Clock,
+                 rules: RuleBook, housekeeping: Callable[[], None],
+                 settle_merchant_codes: Callable[[], int] | None = None,
+                 authorizer: BackendAuthorizer | None = None, rng: random.Random | None = None):
         self.client = client
         self.authorizer = authorizer
-        self.cfg = service.config.sync
-        self.journal: Journal = service.require_journal()
+        self.cfg = sync_config
+        self.clock = clock
+        self.journal = journal
+        self.rules = rules
+        self.housekeeping = housekeeping
+        self.settle_merchant_codes = settle_merchant_codes
         self._rng = rng or random.Random()
         self._cycle = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -192,7 +198,6 @@ class SyncWorker:
         self._beat_ok_at: float | None = None  # monotonic time of the last heartbeat the backend answered
         self._last_cycle_failed = False
         self._next_at: float | None = None
-        self.local_rules = service.rule_set
         self.apply_stored_limits()
 
     # -- one cycle --------------------------------------------------------------------------------
@@ -201,11 +206,11 @@ class SyncWorker:
         """One sync cycle. `force`: go ahead even while the circuit is open (an operator's request)."""
         with self._cycle:
             t0 = time.perf_counter()
-            report = SyncReport(started_at=utc_text(self.service.clock()), forced=force)
+            report = SyncReport(started_at=utc_text(self.clock()), forced=force)
             if self.client.enrolled and not force and not self.client.breaker.allows_probe():
                 report.skipped = (f"the backend failed {self.client.breaker.consecutive_failures} times in a row; "
                                   f"next try in {self.client.breaker.seconds_until_probe():.1f} s")
-                report.queue_before = report.queue_after = self.journal.queue_summary()["pending"]
+                report.queue_before = report.queue_after = self.journal.sync.queue_summary()["pending"]
                 return report
             requests_before = self.client.requests_made
             try:
@@ -223,13 +228,13 @@ class SyncWorker:
                 self._last_cycle_failed = not report.ok
                 report.requests = self.client.requests_made - requests_before
                 report.duration_ms = (time.perf_counter() - t0) * 1000
-                report.finished_at = utc_text(self.service.clock())
+                report.finished_at = utc_text(self.clock())
                 self._finish(report)
             return report
 
     def _finish(self, report: SyncReport) -> None:
         try:
-            report.queue_after = self.journal.queue_summary()["pending"]
+            report.queue_after = self.journal.sync.queue_summary()["pending"]
             values = {META_LAST_ATTEMPT: report.finished_at or report.started_at,
                       META_LAST_REPORT: json.dumps(report.to_dict(), separators=(",", ":"))}
             if report.ok:
@@ -240,11 +245,11 @@ class SyncWorker:
             self.journal.set_meta(values)
         except StorageError as exc:
             log.error("cannot record the sync outcome: %s", exc.message)
-        self.service.housekeeping()
+        self.housekeeping()
 
     def _exchange(self, report: SyncReport) -> None:
         journal = self.journal
-        queue = journal.queue_summary()
+        queue = journal.sync.queue_summary()
         report.queue_before = queue["pending"]
         if (self._last_cycle_failed and queue["pending"] and self._beat_ok_at is not None
                 and time.monotonic() - self._beat_ok_at < HEARTBEAT_REUSE_S):
@@ -256,7 +261,7 @@ class SyncWorker:
         limits = self.stored_limits()
         beat = self.client.heartbeat(
             queue_depth=queue["pending"], oldest_pending_at=queue["oldest_pending_at"],
-            last_sync_ok_at=journal.meta(META_LAST_OK), deny_list_version=journal.deny_list_version(),
+            last_sync_ok_at=journal.meta(META_LAST_OK), deny_list_version=journal.deny.version(),
             config_version=limits.version if limits else 0,
             issuer_keys_version=int(journal.meta(META_ISSUER_VERSION) or 0),
         )
@@ -276,18 +281,18 @@ class SyncWorker:
         """After a good exchange: merchant codes that left the screen unpaid are closed at the backend,
         and a payment made with one is journaled (`codepay.settle_merchant_codes`). A failure here
         does not fail the cycle: the codes stay open for the next one."""
+        if self.settle_merchant_codes is None:
+            return
         try:
-            rows = self.service.settle_merchant_codes()
+            report.merchant_code_payments = self.settle_merchant_codes()
         except BackendError as exc:
             log.warning("merchant codes not settled yet: %s", exc.message)
-            return
-        report.merchant_code_payments = len(rows)
 
     # -- downloads --------------------------------------------------------------------------------
 
     def _pull_deny_list(self, beat: HeartbeatAnswer, report: SyncReport) -> None:
         journal = self.journal
-        local = journal.deny_list_version()
+        local = journal.deny.version()
         if beat.deny_list_version == local:
             return
         added = removed = 0
@@ -296,10 +301,10 @@ class SyncWorker:
             gone = list(delta.removed)
             if delta.reset:
                 log.warning("backend does not know deny-list version %d: replacing the backend entries", local)
-                gone += [token for token, _, _ in journal.deny_list_entries("backend")]
+                gone += [token for token, _, _ in journal.deny.entries("backend")]
             elif delta.has_more and delta.version <= local:
                 raise BackendAnswerError(f"deny-list pages do not advance (version {delta.version} after {local})")
-            journal.apply_deny_delta(delta.version, delta.added, gone, now=self.service.clock())
+            journal.deny.apply_delta(delta.version, delta.added, gone, now=self.clock())
             added, removed, local = added + len(delta.added), removed + len(gone), delta.version
             if not delta.has_more:
                 break
@@ -322,10 +327,10 @@ class SyncWorker:
             self.apply_limits(limits)
 
     def apply_limits(self, limits: BackendLimits) -> list[str]:
-        result = tighten(self.local_rules, limits)
+        result = tighten(self.rules.local, limits)
         if result.problem:
             log.error("%s", result.problem)
-        self.service.rule_set = result.rules
+        self.rules.use(result.rules)
         return list(result.applied)
 
     def _pull_limits(self, beat: HeartbeatAnswer, stored: BackendLimits | None, report: SyncReport) -> None:
@@ -342,7 +347,7 @@ class SyncWorker:
         if beat.issuer_keys_version == int(self.journal.meta(META_ISSUER_VERSION) or 0):
             return
         version, keys = self.client.issuer_keys()
-        self.journal.replace_issuer_keys(keys, version, now=self.service.clock())
+        self.journal.issuer_keys.replace(keys, version, now=self.clock())
         report.issuer_keys_version = version
 
     def _pull_sealing_key(self, beat: HeartbeatAnswer, report: SyncReport) -> None:
@@ -360,11 +365,11 @@ class SyncWorker:
         one is read from the journal in a helper thread (the rows after it are not touched by the
         answer), so the terminal's work overlaps the backend's."""
         journal = self.journal
-        newest = journal.recent(1)
+        newest = journal.txns.recent(1)
         head = newest[0].seq if newest else 0
 
         def batch_after(cursor: int) -> list[TxnRow]:
-            return [r for r in journal.pending(self.cfg.batch_size, after_seq=cursor) if r.seq <= head]
+            return [r for r in journal.sync.pending(self.cfg.batch_size, after_seq=cursor) if r.seq <= head]
 
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="walletpos-sync-read") as reader:
             rows = batch_after(0)
@@ -381,22 +386,22 @@ class SyncWorker:
             answer = self.client.upload(rows)
         except BackendRefused as exc:
             if exc.status != 422:
-                self.journal.note_sync_attempt([r.id for r in rows], exc.message[:300])
+                self.journal.sync.note_sync_attempt([r.id for r in rows], exc.message[:300])
                 raise
             if len(rows) == 1:
                 row = rows[0]
                 report.rejected += 1
                 log.error("backend refused journal row seq=%d id=%s as invalid: %s (kept in the journal; call "
                           "support)", row.seq, row.id, exc.message)
-                self.journal.set_sync_results([(row.id, "rejected", f"invalid: {exc.message}"[:300])],
-                                              now=self.service.clock())
+                self.journal.sync.set_sync_results([(row.id, "rejected", f"invalid: {exc.message}"[:300])],
+                                              now=self.clock())
                 return
             half = len(rows) // 2
             self._upload(rows[:half], report)
             self._upload(rows[half:], report)
             return
         except BackendError as exc:
-            self.journal.note_sync_attempt([r.id for r in rows], exc.message[:300])
+            self.journal.sync.note_sync_attempt([r.id for r in rows], exc.message[:300])
             raise
         report.batches += 1
         report.uploaded += len(rows)
@@ -429,12 +434,12 @@ class SyncWorker:
                 log.error("backend rejected journal row seq=%d id=%s: %s (kept in the journal; call support)",
                           row.seq, row.id, reason)
             results.append((row.id, state, reason))
-        now = self.service.clock()
+        now = self.clock()
         for token, why in denials:  # first the deny list, then the rows leave the queue
-            self.journal.deny_locally(token, why, now=now)
-        self.journal.set_sync_results(results, now=now)
+            self.journal.deny.deny_locally(token, why, now=now)
+        self.journal.sync.set_sync_results(results, now=now)
         if answer.gaps:
-            requeued = self.journal.requeue_for_sync(answer.gaps)
+            requeued = self.journal.sync.requeue_for_sync(answer.gaps)
             report.gaps = sorted(set(report.gaps) | set(answer.gaps))
             report.requeued += requeued
             if requeued:
@@ -533,10 +538,10 @@ class SyncWorker:
 
     def status(self) -> SyncStatus:
         journal = self.journal
-        queue = journal.queue_summary()
+        queue = journal.sync.queue_summary()
         oldest = queue["oldest_pending_at"]
-        age = (self.service.clock() - parse_utc(oldest)).total_seconds() if oldest else None
-        counts = journal.sync_state_counts()
+        age = (self.clock() - parse_utc(oldest)).total_seconds() if oldest else None
+        counts = journal.sync.sync_state_counts()
         limits = self.stored_limits()
         breaker = self.client.breaker
         next_in = max(0.0, self._next_at - time.monotonic()) if self.running and self._next_at else None
@@ -549,42 +554,30 @@ class SyncWorker:
             breaker_state=breaker.state, consecutive_failures=breaker.consecutive_failures,
             worker_running=self.running, next_attempt_in_s=round(next_in, 3) if next_in is not None else None,
             declined_after_offline=counts["declined_after_offline"], rejected=counts["rejected"],
-            deny_list_version=journal.deny_list_version(), limits_version=limits.version if limits else 0,
+            deny_list_version=journal.deny.version(), limits_version=limits.version if limits else 0,
             issuer_keys_version=int(journal.meta(META_ISSUER_VERSION) or 0),
         )
 
 
-def disabled_status(service: Service) -> SyncStatus:
+def disabled_status(journal: Journal, backend_url: str, clock: Clock) -> SyncStatus:
     """Status of a terminal whose backend is switched off in config."""
-    journal = service.require_journal()
-    queue = journal.queue_summary()
+    queue = journal.sync.queue_summary()
     oldest = queue["oldest_pending_at"]
-    counts = journal.sync_state_counts()
+    counts = journal.sync.sync_state_counts()
     return SyncStatus(
-        enabled=False, backend_url=service.config.backend.url, enrolled=False,
+        enabled=False, backend_url=backend_url, enrolled=False,
         enrolment_problem="the backend is switched off ([backend] enabled = false)", queue_depth=queue["pending"],
         oldest_pending_at=oldest,
-        oldest_pending_age_s=round((service.clock() - parse_utc(oldest)).total_seconds(), 1) if oldest else None,
+        oldest_pending_age_s=round((clock() - parse_utc(oldest)).total_seconds(), 1) if oldest else None,
         last_success_at=journal.meta(META_LAST_OK), last_attempt_at=journal.meta(META_LAST_ATTEMPT),
         last_error=journal.meta(META_LAST_ERROR) or None, last_error_at=journal.meta(META_LAST_ERROR_AT) or None,
         breaker_state="closed", consecutive_failures=0, worker_running=False, next_attempt_in_s=None,
         declined_after_offline=counts["declined_after_offline"], rejected=counts["rejected"],
-        deny_list_version=journal.deny_list_version(), limits_version=0,
+        deny_list_version=journal.deny.version(), limits_version=0,
         issuer_keys_version=int(journal.meta(META_ISSUER_VERSION) or 0),
     )
 
 
-def attach_backend(service: Service) -> None:
-    """Wire the backend into a service: client, online authorisation for `pay`, sync worker."""
-    config = service.config
-    assert service.keys is not None
-    client = BackendClient(config, service.data_dir, service.keys)
-    authorizer = BackendAuthorizer(client, config.backend.online_auth_deadline_ms)
-    service.backend = client
-    service.online = authorizer
-    service.sync = SyncWorker(service, client, authorizer)
-
-
 __all__ = [
-    "Enrolment", "PaymentStatus", "SyncReport", "SyncStatus", "SyncWorker", "attach_backend", "disabled_status",
+    "Enrolment", "PaymentStatus", "SyncReport", "SyncStatus", "SyncWorker", "disabled_status",
 ]

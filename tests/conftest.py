@@ -41,9 +41,9 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def service(data_dir: Path, clock: FixedClock) -> Iterator:
-    from terminal.service import build_service
+    from terminal.bootstrap import bootstrap
 
-    svc = build_service(None, data_dir, clock=clock, env={})
+    svc = bootstrap(config_path=None, data_dir=data_dir, clock=clock, env={})
     yield svc
     svc.close()
 

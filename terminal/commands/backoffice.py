@@ -12,32 +12,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from terminal.commands.common import Exit, UsageError, open_service
+
 
 def _pins(args: argparse.Namespace, prompts: list[str]) -> list[str]:
     if getattr(args, "pin_stdin", False):
         lines = sys.stdin.read().splitlines()
         if len(lines) < len(prompts):
-            from terminal.cli import UsageError
-
             raise UsageError(f"--pin-stdin: expected {len(prompts)} line(s) on standard input")
         return [line.strip() for line in lines[: len(prompts)]]
     return [getpass.getpass(p) for p in prompts]
 
 
-def _service(args: argparse.Namespace) -> Any:
-    from terminal.cli import _service as make
-
-    return make(args)
-
-
 def cmd_operators_add(args: argparse.Namespace) -> int:
-    from terminal.cli import Exit, UsageError
     from terminal.operators import OperatorError
 
     pin, again = _pins(args, ["New PIN: ", "Same PIN again: "])
     if pin != again:
         raise UsageError("the two PINs differ")
-    with _service(args) as svc:
+    with open_service(args) as svc:
         try:
             op = svc.operators.add(args.id, args.name, args.role, pin, now=svc.clock(), actor="cli")
         except OperatorError as exc:
@@ -47,10 +40,8 @@ def cmd_operators_add(args: argparse.Namespace) -> int:
 
 
 def cmd_operators_list(args: argparse.Namespace) -> int:
-    from terminal.cli import Exit
-
-    with _service(args) as svc:
-        records = svc.require_journal().operator_records()
+    with open_service(args) as svc:
+        records = svc.operators.records()
     rows = [{"id": r["id"], "name": r["name"], "role": r["role"], "active": bool(r["active"]),
              "failed_attempts": r["failed_attempts"], "locked_until": r["locked_until"]} for r in records]
     if args.json:
@@ -65,10 +56,9 @@ def cmd_operators_list(args: argparse.Namespace) -> int:
 
 
 def cmd_operators_unlock(args: argparse.Namespace) -> int:
-    from terminal.cli import Exit, UsageError
     from terminal.operators import OperatorError
 
-    with _service(args) as svc:
+    with open_service(args) as svc:
         try:
             svc.operators.unlock(args.id, now=svc.clock(), actor="cli")
         except OperatorError as exc:
@@ -78,8 +68,6 @@ def cmd_operators_unlock(args: argparse.Namespace) -> int:
 
 
 def _print_result(args: argparse.Namespace, svc: Any, result: Any, what: str) -> int:
-    from terminal.cli import Exit
-
     locale = svc.config.display.locale
     out = {"ok": result.ok, "problems": list(result.problems), "message": result.message(locale),
            "transaction_id": result.row.id if result.row else None,
@@ -95,12 +83,11 @@ def _print_result(args: argparse.Namespace, svc: Any, result: Any, what: str) ->
 
 
 def cmd_refund(args: argparse.Namespace) -> int:
-    from terminal.cli import UsageError
     from terminal.core.money import parse_amount
     from terminal.errors import MoneyError
 
     (pin,) = _pins(args, [f"Supervisor {args.supervisor} PIN: "])
-    with _service(args) as svc:
+    with open_service(args) as svc:
         amount = None
         if args.amount:
             try:
@@ -115,16 +102,15 @@ def cmd_refund(args: argparse.Namespace) -> int:
 
 def cmd_void(args: argparse.Namespace) -> int:
     (pin,) = _pins(args, [f"Supervisor {args.supervisor} PIN: "])
-    with _service(args) as svc:
+    with open_service(args) as svc:
         result = svc.void_last(operator=args.operator, supervisor_id=args.supervisor, supervisor_pin=pin)
         return _print_result(args, svc, result, "void")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from terminal.cli import Exit
     from terminal.receipts import report_lines
 
-    with _service(args) as svc:
+    with open_service(args) as svc:
         if args.close:
             report, paths = svc.close_day(operator=args.operator)
         else:
@@ -139,11 +125,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_receipt(args: argparse.Namespace) -> int:
-    from terminal.backoffice import find_original
-    from terminal.cli import Exit, UsageError
-
-    with _service(args) as svc:
-        row = svc.require_journal().get(args.reference) or find_original(svc, args.reference)
+    with open_service(args) as svc:
+        row = svc.find_transaction(args.reference)
         if row is None:
             raise UsageError(f"no transaction {args.reference!r}")
         print("\n".join(svc.receipt_lines(row)))
@@ -198,10 +181,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_support_bundle(args: argparse.Namespace) -> int:
-    from terminal.cli import Exit, _service
     from terminal.support import write_bundle
 
-    with _service(args) as svc:
+    with open_service(args) as svc:
         path = write_bundle(svc, Path(args.out) if args.out else None)
     print(path)
     return Exit.OK

@@ -7,12 +7,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from terminal.commands.common import Exit
+
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from terminal.cli import Exit
+    from terminal.bootstrap import resolve_data_dir
     from terminal.config import load_config
     from terminal.demo import Demo
-    from terminal.service import resolve_data_dir
     from terminal.tui.app import make_app
 
     data_dir = Path(args.data_dir) if getattr(args, "data_dir", None) else resolve_data_dir(None) / "demo"

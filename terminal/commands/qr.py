@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from terminal.commands.common import Exit, UsageError, open_service
+
 
 def _amount(svc: Any, text: str) -> Any:
-    from terminal.cli import UsageError
     from terminal.core.money import parse_amount
     from terminal.errors import MoneyError
 
@@ -51,8 +52,6 @@ def _usage_errors(handler: Any) -> Any:
     (under `python -m terminal.cli` the running module is __main__, not terminal.cli)."""
 
     def run(args: argparse.Namespace) -> int:
-        from terminal.cli import Exit, UsageError
-
         try:
             return handler(args)
         except UsageError as exc:
@@ -64,10 +63,9 @@ def _usage_errors(handler: Any) -> Any:
 
 @_usage_errors
 def cmd_qr(args: argparse.Namespace) -> int:
-    from terminal.cli import Exit, _service
     from terminal.core.money import format_money
 
-    with _service(args) as svc:
+    with open_service(args) as svc:
         amount = _amount(svc, args.amount)
         mqr = svc.merchant_qr(amount)
         display = svc.config.display
@@ -109,18 +107,16 @@ def _describe(svc: Any, text: str) -> dict[str, Any]:
 
 @_usage_errors
 def cmd_scan(args: argparse.Namespace) -> int:
-    from drivers.camera import scanner_from_config
-    from terminal.cli import Exit, UsageError, _service
     from terminal.errors import ReaderError
 
     if args.pay and not args.amount:
         raise UsageError("--pay needs --amount")
     if args.amount and not args.pay:
         raise UsageError("--amount is only used with --pay")
-    with _service(args) as svc:
+    with open_service(args) as svc:
         amount = _amount(svc, args.amount) if args.pay else None
         try:
-            scanner = scanner_from_config(svc.config, args.source)
+            scanner = svc.open_scanner(args.source)
         except ReaderError as exc:
             print(f"walletpos: {exc.title}: {exc.message}", file=sys.stderr)
             return Exit.READ_ERROR

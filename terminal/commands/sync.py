@@ -16,6 +16,8 @@ import sys
 import threading
 from typing import Any
 
+from terminal.commands.common import Exit, open_service
+
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("sync", parents=[common], help="upload the journal to the backend, fetch deny list and limits")
@@ -49,9 +51,7 @@ def _age(seconds: float | None) -> str:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from terminal.cli import Exit, _service
-
-    with _service(args) as svc:
+    with open_service(args) as svc:
         if args.status:
             status = svc.sync_status()
             if args.json:
@@ -73,7 +73,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             print(f"versions    deny list {status.deny_list_version}, limits {status.limits_version}, "
                   f"issuer keys {status.issuer_keys_version}")
             return Exit.OK
-        if not svc.config.backend.enabled or svc.sync is None:
+        if not svc.sync_enabled():
             print("walletpos: the backend is switched off ([backend] enabled = false)", file=sys.stderr)
             return Exit.ONLINE_FAILED
         if args.once:
@@ -87,8 +87,6 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def _run_foreground(svc: Any) -> int:
-    from terminal.cli import Exit
-
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -107,10 +105,8 @@ def _run_foreground(svc: Any) -> int:
 
 def cmd_enrol(args: argparse.Namespace) -> int:
     from terminal.backend import BackendError
-    from terminal.cli import Exit, _service
-
-    with _service(args) as svc:
-        if svc.sync is None:
+    with open_service(args) as svc:
+        if not svc.sync_enabled():
             print("walletpos: the backend is switched off ([backend] enabled = false)", file=sys.stderr)
             return Exit.ONLINE_FAILED
         try:

@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Any
 
+from terminal.commands.common import Exit, UsageError, open_service
+
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("tap", parents=[common], help="take one contactless card payment",
@@ -41,8 +43,6 @@ def _device(args: argparse.Namespace, svc: Any) -> str:
 
 
 def _exit_code(result: Any) -> int:
-    from terminal.cli import Exit
-
     if result.outcome == "approved":
         return Exit.OK
     if result.outcome == "need_cvm":
@@ -83,10 +83,9 @@ def _print(result: Any, args: argparse.Namespace, svc: Any) -> None:
 
 def cmd_tap(args: argparse.Namespace) -> int:
     from drivers.base import ReaderUnavailableError
-    from terminal.cli import Exit, UsageError, _service
     from terminal.commands.qr import _amount
 
-    with _service(args) as svc:
+    with open_service(args) as svc:
         try:
             args.money = _amount(svc, args.amount)
         except UsageError as exc:

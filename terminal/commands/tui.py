@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from terminal.commands.common import Exit, open_service
+
 
 def cmd_tui(args: argparse.Namespace) -> int:
-    from terminal.checkout import attach_devices
-    from terminal.cli import Exit, _service
+    from terminal.bootstrap import Devices
+    from terminal.config import load_config
     from terminal.tui.app import make_app
 
-    with _service(args) as svc:
-        attach_devices(svc)  # the configured reader and camera, watched in their own threads
-        if svc.sync is not None:
+    config = load_config(getattr(args, "config", None))
+    # the configured reader and camera, watched in their own threads
+    with open_service(args, config=config, devices=Devices.configured(config)) as svc:
+        if svc.sync_enabled():
             svc.start_sync()  # store-and-forward in the background; the screen never waits for it
         make_app(svc, locale=args.locale).run()
     return Exit.OK

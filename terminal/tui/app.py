@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +26,9 @@ from textual.screen import Screen
 from terminal.errors import WalletposError
 from terminal.i18n import t
 from terminal.operators import Operator
+from terminal.service import Service
+from terminal.sync import SyncStatus
+from terminal.tui.host import DemoControls
 from terminal.tui.widgets import StatusSnapshot
 
 log = logging.getLogger("walletpos.tui")
@@ -52,7 +54,7 @@ def localized(cls: type[S], locale: str) -> type[S]:
     return _LOCALIZED[key]  # type: ignore[return-value]
 
 
-def backend_state(sync: Any) -> str:
+def backend_state(sync: SyncStatus) -> str:
     """online, offline, connecting (never tried yet), not_enrolled or disabled, from a SyncStatus."""
     if not sync.enabled:
         return "disabled"
@@ -65,23 +67,21 @@ def backend_state(sync: Any) -> str:
     return "online" if sync.last_success_at else "connecting"
 
 
-def collect_status(service: Any) -> StatusSnapshot:
+def collect_status(service: Service) -> StatusSnapshot:
     """Read what the status bar shows (journal queue, backend, devices): runs in a worker thread."""
     now = service.clock()
-    journal = service.journal
     queue, oldest, backend = 0, None, "disabled"
-    readable = journal is not None
-    if journal is not None:
+    readable = service.storage_problem is None
+    if readable:
         try:
-            summary = journal.queue_summary()
-            queue = summary["pending"]
-            if summary["oldest_pending_at"]:
-                oldest = max(0.0, (now - datetime.fromisoformat(summary["oldest_pending_at"])).total_seconds())
+            summary = service.queue_summary()
+            queue = summary.pending
+            if summary.oldest_pending_at is not None:
+                oldest = max(0.0, (now - summary.oldest_pending_at).total_seconds())
             backend = backend_state(service.sync_status())
         except WalletposError:  # the journal cannot be read now (held too long, broken): storage shows red
             readable = False
-    devices = getattr(service, "device_states", None)
-    reader, camera = devices() if callable(devices) else ("none", "none")
+    reader, camera = service.device_states()
     return StatusSnapshot(at=now, backend=backend, queue=queue, oldest_pending_s=oldest, reader=reader,
                           camera=camera, storage_ok=readable and not service.last_storage_error)
 
@@ -94,8 +94,8 @@ class WalletposApp(App):
     status: reactive[StatusSnapshot] = reactive(StatusSnapshot, always_update=True)
     operator: reactive[Operator | None] = reactive(None)
 
-    def __init__(self, service: Any, *, locale: str | None = None, status_interval: float | None = 1.0,
-                 demo: Any = None) -> None:
+    def __init__(self, service: Service, *, locale: str | None = None, status_interval: float | None = 1.0,
+                 demo: DemoControls | None = None) -> None:
         super().__init__()
         self.service = service
         self.locale = locale or service.config.display.locale
@@ -191,6 +191,6 @@ class WalletposApp(App):
             yield SystemCommand(binding.description, f"{self.get_key_display(binding)}", run)
 
 
-def make_app(service: Any, **kwargs: Any) -> WalletposApp:
+def make_app(service: Service, **kwargs: Any) -> WalletposApp:
     """The factory used by `walletpos tui`, `walletpos demo`, the tests and the benchmarks."""
     return WalletposApp(service, **kwargs)

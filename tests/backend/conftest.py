@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 
 from scripts.sandbox import Sandbox, start_sandbox
+from terminal.bootstrap import bootstrap
 from terminal.config import config_from_mapping
 from terminal.core.money import Money
 from terminal.core.rules import Method, PaymentRequest
-from terminal.service import CardFacts, Service
+from terminal.payment import CardFacts
+from terminal.service import Service
 from tests.conftest import FixedClock
 
 TERMINAL = "WPOS0001"
@@ -57,8 +59,8 @@ def make_service(tmp_path: Path, clock: FixedClock) -> Iterator[Callable[..., Se
     made: list[Service] = []
 
     def make(url: str, *, data_dir: Path | None = None, use_clock: bool = False, **config: Any) -> Service:
-        svc = Service(terminal_config(url, **config), data_dir or tmp_path / "terminal",
-                      **({"clock": clock} if use_clock else {}))
+        svc = bootstrap(terminal_config(url, **config), data_dir or tmp_path / "terminal",
+                        **({"clock": clock} if use_clock else {}))
         made.append(svc)
         return svc
 
@@ -100,8 +102,8 @@ def assert_exactly_once(sandbox: Sandbox, svc: Service, ids: list[str]) -> dict[
     assert [t["seq"] for t in stored] == list(range(1, len(ids) + 1))
     assert stats["gaps"] == [] and stats["highest_contiguous_seq"] == len(ids)
     journal = svc.require_journal()
-    assert journal.queue_summary()["pending"] == 0
-    states = journal.sync_state_counts()
+    assert journal.sync.queue_summary()["pending"] == 0
+    states = journal.sync.sync_state_counts()
     assert states["accepted"] + states["duplicate"] + states["declined_after_offline"] == len(ids), states
-    assert journal.verify().ok
+    assert journal.chain.verify().ok
     return stats

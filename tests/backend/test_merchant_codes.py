@@ -9,7 +9,6 @@ from datetime import timedelta
 
 import pytest
 
-from terminal import codepay
 from terminal.backend import BackendRefused
 from terminal.checkout import Checkout, PaymentInterpreter
 from terminal.core.money import Money
@@ -20,17 +19,22 @@ AMOUNT = 4250
 
 @pytest.fixture
 def checkout(enrolled):
-    made = Checkout(enrolled, PaymentInterpreter(enrolled))  # no reader or camera: only the merchant code
+    made = checkout_of(enrolled)
     yield made
     made.close()
 
 
+def checkout_of(svc) -> Checkout:
+    """A checkout with no reader or camera: only the merchant code."""
+    return Checkout(svc.payments, PaymentInterpreter(svc.cards), svc.merchant_codes)
+
+
 def sales(svc) -> list:
-    return [r for r in svc.require_journal().rows_since() if r.method == "merchant_qr"]
+    return [r for r in svc.require_journal().txns.rows_since() if r.method == "merchant_qr"]
 
 
 def open_codes(svc) -> list[str]:
-    return [c["reference"] for c in svc.require_journal().open_merchant_codes()]
+    return [c["reference"] for c in svc.require_journal().merchant_codes.still_open()]
 
 
 def show(checkout, svc):
@@ -79,7 +83,7 @@ def test_paid_just_before_the_cashier_cancelled_is_recorded_not_lost(sandbox, en
     assert late is not None and late.outcome == "approved" and late.row.id == qr.transaction_id
     assert late.row.operator == "op1" and open_codes(enrolled) == []
     assert [r.id for r in sales(enrolled)] == [qr.transaction_id]
-    assert enrolled.require_journal().verify().ok
+    assert enrolled.require_journal().chain.verify().ok
 
 
 def test_backend_busy_at_cancel_then_the_sync_worker_settles_the_code_exactly_once(sandbox, enrolled, checkout):
@@ -123,7 +127,7 @@ def test_codes_left_open_by_a_stopped_terminal_are_watched_then_closed(sandbox, 
     lifetime = {"qr": {"merchant_code_minutes": 3}}  # qr.merchant_code_minutes, not the default 10
     first = make_service(sandbox.url, data_dir=tmp_path / "t", use_clock=True, **lifetime)
     first.enrol_backend(sandbox.admin.enrolment_token(TERMINAL))
-    shown = Checkout(first, PaymentInterpreter(first))
+    shown = checkout_of(first)
     paid_later = shown.merchant_qr(Money(AMOUNT, first.currency))
     never_paid = shown.merchant_qr(Money(AMOUNT + 1, first.currency))
     assert never_paid.valid_until - never_paid.created_at == timedelta(minutes=3)
@@ -146,7 +150,7 @@ def test_codes_left_open_by_a_stopped_terminal_are_watched_then_closed(sandbox, 
 
 def test_a_code_on_screen_is_left_to_its_screen(sandbox, enrolled, checkout):
     qr = show(checkout, enrolled)
-    enrolled.require_journal().request_merchant_code_close(qr.reference)
+    enrolled.require_journal().merchant_codes.request_close(qr.reference)
     assert enrolled.sync_once().ok
     assert open_codes(enrolled) == [qr.reference]  # the sync worker does not close a code being shown
     assert enrolled.payment_status(qr.reference).status == "pending"
@@ -168,8 +172,8 @@ def test_a_code_that_cannot_be_recorded_is_not_shown(enrolled, checkout, tmp_pat
 def test_timestamps_use_the_service_clock(sandbox, make_service, tmp_path, clock):
     svc = make_service(sandbox.url, data_dir=tmp_path / "c", use_clock=True)
     svc.enrol_backend(sandbox.admin.enrolment_token(TERMINAL))
-    codepay.merchant_qr(svc, Money(AMOUNT, svc.currency))
-    (code,) = svc.require_journal().open_merchant_codes()
+    svc.merchant_qr(Money(AMOUNT, svc.currency))
+    (code,) = svc.require_journal().merchant_codes.still_open()
     assert code["shown_at"] == clock.now and code["close_requested"] is False
     clock.advance(seconds=1)
     assert (clock.now - code["shown_at"]) == timedelta(seconds=1)

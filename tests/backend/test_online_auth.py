@@ -10,8 +10,8 @@ import pytest
 
 from terminal.core.money import Money
 from terminal.core.rules import Decision, Method, PaymentRequest
+from terminal.payment import CardFacts
 from terminal.security import seal_for_backend
-from terminal.service import CardFacts
 from tests.backend.conftest import TERMINAL, pay
 
 pytestmark = pytest.mark.timeout(60)
@@ -37,7 +37,7 @@ def test_declined_online_by_the_backend(sandbox, enrolled):
     result = pay(enrolled, ABOVE_FLOOR, "tokHot")
     assert not result.approved and result.auth_mode == "online"
     assert result.reasons == ("above_floor_limit", "deny_listed")
-    row = enrolled.require_journal().get(result.row.id)
+    row = enrolled.require_journal().txns.get(result.row.id)
     assert row.decision == "declined" and row.auth_mode == "online"
 
 
@@ -61,7 +61,7 @@ def test_a_late_backend_cannot_change_the_offline_answer(sandbox, enrolled):
     assert result.reasons == tuple(outcome.offline_answer().reasons)
     assert "did not answer in time" in result.message
     assert result.timings_ms["online"] < 1500  # the payment did not wait for the late answer
-    assert enrolled.require_journal().get(result.row.id).auth_mode == "offline_fallback"
+    assert enrolled.require_journal().txns.get(result.row.id).auth_mode == "offline_fallback"
     sandbox.admin.faults_off()
     report = enrolled.sync_once()
     assert report.declined_after_offline == 1 and report.declined[0]["reason"] == "insufficient_funds"
@@ -83,15 +83,15 @@ def test_an_open_circuit_keeps_the_checkout_off_a_dead_backend(sandbox, enrolled
     for _ in range(3):
         assert pay(enrolled, ABOVE_FLOOR, "tokR").auth_mode == "offline_fallback"
     asked = auth_requests(sandbox)
-    assert asked == 3 and enrolled.online.reachable() is False
+    assert asked == 3 and enrolled.payments.online.reachable() is False
     result = pay(enrolled, ABOVE_FLOOR, "tokR")
     assert result.approved and result.auth_mode == "offline" and "online" not in result.timings_ms
     assert auth_requests(sandbox) == asked
     sandbox.admin.faults_off()
     time.sleep(0.15)  # breaker_reset_ms is 100 in these tests: the circuit turns half-open
-    assert enrolled.sync.client.breaker.state == "half_open" and enrolled.online.reachable() is False
+    assert enrolled.backend.breaker.state == "half_open" and enrolled.payments.online.reachable() is False
     assert enrolled.sync_once(force=False).ok  # the sync worker probes and closes the circuit
-    assert enrolled.online.reachable() is True
+    assert enrolled.payments.online.reachable() is True
     assert pay(enrolled, ABOVE_FLOOR, "tokR").auth_mode == "online"
 
 

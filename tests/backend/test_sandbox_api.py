@@ -52,7 +52,7 @@ def raw(sandbox, enrolled) -> Raw:
 def records(svc, n: int) -> list[dict[str, Any]]:
     fill(svc, n)
     out = []
-    for row in svc.require_journal().pending(n):
+    for row in svc.require_journal().sync.pending(n):
         record = row.signed_record()
         record.update(row_hash=row.row_hash, signature=row.signature)
         out.append(record)

@@ -33,8 +33,8 @@ def test_offline_queue_is_delivered_exactly_once_when_the_backend_comes_back(tmp
     for _ in range(3):  # the worker's attempts fail and open the circuit
         report = svc.sync_once(force=False)
         assert not report.ok and "connection failed" in report.error
-    assert svc.sync.client.breaker.state == "open"
-    assert svc.online.reachable() is False
+    assert svc.backend.breaker.state == "open"
+    assert svc.payments.online.reachable() is False
     big = pay(svc, 25000, "tokBig")  # above the floor limit: would go online, but the backend is not asked
     assert big.approved and big.auth_mode == "offline" and "online" not in big.timings_ms
     ids.append(big.row.id)
@@ -43,11 +43,11 @@ def test_offline_queue_is_delivered_exactly_once_when_the_backend_comes_back(tmp
 
     again = start_sandbox(db_path=db, port=port)  # the backend comes back
     try:
-        reports = svc.sync.drain(timeout_s=30)
+        reports = svc.run_sync(timeout_s=30)
         assert reports[-1].ok and reports[-1].queue_after == 0
         stats = assert_exactly_once(again, svc, ids)
         assert stats["duplicates_received"] == 0 and stats["statuses"] == {"accepted": 41}
-        assert svc.require_journal().sync_state_counts()["accepted"] == 41
+        assert svc.require_journal().sync.sync_state_counts()["accepted"] == 41
         assert svc.sync_status().last_success_at is not None
         assert svc.last_sync_at() > svc.require_journal().installed_at
     finally:
@@ -63,7 +63,7 @@ def test_2000_transactions_through_30_percent_faults_arrive_exactly_once(sandbox
     ids = fill(enrolled, 2000, tokens=200)
     # every request has a 30% chance to go wrong; the kinds take turns so each one shows up
     sandbox.admin.faults(rate=0.3, timeout_ms=700, retry_after_s=1, seed=20261123, cycle=True)
-    reports = enrolled.sync.drain(timeout_s=90)
+    reports = enrolled.run_sync(timeout_s=90)
     faults = sandbox.admin.stats(TERMINAL)["faults"]["injected"]
     sandbox.admin.faults_off()
     assert reports[-1].ok and reports[-1].queue_after == 0, reports[-1].lines()
@@ -76,7 +76,7 @@ def test_2000_transactions_through_30_percent_faults_arrive_exactly_once(sandbox
     assert stats["duplicates_received"] > 0
     assert stats["duplicates_received"] == stats["times_received"] - 2000
     journal = enrolled.require_journal()
-    assert sum(r.sync_attempts for r in journal.rows_since()) > 0
+    assert sum(r.sync_attempts for r in journal.txns.rows_since()) > 0
 
 
 def test_unreadable_answers_are_errors_and_no_row_is_lost(sandbox, enrolled):
@@ -89,7 +89,7 @@ def test_unreadable_answers_are_errors_and_no_row_is_lost(sandbox, enrolled):
         assert not report.ok and report.queue_after == 30
         assert "answer" in report.error or "not JSON" in report.error
     journal = enrolled.require_journal()
-    rows = list(journal.rows_since())
+    rows = list(journal.txns.rows_since())
     assert all(r.sync_state == "pending" and r.sync_attempts == 4 and r.sync_error for r in rows)
     assert sandbox.admin.stats(TERMINAL)["stored"] == 30  # the backend did store them each time
     sandbox.admin.faults_off()
@@ -110,13 +110,13 @@ def test_declined_after_offline_end_to_end(sandbox, enrolled):
     assert report.ok and report.declined_after_offline == 1 and report.accepted == 1
     assert report.declined[0]["seq"] == ok.row.seq and report.declined[0]["reason"] == "insufficient_funds"
     journal = enrolled.require_journal()
-    row = journal.get(ok.row.id)
+    row = journal.txns.get(ok.row.id)
     assert row.decision == "approved" and row.sync_state == "declined_after_offline"
     assert row.sync_reason == "insufficient_funds"
-    day = journal.rows_for_day(ok.row.business_date)
+    day = journal.txns.rows_for_day(ok.row.business_date)
     assert [r.sync_state for r in day] == ["declined_after_offline", "accepted"]
-    assert journal.counts()["declined_after_offline"] == 1
-    assert journal.is_denied("tokPoor") and not journal.is_denied("tokRich")
+    assert journal.txns.counts()["declined_after_offline"] == 1
+    assert journal.deny.contains("tokPoor") and not journal.deny.contains("tokRich")
     assert enrolled.sync_status().declined_after_offline == 1
 
     nxt = pay(enrolled, 500, "tokPoor")
@@ -143,8 +143,8 @@ def test_lost_answer_of_a_declined_row_still_reports_the_decline(sandbox, enroll
     report = enrolled.sync_once()
     assert report.ok and report.duplicate == 1 and report.declined_after_offline == 1
     journal = enrolled.require_journal()
-    assert journal.get(row.id).sync_state == "declined_after_offline"
-    assert journal.is_denied("tokLost")
+    assert journal.txns.get(row.id).sync_state == "declined_after_offline"
+    assert journal.deny.contains("tokLost")
 
 
 def test_deny_list_deltas_reach_the_rules(sandbox, enrolled):
@@ -153,11 +153,11 @@ def test_deny_list_deltas_reach_the_rules(sandbox, enrolled):
     report = enrolled.sync_once()
     assert report.ok and report.deny_list == {"version": 2, "added": 2, "removed": 0}
     journal = enrolled.require_journal()
-    assert journal.deny_list_version() == 2
+    assert journal.deny.version() == 2
     assert pay(enrolled, 500, "tokStolen").reasons == ("deny_listed",)
     sandbox.admin.allow("tokTemp")
     assert enrolled.sync_once().deny_list == {"version": 3, "added": 0, "removed": 1}
-    assert not journal.is_denied("tokTemp") and journal.is_denied("tokStolen")
+    assert not journal.deny.contains("tokTemp") and journal.deny.contains("tokStolen")
     assert pay(enrolled, 500, "tokTemp").approved
     assert enrolled.sync_once().deny_list == {}  # nothing new: no download
 
@@ -167,18 +167,18 @@ def test_deny_list_pages_and_backend_reset(sandbox, enrolled):
     replaces the backend-sourced entries but keeps its own (declined after offline)."""
     for i in range(12):
         sandbox.admin.deny(f"tokD{i}")
-    client = enrolled.sync.client
+    client = enrolled.backend
     first = client.deny_delta(0, limit=5)
     assert first.has_more and len(first.added) == 5 and first.version == 5
     assert enrolled.sync_once().deny_list["added"] == 12
     journal = enrolled.require_journal()
-    journal.deny_locally("tokMine", "declined_after_offline:insufficient_funds", now=enrolled.clock())
+    journal.deny.deny_locally("tokMine", "declined_after_offline:insufficient_funds", now=enrolled.clock())
     sandbox.admin.reset()  # the backend forgets everything, enrolment included
     sandbox.admin.register_terminal(TERMINAL, enrolled.keys.public_key_bytes)
     sandbox.admin.deny("tokNew")
     report = enrolled.sync_once()
     assert report.ok, report.error
-    assert [t for t, _, _ in journal.deny_list_entries()] == ["tokMine", "tokNew"]
+    assert [t for t, _, _ in journal.deny.entries()] == ["tokMine", "tokNew"]
 
 
 def test_backend_limits_only_tighten_and_survive_a_restart(sandbox, enrolled, make_service):
@@ -210,7 +210,7 @@ def test_issuer_keys_and_the_minting_hook(sandbox, enrolled):
     sandbox.admin.new_issuer_key("K2")
     assert enrolled.sync_once().issuer_keys_version == 2
     journal = enrolled.require_journal()
-    keys = journal.issuer_keys()
+    keys = journal.issuer_keys.all()
     assert keys["K1"].hex() == key["public_key"] and set(keys) == {"K1", "K2"}
     payload = b"wallet-code:W123:counter=7:amount=1500"
     signature = sandbox.admin.issuer_sign("K1", payload)
@@ -218,7 +218,7 @@ def test_issuer_keys_and_the_minting_hook(sandbox, enrolled):
     assert not verify_signature(keys["K2"], signature, payload)
     sandbox.admin.retire_issuer_key("K2")
     assert enrolled.sync_once().issuer_keys_version == 3
-    assert set(journal.issuer_keys()) == {"K1"}
+    assert set(journal.issuer_keys.all()) == {"K1"}
 
 
 def test_sealing_key_rotation_reaches_the_terminal(sandbox, enrolled):
@@ -251,7 +251,7 @@ def test_retry_after_is_honoured_within_its_cap(sandbox, enrolled):
     sandbox.admin.faults(rate=1.0, kinds=["retry_after"], retry_after_s=2, count=1)
     report = enrolled.sync_once()
     assert not report.ok and report.retry_after_s == 2.0
-    worker = enrolled.sync
+    worker = enrolled.sync_worker
     worker._failures = 0
     assert 2.0 <= worker._delay_after(report) <= 2.05
     report.retry_after_s = 3600  # a backend asking for an hour gets the configured maximum (3 s in tests)
@@ -260,7 +260,7 @@ def test_retry_after_is_honoured_within_its_cap(sandbox, enrolled):
 
 
 def test_backoff_doubles_with_jitter_up_to_its_maximum(enrolled):
-    worker = enrolled.sync  # backoff 5 ms doubling, at most 50 ms
+    worker = enrolled.sync_worker  # backoff 5 ms doubling, at most 50 ms
     for failures, ceiling in ((1, 0.005), (2, 0.01), (3, 0.02), (4, 0.04), (5, 0.05), (30, 0.05)):
         delays = [worker.retry_delay(failures) for _ in range(200)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
@@ -317,11 +317,11 @@ def test_a_row_the_backend_refuses_as_invalid_does_not_hold_up_the_queue(sandbox
     report = enrolled.sync_once()
     assert report.rejected == 1
     journal = enrolled.require_journal()
-    row = journal.get(bad.row.id)
+    row = journal.txns.get(bad.row.id)
     assert row.sync_state == "rejected" and row.sync_reason.startswith("invalid:")
     stored = sorted(t["id"] for t in sandbox.admin.transactions(TERMINAL))
-    assert stored == sorted(ids) and journal.queue_summary()["pending"] == 0
-    assert journal.verify().ok
+    assert stored == sorted(ids) and journal.sync.queue_summary()["pending"] == 0
+    assert journal.chain.verify().ok
 
 
 def test_a_retry_soon_after_an_answered_heartbeat_goes_straight_to_the_rows(sandbox, enrolled):
@@ -331,7 +331,7 @@ def test_a_retry_soon_after_an_answered_heartbeat_goes_straight_to_the_rows(sand
     sandbox.admin.faults(rate=1.0, kinds=["reset"], paths=["/v1/transactions/batches"], count=1)
     first = enrolled.sync_once()
     assert not first.ok and first.heartbeat_ok and not first.heartbeat_reused
-    worker = enrolled.sync
+    worker = enrolled.sync_worker
     worker._failures = 4  # as after a run of failed cycles
     ceiling = enrolled.config.sync.backoff_initial_ms / 1000  # the first step of the backoff
     assert worker._delay_after(first) <= max(ceiling, worker.client.breaker.seconds_until_probe())
@@ -340,7 +340,7 @@ def test_a_retry_soon_after_an_answered_heartbeat_goes_straight_to_the_rows(sand
     second = enrolled.sync_once()
     assert second.ok and second.heartbeat_reused and second.requests == 1
     # the reset may have come before or after the backend stored the row: exactly once either way
-    assert enrolled.require_journal().get(row.id).sync_state in ("accepted", "duplicate")
+    assert enrolled.require_journal().txns.get(row.id).sync_state in ("accepted", "duplicate")
     assert sandbox.admin.stats(TERMINAL)["stored"] == 1
     third = enrolled.sync_once()  # after a success the next cycle exchanges news again
     assert third.ok and third.heartbeat_ok and not third.heartbeat_reused
@@ -353,7 +353,7 @@ def test_the_backoff_grows_on_silence_not_on_the_backends_own_error_answers(sand
     backoff grows. (A backend answering errors to everything is held off by the circuit breaker.)"""
     pay(enrolled, 500, "tokBackoff")
     sandbox.admin.faults(rate=1.0, kinds=[kind], paths=["/v1/heartbeat"], count=1)
-    worker = enrolled.sync
+    worker = enrolled.sync_worker
     worker._last_cycle_failed = False  # a fresh cycle: it starts with the heartbeat
     report = enrolled.sync_once()
     assert not report.ok and not report.heartbeat_ok and report.backend_answered is not grows

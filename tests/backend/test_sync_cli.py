@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from terminal.service import build_service
+from terminal.bootstrap import bootstrap
 from tests.backend.conftest import FAST_BACKEND, FAST_SYNC, TERMINAL, assert_exactly_once, fill
 from tests.conftest import WALLETPOS
 
@@ -58,7 +58,7 @@ def test_enrol_sync_and_status_from_the_command_line(env, sandbox, data_dir):
     assert out["terminal_id"] == TERMINAL and out["backend_url"] == sandbox.url
     assert (data_dir / "backend_enrolment.json").stat().st_mode & 0o777 == 0o600
 
-    with build_service(env["WALLETPOS_CONFIG"], data_dir, env={}) as svc:
+    with bootstrap(config_path=env["WALLETPOS_CONFIG"], data_dir=data_dir, env={}) as svc:
         fill(svc, 7)
     status = json.loads(run(env, "sync", "--status", "--json").stdout)
     assert status["queue_depth"] == 7 and status["oldest_pending_age_s"] >= 0 and status["last_success_at"] is None
@@ -74,7 +74,7 @@ def test_enrol_sync_and_status_from_the_command_line(env, sandbox, data_dir):
 
 def test_sync_once_reports_failure_with_exit_11(env, sandbox, data_dir):
     run(env, "backend", "enrol", "--token", sandbox.admin.enrolment_token(TERMINAL))
-    with build_service(env["WALLETPOS_CONFIG"], data_dir, env={}) as svc:
+    with bootstrap(config_path=env["WALLETPOS_CONFIG"], data_dir=data_dir, env={}) as svc:
         fill(svc, 3)
     sandbox.admin.faults(rate=1.0, kinds=["retry_after"], retry_after_s=7)
     proc = run(env, "sync", "--once", ok=False)
@@ -90,7 +90,7 @@ def test_kill_9_in_the_middle_of_a_sync_still_ends_exactly_once(env, sandbox, da
     with SIGKILL while it waits. Restarted, it sends that batch again (answered `duplicate`) and the
     rest, and the backend ends with every row exactly once."""
     run(env, "backend", "enrol", "--token", sandbox.admin.enrolment_token(TERMINAL))
-    with build_service(env["WALLETPOS_CONFIG"], data_dir, env={}) as svc:
+    with bootstrap(config_path=env["WALLETPOS_CONFIG"], data_dir=data_dir, env={}) as svc:
         ids = fill(svc, 300)
     sandbox.admin.faults(rate=1.0, kinds=["timeout"], timeout_ms=20000, paths=["/v1/transactions/batches"], count=1)
     proc = subprocess.Popen([*WALLETPOS, "sync", "--once"], env=env, stdout=subprocess.PIPE,
@@ -115,7 +115,7 @@ def test_kill_9_in_the_middle_of_a_sync_still_ends_exactly_once(env, sandbox, da
     sandbox.admin.faults_off()
     report = json.loads(run(env, "sync", "--once", "--json").stdout)
     assert report["ok"] and report["duplicate"] == 50 and report["accepted"] == 250 and report["queue_after"] == 0
-    with build_service(env["WALLETPOS_CONFIG"], data_dir, env={}) as svc:
+    with bootstrap(config_path=env["WALLETPOS_CONFIG"], data_dir=data_dir, env={}) as svc:
         stats = assert_exactly_once(sandbox, svc, ids)
     assert stats["duplicates_received"] == 50
     assert "journal OK" in run(env, "journal", "verify").stdout

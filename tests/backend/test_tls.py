@@ -86,7 +86,7 @@ def test_a_wrong_pin_refuses_the_server_before_anything_is_sent(https_sandbox, m
                                                                           "pin_sha256": [other_pin]})
     before = sandbox.admin.stats(TERMINAL)["faults"]["requests"]
     with pytest.raises(CertificatePinMismatch, match="not pinned"):
-        pinned.sync.client.upload(pinned.require_journal().pending())
+        pinned.backend.upload(pinned.require_journal().sync.pending())
     report = pinned.sync_once()
     assert not report.ok and "not pinned" in report.error and report.queue_after == 3
     assert sandbox.admin.stats(TERMINAL)["faults"]["requests"] == before  # nothing reached the API
@@ -133,7 +133,7 @@ def test_enrolment_file_is_private_and_checked(sandbox, enrolled, make_service, 
     reopened = make_service(sandbox.url, data_dir=data_dir)
     status = reopened.sync_status()
     assert not status.enrolled and "chmod 600" in status.enrolment_problem
-    assert reopened.online.reachable() is False
+    assert reopened.payments.online.reachable() is False
     os.chmod(path, 0o600)
     other_backend = make_service("http://127.0.0.1:1", data_dir=data_dir)
     assert "enrolled with " + sandbox.url in other_backend.sync_status().enrolment_problem

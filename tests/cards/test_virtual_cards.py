@@ -31,7 +31,6 @@ from drivers.sim.profiles import (
     PROFILES,
     VISA_PDOL,
 )
-from drivers.sim.reader import SimReader
 from drivers.sim.replay import (
     ReplayCard,
     command_key,
@@ -39,6 +38,7 @@ from drivers.sim.replay import (
     load_vector_items,
     shared_vectors_path,
 )
+from drivers.simreader import SimReader
 from terminal.core.tlv import Tlv, flatten, parse, parse_dol, parse_one
 from terminal.errors import TlvError
 

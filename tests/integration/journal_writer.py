@@ -20,7 +20,7 @@ def main() -> None:
     i = 0
     while True:
         i += 1
-        row = journal.append(
+        row = journal.txns.append(
             NewTransaction(kind="sale", amount=Money(100 + i, cny), method="card", decision="approved",
                            reasons=("below_floor_limit",), auth_mode="offline", card_token=f"tok{i % 7}",
                            masked_pan="622202******1234", id=f"{run}-{i}", details={"i": i}),

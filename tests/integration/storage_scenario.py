@@ -8,9 +8,10 @@ import os
 import sys
 from pathlib import Path
 
+from terminal.bootstrap import bootstrap
 from terminal.core.money import Money
 from terminal.core.rules import Method, PaymentRequest
-from terminal.service import CardFacts, build_service
+from terminal.payment import CardFacts
 
 
 def pay(svc, n: int) -> dict:
@@ -21,7 +22,7 @@ def pay(svc, n: int) -> dict:
 
 
 def full_disk(data: Path) -> dict:
-    svc = build_service(None, data, env={})
+    svc = bootstrap(config_path=None, data_dir=data, env={})
     before = [pay(svc, i) for i in range(3)]
     filler = data / "filler"
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)  # take every free byte of the tmpfs
@@ -33,11 +34,11 @@ def full_disk(data: Path) -> dict:
     finally:
         os.close(fd)
     during = [pay(svc, 100 + i) for i in range(40)]
-    rows_during = svc.journal.counts()["total"]
+    rows_during = svc.journal.txns.counts()["total"]
     filler.unlink()
     after = [pay(svc, 200)]
     report = svc.verify_journal()
-    counts = svc.journal.counts()
+    counts = svc.journal.txns.counts()
     svc.close()
     return {"before": before, "during": during, "after": after, "verify_ok": report.ok,
             "rows_during": rows_during, "total_rows": counts["total"]}
@@ -45,11 +46,11 @@ def full_disk(data: Path) -> dict:
 
 def read_only(data: Path, phase: str) -> dict:
     if phase == "prepare":
-        svc = build_service(None, data, env={})
+        svc = bootstrap(config_path=None, data_dir=data, env={})
         results = [pay(svc, i) for i in range(2)]
         svc.close()
         return {"prepared": results}
-    svc = build_service(None, data, env={})
+    svc = bootstrap(config_path=None, data_dir=data, env={})
     status = svc.status()
     results = [pay(svc, i) for i in range(3)]
     svc.close()

@@ -12,9 +12,9 @@ import pytest
 from terminal.core.money import Money
 from terminal.core.rules import Method, PaymentRequest
 from terminal.i18n import CATALOGUES, display_width
+from terminal.payment import CardFacts
 from terminal.receipts import RECEIPT_WIDTH, parse_e_receipt
 from terminal.security import verify_signature
-from terminal.service import CardFacts
 from tests.conftest import WALLETPOS
 
 
@@ -53,7 +53,7 @@ def test_sign_in_wrong_pins_lock_and_expire(service, staff, clock):
     clock.advance(minutes=15)
     assert service.sign_in("cash1", "1111").ok
     assert service.sign_in("cash1", "0000").attempts_left == 4  # counting starts again
-    events = [a["event"] for a in service.require_journal().audit_rows(50)]
+    events = [a["event"] for a in service.require_journal().audit.rows(50)]
     assert "operator_locked" in events and "sign_in_refused_locked" in events and "sign_in_ok" in events
 
 
@@ -67,7 +67,7 @@ def test_unknown_operator_and_unlock(service, staff):
 
 
 def test_pins_are_stored_hashed(service, staff):
-    record = service.require_journal().operator_record("cash1")
+    record = service.require_journal().operators.record("cash1")
     assert "1111" not in json.dumps(record) and len(record["pin_hash"]) == 64
 
 
@@ -100,8 +100,8 @@ def test_refund_needs_a_supervisor_pin(service, staff):
     cashier = service.refund(sale.id, None, operator="cash1", supervisor_id="cash1", supervisor_pin="1111")
     assert cashier.problems == ("supervisor_not_a_supervisor",)
     assert "wrong supervisor PIN" in wrong.message("en") and "主管密码错误" in wrong.message("zh-CN")
-    assert service.require_journal().counts()["total"] == 1  # nothing recorded by refused refunds
-    events = [a["event"] for a in service.require_journal().audit_rows(50)]
+    assert service.require_journal().txns.counts()["total"] == 1  # nothing recorded by refused refunds
+    events = [a["event"] for a in service.require_journal().audit.rows(50)]
     assert events.count("refund_refused") == 3
 
 
@@ -113,13 +113,13 @@ def test_refund_window_is_seven_days(service, staff, clock):
     clock.advance(seconds=1)
     late = service.refund(sale.id, yuan(service, "1.00"), operator=None, supervisor_id="sup1", supervisor_pin="2222")
     assert late.problems == ("refund_window_passed",)
-    assert service.require_journal().operator_record("sup1")["failed_attempts"] == 0  # no PIN spent on it
+    assert service.require_journal().operators.record("sup1")["failed_attempts"] == 0  # no PIN spent on it
 
 
 def test_refund_of_unknown_or_declined_sale(service, staff):
     assert service.refund("nope", None, operator=None, supervisor_id="sup1", supervisor_pin="2222").problems == (
         "not_found",)
-    service.require_journal().deny_locally("tokC", "test", now=service.clock())
+    service.require_journal().deny.deny_locally("tokC", "test", now=service.clock())
     denied = service.pay(PaymentRequest(yuan(service, "20.00"), Method.CARD, card_token="tokC"), CardFacts())
     assert not denied.approved and denied.row is not None
     result = service.refund(denied.row.id, None, operator=None, supervisor_id="sup1", supervisor_pin="2222")
@@ -144,10 +144,10 @@ def test_void_only_the_last_sale_of_the_day(service, staff, clock):
     assert refund_voided.problems == ("original_voided",)
     sell(service, "5.00")
     clock.advance(days=1)
-    before = service.require_journal().counts()["total"]
+    before = service.require_journal().txns.counts()["total"]
     late = service.void_last(operator="cash1", supervisor_id="sup1", supervisor_pin="2222")
     assert late.problems == ("other_business_day",) and late.row is None
-    assert service.require_journal().counts()["total"] == before
+    assert service.require_journal().txns.counts()["total"] == before
 
 
 # -- day close --------------------------------------------------------------------------------
@@ -156,10 +156,10 @@ def test_void_only_the_last_sale_of_the_day(service, staff, clock):
 def test_x_and_z_reports(service, staff):
     a = sell(service, "10.00")
     sell(service, "20.00", token="tokB")
-    service.require_journal().deny_locally("tokX", "t", now=service.clock())
+    service.require_journal().deny.deny_locally("tokX", "t", now=service.clock())
     service.pay(PaymentRequest(yuan(service, "5.00"), Method.CARD, card_token="tokX"), CardFacts())
     service.refund(a.id, yuan(service, "4.00"), operator=None, supervisor_id="sup1", supervisor_pin="2222")
-    service.require_journal().set_sync_results([(a.id, "declined_after_offline", "insufficient_funds")],
+    service.require_journal().sync.set_sync_results([(a.id, "declined_after_offline", "insufficient_funds")],
                                                now=service.clock())
     x = service.day_report()
     assert x.z_number is None
@@ -216,9 +216,9 @@ def test_both_locales_have_the_same_messages():
 
 
 def test_refund_from_the_command_line(cli_env, data_dir):
-    from terminal.service import build_service
+    from terminal.bootstrap import bootstrap
 
-    svc = build_service(None, data_dir, env={})
+    svc = bootstrap(config_path=None, data_dir=data_dir, env={})
     svc.operators.add("sup1", "Li Na", "supervisor", "2222", now=svc.clock())
     row = sell(svc, "15.00")
     svc.close()

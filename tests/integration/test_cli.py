@@ -6,9 +6,10 @@ import json
 import sqlite3
 import subprocess
 
+from terminal.bootstrap import bootstrap
 from terminal.core.money import Money
 from terminal.core.rules import Method, PaymentRequest
-from terminal.service import CardFacts, build_service
+from terminal.payment import CardFacts
 from tests.conftest import WALLETPOS
 
 
@@ -21,7 +22,7 @@ def run(env, *args, ok=True):
 
 
 def seed(data_dir, n=3):
-    svc = build_service(None, data_dir, env={})
+    svc = bootstrap(config_path=None, data_dir=data_dir, env={})
     try:
         for i in range(n):
             svc.pay(PaymentRequest(Money(1000 + i, svc.currency), Method.CARD, card_token="tokX"),

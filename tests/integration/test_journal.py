@@ -43,7 +43,7 @@ def journal(tmp_path):
 
 
 def fill(journal: Journal, n: int = 5) -> list:
-    return [journal.append(sale(1000 + i), now=T0 + timedelta(minutes=i), business_date=DAY) for i in range(n)]
+    return [journal.txns.append(sale(1000 + i), now=T0 + timedelta(minutes=i), business_date=DAY) for i in range(n)]
 
 
 def raw(journal: Journal) -> sqlite3.Connection:
@@ -51,12 +51,12 @@ def raw(journal: Journal) -> sqlite3.Connection:
 
 
 def test_pragmas_are_wal_and_full_sync(journal):
-    assert journal._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert journal._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert journal.db.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert journal.db.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
 def test_append_is_visible_to_another_connection_when_it_returns(journal):
-    row = journal.append(sale(), now=T0, business_date=DAY)
+    row = journal.txns.append(sale(), now=T0, business_date=DAY)
     other = raw(journal)
     assert other.execute("SELECT id, amount, row_hash FROM txn").fetchall() == [(row.id, 1000, row.row_hash)]
 
@@ -70,14 +70,14 @@ def test_rows_are_chained_and_signed(journal, tmp_path):
     for r in rows:
         assert record_hash(r.signed_record()) == r.row_hash
         assert verify_signature(pub, bytes.fromhex(r.signature), bytes.fromhex(r.row_hash))
-    stored = journal.get(rows[1].id)
+    stored = journal.txns.get(rows[1].id)
     assert stored is not None and stored.signed_record() == rows[1].signed_record()
 
 
 def test_verify_passes_on_an_honest_journal(journal):
     fill(journal, 10)
-    journal.audit("operator_sign_in", now=T0, actor="cashier1", details={"role": "cashier"})
-    report = journal.verify()
+    journal.audit.record("operator_sign_in", now=T0, actor="cashier1", details={"role": "cashier"})
+    report = journal.chain.verify()
     assert report.ok and report.rows_checked == 10 and report.audit_rows_checked == 1
 
 
@@ -97,9 +97,9 @@ def test_verify_passes_on_an_honest_journal(journal):
 )
 def test_verify_names_the_first_bad_row(journal, tamper, bad_seq, problem):
     fill(journal, 5)
-    journal.seal_head()  # housekeeping (and close) seal the head; appends do it every SEAL_EVERY rows
+    journal.chain.seal_head()  # housekeeping (and close) seal the head; appends do it every SEAL_EVERY rows
     raw(journal).executescript(tamper)
-    report = journal.verify()
+    report = journal.chain.verify()
     assert not report.ok
     assert report.first_bad_seq == bad_seq and report.table == "txn"
     assert problem in report.problem
@@ -110,13 +110,13 @@ def test_the_head_seal_is_written_every_few_appends_and_cannot_be_forged(journal
 
     fill(journal, SEAL_EVERY)
     raw(journal).execute("DELETE FROM txn WHERE seq = ?", (SEAL_EVERY,))
-    report = journal.verify()
+    report = journal.chain.verify()
     assert not report.ok and report.first_bad_seq == SEAL_EVERY and "sealed but are missing" in report.problem
     db = raw(journal)
     seal = json.loads(db.execute("SELECT value FROM meta WHERE key = 'head_seal'").fetchone()[0])
     seal["txn_seq"] = 1
     db.execute("UPDATE meta SET value = ? WHERE key = 'head_seal'", (json.dumps(seal),))
-    report = journal.verify()
+    report = journal.chain.verify()
     assert not report.ok and report.table == "meta" and "not signed by this terminal" in report.problem
 
 
@@ -126,66 +126,66 @@ def test_a_re_hashed_edit_is_caught_by_the_signature(journal):
     record["amount"] = 1
     forged = record_hash(record)
     raw(journal).execute("UPDATE txn SET amount = 1, row_hash = ? WHERE seq = 2", (forged,))
-    report = journal.verify()
+    report = journal.chain.verify()
     assert not report.ok and report.first_bad_seq == 2 and "signature" in report.problem
 
 
 def test_a_row_signed_by_another_key_is_caught(journal, tmp_path):
     fill(journal, 2)
     other_keys = load_or_create_keys(tmp_path / "other")
-    report = journal.verify(other_keys.public_key_bytes)
+    report = journal.chain.verify(other_keys.public_key_bytes)
     assert not report.ok and report.first_bad_seq == 1 and "signature" in report.problem
 
 
 def test_audit_chain_is_verified_too(journal):
     fill(journal, 2)
     for i in range(3):
-        journal.audit("refund_approved", now=T0, actor="super1", details={"n": i})
+        journal.audit.record("refund_approved", now=T0, actor="super1", details={"n": i})
     raw(journal).execute("UPDATE audit SET actor = 'someone' WHERE seq = 2")
-    report = journal.verify()
+    report = journal.chain.verify()
     assert not report.ok and report.table == "audit" and report.first_bad_seq == 2
 
 
 def test_sync_bookkeeping_does_not_break_the_chain(journal):
     rows = fill(journal, 3)
-    journal.note_sync_attempt([rows[0].id], "timeout")
-    journal.set_sync_results([(rows[0].id, "accepted", None), (rows[1].id, "declined_after_offline", "no_funds")],
+    journal.sync.note_sync_attempt([rows[0].id], "timeout")
+    journal.sync.set_sync_results([(rows[0].id, "accepted", None), (rows[1].id, "declined_after_offline", "no_funds")],
                              now=T0)
-    assert journal.verify().ok
-    assert journal.get(rows[1].id).sync_state == "declined_after_offline"
-    assert [r.id for r in journal.pending()] == [rows[2].id]
+    assert journal.chain.verify().ok
+    assert journal.txns.get(rows[1].id).sync_state == "declined_after_offline"
+    assert [r.id for r in journal.sync.pending()] == [rows[2].id]
 
 
 def test_totals_and_exposure(journal):
-    journal.append(sale(1000), now=T0, business_date=DAY)
-    journal.append(sale(2000, auth_mode="online"), now=T0, business_date=DAY)
-    journal.append(sale(4000, decision="declined"), now=T0, business_date=DAY)
-    journal.append(sale(8000), now=T0, business_date=DAY - timedelta(days=1))
-    journal.append(sale(500, card_token="tokB"), now=T0, business_date=DAY)
-    totals = journal.payer_totals("tokA", DAY)
+    journal.txns.append(sale(1000), now=T0, business_date=DAY)
+    journal.txns.append(sale(2000, auth_mode="online"), now=T0, business_date=DAY)
+    journal.txns.append(sale(4000, decision="declined"), now=T0, business_date=DAY)
+    journal.txns.append(sale(8000), now=T0, business_date=DAY - timedelta(days=1))
+    journal.txns.append(sale(500, card_token="tokB"), now=T0, business_date=DAY)
+    totals = journal.txns.payer_totals("tokA", DAY)
     assert (totals.amount_today, totals.offline_amount_today, totals.offline_count_today) == (3000, 1000, 1)
-    assert journal.unsynced_exposure(CNY) == Money(1000 + 8000 + 500, CNY)
-    assert journal.payer_totals(None, DAY).amount_today == 0
+    assert journal.sync.unsynced_exposure(CNY) == Money(1000 + 8000 + 500, CNY)
+    assert journal.txns.payer_totals(None, DAY).amount_today == 0
 
 
 def test_deny_list_versions(journal):
-    journal.apply_deny_delta(3, [("tokA", "lost"), ("tokB", "fraud")], [], now=T0)
-    assert journal.is_denied("tokA") and journal.deny_list_version() == 3
-    journal.apply_deny_delta(4, [], ["tokA"], now=T0)
-    assert not journal.is_denied("tokA") and journal.is_denied("tokB") and journal.deny_list_version() == 4
-    journal.deny_locally("tokC", "declined_after_offline", now=T0)
-    assert journal.is_denied("tokC") and journal.deny_list_size() == 2
+    journal.deny.apply_delta(3, [("tokA", "lost"), ("tokB", "fraud")], [], now=T0)
+    assert journal.deny.contains("tokA") and journal.deny.version() == 3
+    journal.deny.apply_delta(4, [], ["tokA"], now=T0)
+    assert not journal.deny.contains("tokA") and journal.deny.contains("tokB") and journal.deny.version() == 4
+    journal.deny.deny_locally("tokC", "declined_after_offline", now=T0)
+    assert journal.deny.contains("tokC") and journal.deny.size() == 2
 
 
 def test_floats_never_reach_the_journal(journal):
     with pytest.raises(ValueError, match="no floats"):
-        journal.append(sale(details={"amount": 1.5}), now=T0, business_date=DAY)
-    assert journal.counts()["total"] == 0
+        journal.txns.append(sale(details={"amount": 1.5}), now=T0, business_date=DAY)
+    assert journal.txns.counts()["total"] == 0
 
 
 def test_export_since(journal):
     fill(journal, 4)
-    rows = list(journal.rows_since(T0 + timedelta(minutes=2)))
+    rows = list(journal.txns.rows_since(T0 + timedelta(minutes=2)))
     assert [r.seq for r in rows] == [3, 4]
     line = json.dumps(rows[0].to_dict())
     assert "622202******1234" in line
@@ -223,9 +223,9 @@ def test_crash_kill_9_loses_nothing_that_returned_and_doubles_nothing(tmp_path):
         keys = load_or_create_keys(data)
         journal = Journal(data / "journal.sqlite3", keys, "CRASH001")
         try:
-            report = journal.verify()
+            report = journal.chain.verify()
             assert report.ok, report.problem
-            ids = [r.id for r in journal.rows_since(None)]
+            ids = [r.id for r in journal.txns.rows_since(None)]
         finally:
             journal.close()
         assert len(ids) == len(set(ids)), "a transaction was stored twice"
@@ -240,24 +240,24 @@ def test_wallet_code_claim_is_atomic_with_the_payment(journal):
     from terminal.journal import CodeClaim
 
     claim = CodeClaim("wallet-42", 7, "issuer-k1")
-    row = journal.append(sale(method="wallet_signed"), now=T0, business_date=DAY, claim=claim)
-    assert journal.code_used("wallet-42", 7) == row.id
+    row = journal.txns.append(sale(method="wallet_signed"), now=T0, business_date=DAY, claim=claim)
+    assert journal.issuer_keys.code_used("wallet-42", 7) == row.id
     with pytest.raises(CodeAlreadyUsed, match="wallet-42/7 was already used"):
-        journal.append(sale(method="wallet_signed"), now=T0, business_date=DAY, claim=claim)
-    assert journal.counts()["total"] == 1  # the replay stored nothing
-    journal.append(sale(method="wallet_signed"), now=T0, business_date=DAY, claim=CodeClaim("wallet-42", 8, "k1"))
-    assert journal.verify().ok and journal.counts()["total"] == 2
+        journal.txns.append(sale(method="wallet_signed"), now=T0, business_date=DAY, claim=claim)
+    assert journal.txns.counts()["total"] == 1  # the replay stored nothing
+    journal.txns.append(sale(method="wallet_signed"), now=T0, business_date=DAY, claim=CodeClaim("wallet-42", 8, "k1"))
+    assert journal.chain.verify().ok and journal.txns.counts()["total"] == 2
 
 
 def test_service_declines_a_replayed_wallet_code(service):
     from terminal.core.rules import Method, PaymentRequest
     from terminal.journal import CodeClaim
-    from terminal.service import CardFacts
+    from terminal.payment import CardFacts
 
     request = PaymentRequest(Money(500, CNY), Method.WALLET_SIGNED, card_token="wallet-9")
     first = service.pay(request, CardFacts(), claim=CodeClaim("wallet-9", 1, "k1"))
     replay = service.pay(request, CardFacts(), claim=CodeClaim("wallet-9", 1, "k1"))
     assert first.approved and not replay.approved
     assert replay.reasons == ("code_already_used",) and replay.row is not None and replay.row.decision == "declined"
-    assert service.require_journal().code_used("wallet-9", 1) == first.row.id
+    assert service.require_journal().issuer_keys.code_used("wallet-9", 1) == first.row.id
     assert service.verify_journal().ok

@@ -65,8 +65,8 @@ def qr_config(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def qr_service(data_dir: Path, clock, qr_config: Path) -> Iterator:
-    from terminal.service import build_service
+    from terminal.bootstrap import bootstrap
 
-    svc = build_service(qr_config, data_dir, clock=clock, env={})
+    svc = bootstrap(config_path=qr_config, data_dir=data_dir, clock=clock, env={})
     yield svc
     svc.close()

@@ -14,7 +14,7 @@ from tests.qr.conftest import CNY, cpm_text, make_code, vectors
 
 
 def rows(svc):
-    return list(svc.require_journal().rows_since(None))
+    return list(svc.require_journal().txns.rows_since(None))
 
 
 def test_signed_code_pays_once_offline_and_a_replay_is_declined_and_journaled(qr_service, issuer, clock):
@@ -25,7 +25,7 @@ def test_signed_code_pays_once_offline_and_a_replay_is_declined_and_journaled(qr
     assert row.method == "wallet_signed" and row.card_token == qr_service.keys.wallet_token("W777")
     assert len(row.card_token) == 32 and "W777" not in row.card_token
     assert row.details["wallet_tier"] == "real_name" and row.details["code_counter"] == 9
-    assert qr_service.require_journal().code_used("W777", 9) == row.id
+    assert qr_service.require_journal().issuer_keys.code_used("W777", 9) == row.id
     again = qr_service.pay_code(text, Money(2500, CNY))
     assert again.outcome == "declined" and again.reasons == ("code_already_used",)
     stored = rows(qr_service)
@@ -35,7 +35,7 @@ def test_signed_code_pays_once_offline_and_a_replay_is_declined_and_journaled(qr
 
 def test_the_claim_in_the_journal_stops_a_replay_that_slips_past_the_early_check(qr_service, issuer, clock):
     text = make_code(issuer, issued=clock.now, wallet_id="W1", counter=3)
-    payment = codepay.prepare_code_payment(qr_service, text, Money(100, CNY))
+    payment = codepay.prepare_code_payment(qr_service.payments, text, Money(100, CNY))
     assert qr_service.pay(payment.request, payment.facts, claim=payment.claim).approved
     second = qr_service.pay(payment.request, payment.facts, claim=payment.claim)  # as if raced past code_used
     assert second.outcome == "declined" and second.reasons == ("code_already_used",)
@@ -60,12 +60,12 @@ def test_refused_signed_codes_are_declined_with_their_reason(qr_service, issuer,
 
 
 def test_key_delivered_by_the_backend_is_trusted(data_dir, clock, issuer):
-    from terminal.service import build_service
+    from terminal.bootstrap import bootstrap
 
-    with build_service(None, data_dir, clock=clock, env={}) as svc:  # no key in config
+    with bootstrap(config_path=None, data_dir=data_dir, clock=clock, env={}) as svc:  # no key in config
         text = make_code(issuer, issued=clock.now, key_id="rot-2", counter=1)
         assert svc.pay_code(text, Money(100, CNY)).reasons == ("unknown_issuer_key",)
-        svc.require_journal().replace_issuer_keys({"rot-2": issuer.public_key().public_bytes_raw()}, 1,
+        svc.require_journal().issuer_keys.replace({"rot-2": issuer.public_key().public_bytes_raw()}, 1,
                                                   now=clock.now)
         assert svc.pay_code(text, Money(100, CNY)).approved
 
@@ -74,7 +74,8 @@ def test_wallet_tier_limits_apply(qr_service, issuer, clock):
     text = make_code(issuer, issued=clock.now, tier=WalletTier.UNVERIFIED, counter=5)
     result = qr_service.pay_code(text, Money(60000, CNY))  # unverified tier: 500.00 per payment
     assert result.outcome == "declined" and "tier_payment_limit_exceeded" in result.reasons
-    assert qr_service.require_journal().code_used("W100", 5) is None  # a declined payment does not use the code
+    # a declined payment does not use the code
+    assert qr_service.require_journal().issuer_keys.code_used("W100", 5) is None
 
 
 def test_consumer_code_pays_with_token_and_masked_pan_only(qr_service, data_dir):
@@ -131,7 +132,7 @@ def test_merchant_qr_carries_amount_and_a_reference_that_is_the_transaction_id(q
 
 
 def test_card_data_and_numeric_codes_are_sealed_to_the_backend_key_when_there_is_one(qr_service):
-    """Once the backend side offers `backend_sealing_key()` (enrolment), card data goes sealed: only
+    """Once the backend offers a sealing key (enrolment), card data goes sealed: only
     the backend's X25519 private key opens it. A real key pair stands in for an enrolled backend."""
     import json
 
@@ -140,7 +141,7 @@ def test_card_data_and_numeric_codes_are_sealed_to_the_backend_key_when_there_is
     from terminal.security import open_sealed
 
     backend = X25519PrivateKey.generate()
-    qr_service.backend_sealing_key = lambda: backend.public_key().public_bytes_raw()
+    qr_service.payments.sealing_key = lambda: backend.public_key().public_bytes_raw()
     pan = "6212345678901234"
     row = qr_service.pay_code(cpm_text(pan=pan), Money(500, CNY)).payment.row
     assert row.sealed_card and pan not in row.sealed_card
@@ -152,11 +153,11 @@ def test_card_data_and_numeric_codes_are_sealed_to_the_backend_key_when_there_is
 
 
 def test_codes_are_declined_when_the_journal_cannot_record(tmp_path, clock, qr_config, issuer):
-    from terminal.service import build_service
+    from terminal.bootstrap import bootstrap
 
     blocked = tmp_path / "not-a-dir"
     blocked.write_text("a file where the data directory should be")
-    with build_service(qr_config, blocked, clock=clock, env={}) as svc:
+    with bootstrap(config_path=qr_config, data_dir=blocked, clock=clock, env={}) as svc:
         assert svc.journal is None
         for text in (make_code(issuer, issued=clock.now), make_code(issuer, issued=clock.now - timedelta(hours=1)),
                      cpm_text()):

@@ -53,7 +53,7 @@ class SimRig(Rig):
     kind = "sim"
 
     def __init__(self) -> None:
-        from drivers.sim.reader import SimReader
+        from drivers.simreader import SimReader
 
         self.reader = SimReader()
 

@@ -40,8 +40,8 @@ async def show_merchant_code(pilot, journal, amount_digits: str) -> str:
     await pilot.press("enter")
     await wait_for(pilot, lambda: isinstance(pilot.app.screen, PresentScreen))
     await pilot.press("q")
-    await wait_for(pilot, lambda: journal.open_merchant_codes())
-    return journal.open_merchant_codes()[0]["reference"]
+    await wait_for(pilot, lambda: journal.merchant_codes.still_open())
+    return journal.merchant_codes.still_open()[0]["reference"]
 
 
 async def sell_with_wallet_code(pilot, amount_digits: str) -> ResultScreen:
@@ -65,7 +65,7 @@ async def test_offline_sale_is_queued_and_synced_when_the_network_returns(demo):
         result = await sell_with_wallet_code(pilot, "8000")
         assert result.result.outcome == "approved" and result.result.auth_mode == "offline"
         row = result.result.row
-        assert service.require_journal().get(row.id).sync_state == "pending"
+        assert service.require_journal().txns.get(row.id).sync_state == "pending"
         await app.refresh_status().wait()
         await pilot.pause()
         assert app.status.queue == 1
@@ -74,7 +74,7 @@ async def test_offline_sale_is_queued_and_synced_when_the_network_returns(demo):
         await pilot.press("ctrl+n")  # restore it
         await wait_for(pilot, lambda: demo.network_up)
         service.sync_once()
-        assert service.require_journal().get(row.id).sync_state == "accepted"
+        assert service.require_journal().txns.get(row.id).sync_state == "accepted"
         stored = {t["id"] for t in demo.sandbox.admin.transactions(service.config.terminal.id)}
         assert row.id in stored
         await app.refresh_status().wait()
@@ -147,7 +147,7 @@ async def test_card_tap_is_approved_offline_and_journaled(demo):
         await sign_in(pilot, "1001", "1111")
         result = await sell_with_card(pilot, "1234", "2")  # Mastercard: GENERATE AC
         assert result.result.outcome == "approved" and result.result.auth_mode == "offline"
-        row = demo.service.require_journal().get(result.result.row.id)
+        row = demo.service.require_journal().txns.get(result.result.row.id)
         assert row.method == "card" and row.scheme == "mastercard" and row.masked_pan == "541333******0434"
         assert "541333******0434" in str(result.query_one("#how").render()) + str(result.query_one("#why").render()) \
             or "0434" in "".join(str(w.render()) for w in result.query("Static"))
@@ -230,7 +230,7 @@ async def test_merchant_code_paid_while_shown_and_paid_just_before_the_cashier_c
         await pilot.press("P")  # demo key (either case, Caps Lock on or off): the wallet app pays the code on screen
         await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen))
         assert app.screen.result.outcome == "approved" and app.screen.result.reasons == ("paid_in_wallet_app",)
-        assert journal.open_merchant_codes() == []
+        assert journal.merchant_codes.still_open() == []
         await pilot.press("enter")  # new sale
         await wait_for(pilot, lambda: isinstance(app.screen, CheckoutScreen))
 
@@ -243,10 +243,10 @@ async def test_merchant_code_paid_while_shown_and_paid_just_before_the_cashier_c
         admin.faults(latency_ms=1500, paths=[f"/v1/payments/{reference}/cancel"])
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, CheckoutScreen), timeout=1.2)
-        await wait_for(pilot, lambda: not journal.open_merchant_codes())
+        await wait_for(pilot, lambda: not journal.merchant_codes.still_open())
         await wait_for(pilot, lambda: any("just before it was closed" in n.message for n in app._notifications))
         admin.faults_off()
-        late = [r for r in journal.rows_since() if r.details.get("reference") == reference]
+        late = [r for r in journal.txns.rows_since() if r.details.get("reference") == reference]
         assert len(late) == 1 and late[0].approved and late[0].amount.minor == 4400
         # the sale is paid: the amount is cleared, so that Enter does not charge the customer again
         await wait_for(pilot, lambda: not app.screen.total().is_positive)
@@ -254,12 +254,12 @@ async def test_merchant_code_paid_while_shown_and_paid_just_before_the_cashier_c
 
         reference = await show_merchant_code(pilot, journal, "5500")
         await pilot.press("escape")
-        await wait_for(pilot, lambda: not journal.open_merchant_codes())
+        await wait_for(pilot, lambda: not journal.merchant_codes.still_open())
         assert service.payment_status(reference).status == "cancelled"
         assert app.screen.total().minor == 5500  # cancelled unpaid: the sale is kept for another try
         with pytest.raises(RuntimeError, match="payment_cancelled"):
             admin.mark_paid(reference, 5500, "CNY", "tokWalletApp")
-        assert [r.amount.minor for r in journal.rows_since() if r.method == "merchant_qr"] == [3300, 4400]
+        assert [r.amount.minor for r in journal.txns.rows_since() if r.method == "merchant_qr"] == [3300, 4400]
 
 
 async def hold_the_answer_to_a_paid_code(pilot, demo, amount_digits: str) -> str:
@@ -303,7 +303,7 @@ async def test_the_answer_paid_comes_after_the_payment_screen_was_left(demo, lea
         if leave == "escape":
             assert not app.screen.total().is_positive  # paid: cleared for the next sale
         admin.faults_off()
-        rows = [r for r in journal.rows_since() if r.details.get("reference") == reference]
+        rows = [r for r in journal.txns.rows_since() if r.details.get("reference") == reference]
         assert len(rows) == 1 and rows[0].approved and rows[0].amount.minor == 6600
-        assert journal.open_merchant_codes() == []
+        assert journal.merchant_codes.still_open() == []
         assert service.payment_status(reference).status == "paid"

@@ -7,7 +7,7 @@ import time
 
 from terminal.core.money import Money
 from terminal.core.rules import Method, PaymentRequest
-from terminal.service import CardFacts
+from terminal.payment import CardFacts
 from terminal.tui.screens import (
     CheckoutScreen,
     DayCloseScreen,
@@ -42,7 +42,7 @@ async def test_sign_in_and_sign_out(app_factory):
         await pilot.pause()
         assert isinstance(app.screen, SignInScreen) and app.operator is None
         await app.workers.wait_for_complete()
-    events = [(r["event"], r["actor"]) for r in app.service.require_journal().audit_rows()]
+    events = [(r["event"], r["actor"]) for r in app.service.require_journal().audit.rows()]
     assert ("sign_out", "cash1") in events
 
 
@@ -60,7 +60,7 @@ async def test_sign_out_goes_ahead_when_the_journal_cannot_record_it(app_factory
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert app.is_running and isinstance(app.screen, SignInScreen) and app.operator is None
-    assert ("sign_out", "cash1") not in [(r["event"], r["actor"]) for r in staffed.require_journal().audit_rows()]
+    assert ("sign_out", "cash1") not in [(r["event"], r["actor"]) for r in staffed.require_journal().audit.rows()]
 
 
 async def test_lockout_after_wrong_pins(app_factory, staffed):
@@ -157,7 +157,7 @@ async def test_refund_refused_without_the_supervisor_pin_then_done(app_factory, 
         await pilot.press("f9")
         await sign_in(pilot, "sup1", "2222")  # the supervisor prompt
         assert "Refund recorded: ¥30.00" in text_of(app, "#message")
-    refunds = [r for r in staffed.require_journal().recent(10) if r.kind == "refund"]
+    refunds = [r for r in staffed.require_journal().txns.recent(10) if r.kind == "refund"]
     assert len(refunds) == 1 and refunds[0].amount.minor == 3000 and refunds[0].reference == row.id
 
 
@@ -173,7 +173,7 @@ async def test_refund_over_the_original_is_refused(app_factory, staffed):
         await pilot.press("enter")
         await sign_in(pilot, "sup1", "2222")  # the supervisor prompt
         assert "Refund refused: more than what is left of the original payment" in text_of(app, "#message")
-    assert not [r for r in staffed.require_journal().recent(10) if r.kind == "refund"]
+    assert not [r for r in staffed.require_journal().txns.recent(10) if r.kind == "refund"]
 
 
 async def test_void_last_sale(app_factory, staffed):
@@ -294,7 +294,7 @@ async def test_a_refund_recorded_after_the_cashier_left_the_screen_is_still_told
             assert any("Refund recorded: ¥30.00" in m for m in told), told
     finally:
         holder.close()
-    refunds = [r for r in staffed.require_journal().recent(10) if r.kind == "refund"]
+    refunds = [r for r in staffed.require_journal().txns.recent(10) if r.kind == "refund"]
     assert len(refunds) == 1 and refunds[0].amount.minor == 3000
 
 
@@ -317,4 +317,4 @@ async def test_a_refund_the_journal_cannot_record_is_told_and_the_app_goes_on(ap
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, CheckoutScreen)
-    assert not [r for r in staffed.require_journal().recent(10) if r.kind == "refund"]
+    assert not [r for r in staffed.require_journal().txns.recent(10) if r.kind == "refund"]

@@ -9,7 +9,7 @@ from textual.widgets import DataTable
 
 from terminal.core.money import Money
 from terminal.core.rules import Method, PaymentRequest
-from terminal.service import CardFacts
+from terminal.payment import CardFacts
 from terminal.tui.screens import ReceiptScreen, ResultScreen, SaleOutcome
 from tests.tui.conftest import sign_in, type_text
 
@@ -97,7 +97,7 @@ async def supervisor(pilot) -> None:
 def result_of(outcome: str, reasons: tuple[str, ...], auth: str, row_index: int | None):
     async def run(pilot) -> None:
         await sign_in(pilot)
-        rows = pilot.app.service.require_journal().recent(10)
+        rows = pilot.app.service.require_journal().txns.recent(10)
         row = sorted(rows, key=lambda r: r.seq)[row_index] if row_index is not None else None
         amount = row.amount if row is not None else Money(150000, pilot.app.service.currency)
         sale = SaleOutcome(outcome=outcome, amount=amount, reasons=reasons, auth_mode=auth, row=row,
@@ -110,7 +110,7 @@ def result_of(outcome: str, reasons: tuple[str, ...], auth: str, row_index: int 
 
 async def receipt(pilot) -> None:
     await sign_in(pilot)
-    rows = sorted(pilot.app.service.require_journal().recent(10), key=lambda r: r.seq)
+    rows = sorted(pilot.app.service.require_journal().txns.recent(10), key=lambda r: r.seq)
     await pilot.app.push_screen(pilot.app.make(ReceiptScreen, rows[1]))
     await settle(pilot)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any, TypeVar, cast
 
 from textual import work
 from textual.app import ComposeResult
@@ -13,7 +14,9 @@ from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Static
 
+from terminal.core.money import Money, format_money
 from terminal.errors import WalletposError
+from terminal.tui.host import Host
 from terminal.tui.widgets import StatusBar
 
 log = logging.getLogger("walletpos.tui")
@@ -56,20 +59,26 @@ class BaseScreen(Screen):
 
     @screen_work(exclusive=True, group="demo")
     def demo_network(self) -> None:
-        up = self.wp.demo.toggle_network()
+        demo = self.wp.demo
+        if demo is None:
+            return
+        up = demo.toggle_network()
         self.from_worker(self.network_toggled, up, when_gone=self.network_toggled)
 
     def network_toggled(self, up: bool) -> None:
         self.app.notify(self.tr("demo.network_up" if up else "demo.network_down"))
 
     def action_demo_reader(self) -> None:
-        plugged = self.wp.demo.toggle_reader()
+        demo = self.wp.demo
+        if demo is None:
+            return
+        plugged = demo.toggle_reader()
         self.notify(self.tr("demo.reader_plugged" if plugged else "demo.reader_unplugged"))
 
     @property
-    def wp(self) -> Any:
-        """The WalletposApp (typed loosely to keep screens free of import cycles)."""
-        return self.app
+    def wp(self) -> Host:
+        """The app hosting this screen, as the screens see it (`terminal.tui.host.Host`)."""
+        return cast(Host, self.app)
 
     def tr(self, key: str, **values: object) -> str:
         return self.wp.tr(key, **values)
@@ -107,13 +116,11 @@ class BaseScreen(Screen):
     def body(self) -> ComposeResult:
         yield from ()
 
-    def money(self, amount: Any) -> str:
-        from terminal.core.money import format_money
-
+    def money(self, amount: Money) -> str:
         display = self.wp.service.config.display
         return format_money(amount, decimal_sep=display.decimal_separator, group_sep=display.group_separator)
 
-    def local_time(self, moment: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    def local_time(self, moment: datetime, fmt: str = "%Y-%m-%d %H:%M") -> str:
         return moment.astimezone(self.wp.service.config.terminal.zone).strftime(fmt)
 
 
@@ -122,8 +129,8 @@ ResultT = TypeVar("ResultT")
 
 class BaseDialog(ModalScreen[ResultT]):
     @property
-    def wp(self) -> Any:
-        return self.app
+    def wp(self) -> Host:
+        return cast(Host, self.app)
 
     def tr(self, key: str, **values: object) -> str:
         return self.wp.tr(key, **values)

@@ -105,7 +105,7 @@ class CheckoutScreen(BaseScreen):
         if not total.is_positive:
             self.query_one("#message", Static).update(self.tr("checkout.enter_amount"))
             return
-        self.app.push_screen(self.wp.make(PresentScreen, total, self.sale), self._after_sale)
+        self.app.push_screen(self.wp.make(PresentScreen, total, self.sale, self.sale_paid_late), self._after_sale)
 
     def _after_sale(self, finished: bool | None) -> None:
         if finished:

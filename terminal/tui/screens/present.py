@@ -1,13 +1,14 @@
 """Present card or code: waits (in a worker) for a tap or a scanned code, or shows the merchant QR.
 
-The wait runs in a thread worker through `service.checkout.take_payment(...)`, which races the
-reader and the camera and returns one result; Escape cancels it. The screen only shows progress
+The wait runs in a thread worker through `service.take_payment(...)`, which races the reader and
+the camera and returns one result; Escape cancels it. The screen only shows progress
 and hands the result to the result screen."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from rich.text import Text
@@ -16,6 +17,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
+from terminal.core.money import Money
 from terminal.errors import WalletposError
 from terminal.tui.qrtext import qr_lines
 from terminal.tui.screens.base import BaseScreen, screen_work
@@ -36,10 +38,12 @@ class PresentScreen(BaseScreen):
         *(Binding(str(i + 1), f"demo_tap({i})", f"action.demo_tap_{i + 1}", show=False) for i in range(9)),
     ]
 
-    def __init__(self, amount: Any, sale: Any = None) -> None:
+    def __init__(self, amount: Money, sale: Any = None,
+                 on_paid_late: Callable[[Any, Money], None] | None = None) -> None:
         super().__init__()
         self.amount = amount
         self.sale = sale
+        self.on_paid_late = on_paid_late  # the checkout clears a sale paid after the cashier left it
         self.cancel_event = threading.Event()  # stops the card/camera wait
         self.qr_cancel = threading.Event()  # stops the merchant-code wait
         self.showing_qr = False
@@ -58,11 +62,10 @@ class PresentScreen(BaseScreen):
             yield Static(self.tr("demo.keys"), id="demo-keys", classes="hint")
 
     def on_mount(self) -> None:
-        checkout = getattr(self.wp.service, "checkout", None)
-        if checkout is None or not checkout.has_devices():
+        if not self.wp.service.can_take_payments():
             self.say(self.tr("present.no_devices"))
-        if checkout is not None:
-            self.wait_for_payment()
+            return
+        self.wait_for_payment()
 
     def say(self, text: str) -> None:
         self.query_one("#message", Static).update(text)
@@ -81,11 +84,9 @@ class PresentScreen(BaseScreen):
         left, or just before a merchant code was closed): journaled, and the cashier is told."""
         self.app.notify(self.tr(key, amount=self.money(result.amount), reference=result.row.id[:8]),
                         severity="warning", timeout=60)
-        if self.cashier_cancelled:  # this sale, which the cashier gave up, is paid: it must not be charged again
-            for screen in self.app.screen_stack:
-                paid_late = getattr(screen, "sale_paid_late", None)
-                if paid_late is not None:
-                    paid_late(self.sale, self.amount)
+        if self.cashier_cancelled and self.on_paid_late is not None:
+            # this sale, which the cashier gave up, is paid: it must not be charged again
+            self.on_paid_late(self.sale, self.amount)
 
     def progress(self, key: str, **values: object) -> None:
         """Called from the worker thread with an i18n key ("present.reading", ...)."""
@@ -96,10 +97,9 @@ class PresentScreen(BaseScreen):
 
     @screen_work(exclusive=True, group="present")
     def wait_for_payment(self) -> None:
-        checkout = self.wp.service.checkout
         operator = self.wp.operator.id if self.wp.operator else None
-        result = checkout.take_payment(self.amount, operator=operator, cancel=self.cancel_event,
-                                       progress=self.progress, note=getattr(self.sale, "note", ""))
+        result = self.wp.service.take_payment(self.amount, operator=operator, cancel=self.cancel_event,
+                                              progress=self.progress, note=getattr(self.sale, "note", ""))
         self.from_worker(self.finish, result, when_gone=self.finish_after_leaving)
 
     def finish(self, result: Any) -> None:
@@ -175,36 +175,35 @@ class PresentScreen(BaseScreen):
 
     @screen_work(exclusive=True, group="present")
     def retry_with_pin(self, pin: str) -> None:
-        result = self.wp.service.checkout.retry_with_pin(self.cancel_event, pin)
+        result = self.wp.service.retry_with_pin(self.cancel_event, pin)
         self.from_worker(self.finish, result, when_gone=self.finish_after_leaving)
 
     # -- merchant-presented QR ------------------------------------------------------------------
 
     def action_merchant_qr(self) -> None:
-        checkout = getattr(self.wp.service, "checkout", None)
-        if checkout is None or self.showing_qr:
+        if not self.wp.service.can_take_payments() or self.showing_qr:
             return
         self.showing_qr = True
         self.show_merchant_qr()
 
     @screen_work(exclusive=True, group="merchant_qr")
     def show_merchant_qr(self) -> None:
-        checkout = self.wp.service.checkout
+        service = self.wp.service
         operator = self.wp.operator.id if self.wp.operator else None
         try:
-            payload = checkout.merchant_qr(self.amount, operator)
+            payload = service.show_merchant_qr(self.amount, operator)
         except WalletposError as exc:  # not recorded, so not shown: a payment with it could not be recorded
             self.showing_qr = False
             self.from_worker(self.say, exc.message)
             return
         self.from_worker(self._draw_qr, payload)
-        result = checkout.wait_merchant_qr(payload, cancel=self.qr_cancel, operator=operator)
+        result = service.wait_merchant_qr(payload, cancel=self.qr_cancel, operator=operator)
         if result is not None:
             self.from_worker(self.finish, result, when_gone=self.finish_after_leaving)
             return
         # the code left the screen unpaid (cancelled, paid by card, screen closed): close it at the
         # backend; a customer who paid it just before is not lost
-        late = checkout.close_merchant_qr(payload, operator)
+        late = service.close_merchant_qr(payload, operator)
         if late is not None and late.row is not None:
             self.from_worker(self.announce, "present.qr_paid_late", late, when_gone=self.announce)
 
@@ -247,5 +246,5 @@ class PresentScreen(BaseScreen):
     def action_cancel(self) -> None:
         self.cashier_cancelled = True
         self._stop_waits()
-        if getattr(self.wp.service, "checkout", None) is None:
+        if not self.wp.service.can_take_payments():
             self.leave(False)

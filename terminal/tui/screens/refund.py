@@ -51,11 +51,9 @@ class RefundScreen(BaseScreen):
 
     @screen_work(exclusive=True, group="refund")
     def lookup(self, reference: str) -> None:
-        from terminal.backoffice import find_original, original_sale
-
         service = self.wp.service
-        row = find_original(service, reference) if reference.strip() else None
-        sale = original_sale(service, row) if row is not None else None
+        row = service.find_original(reference) if reference.strip() else None
+        sale = service.original_sale(row) if row is not None else None
         self.from_worker(self.show_original, row, sale)
 
     def show_original(self, row: Any, sale: Any) -> None:
@@ -134,7 +132,7 @@ class VoidScreen(BaseScreen):
 
     @screen_work(exclusive=True, group="void")
     def load(self) -> None:
-        row = self.wp.service.require_journal().last_sale()
+        row = self.wp.service.last_sale()
         self.from_worker(self.show_last, row)
 
     def show_last(self, row: Any) -> None:

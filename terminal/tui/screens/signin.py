@@ -24,10 +24,9 @@ class SignInScreen(BaseScreen):
             yield Input(password=True, max_length=8, restrict=r"[0-9]*", id="pin")
             yield Static("", id="message", classes="message")
             if self.wp.demo is not None:
-                from terminal.demo import DEMO_OPERATORS
-
                 yield Static(self.tr("demo.operators", operators=", ".join(
-                    f"{self.tr('role.' + op.role)} {op.id} / {op.pin}" for op in DEMO_OPERATORS)), classes="hint")
+                    f"{self.tr('role.' + role)} {op_id} / {pin}" for role, op_id, pin in self.wp.demo.operator_hint())),
+                    classes="hint")
 
     def on_mount(self) -> None:
         self.query_one("#operator", Input).focus()
@@ -35,8 +34,7 @@ class SignInScreen(BaseScreen):
 
     @screen_work(group="signin")
     def check_operators(self) -> None:
-        journal = self.wp.service.journal
-        if journal is not None and not journal.operator_records():
+        if self.wp.service.storage_problem is None and not self.wp.service.has_operators():
             self.from_worker(self.say, self.tr("signin.no_operators"))
 
     def say(self, text: str) -> None:

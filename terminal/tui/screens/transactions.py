@@ -50,7 +50,7 @@ class TransactionsScreen(BaseScreen):
 
     @screen_work(exclusive=True, group="txns")
     def load(self, text: str) -> None:
-        rows = self.wp.service.require_journal().recent(200, search=text.strip() or None)
+        rows = self.wp.service.recent_transactions(200, search=text.strip() or None)
         self.from_worker(self.show, rows)
 
     def show(self, rows: list[Any]) -> None:

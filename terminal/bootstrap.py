@@ -1,0 +1,151 @@
+"""The one place that wires walletpos: config, keys, journal, rules, backend client, sync worker,
+reader and camera, built into a `Service` from config plus injectable parts.
+
+The CLI, the TUI, `walletpos demo`, the benchmarks and the tests all call `bootstrap`; nothing sets
+attributes on a service from outside. Injectable parts:
+
+- `clock`: the time source (tests move it by hand);
+- `authorizer`: online authorisation (default: the backend client's, when the backend is enabled);
+- `devices`: what the checkout races for one sale. `None` (the default) builds no checkout (a CLI
+  command that reads no card), `Devices.configured()` the reader and camera from config, or any
+  openers (the demo's simulated reader, a test's virtual card reader).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+
+import platformdirs
+
+from drivers.base import CardReader, CodeScanner
+from terminal.backend import BackendAuthorizer, BackendClient
+from terminal.backoffice import BackOffice
+from terminal.cardpay import CardPayments
+from terminal.checkout import Checkout, PaymentInterpreter, seal_pin_block
+from terminal.codepay import MerchantCodes
+from terminal.config import Config, load_config
+from terminal.errors import StorageError
+from terminal.journal import Journal
+from terminal.logs import setup_logging
+from terminal.operators import Operators
+from terminal.payment import Clock, OnlineAuthorizer, utc_now
+from terminal.payments import Payments, Storage
+from terminal.security import ensure_private_dir, load_or_create_keys
+from terminal.service import Service
+from terminal.sync import SyncWorker
+
+log = logging.getLogger("walletpos.bootstrap")
+
+JOURNAL_FILE = "journal.sqlite3"
+
+
+def resolve_data_dir(data_dir: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None) -> Path:
+    """--data-dir, else $WALLETPOS_DATA_DIR, else the platform's user data directory."""
+    env = os.environ if env is None else env
+    if data_dir:
+        return Path(data_dir).expanduser()
+    if env.get("WALLETPOS_DATA_DIR"):
+        return Path(env["WALLETPOS_DATA_DIR"]).expanduser()
+    return Path(platformdirs.user_data_dir("walletpos", appauthor=False))
+
+
+@dataclass(frozen=True)
+class Devices:
+    """How the checkout opens its card reader and its camera (either may be None: not attached).
+    The watchers open them in their own threads, so a missing device only shows as absent."""
+
+    open_reader: Callable[[], CardReader] | None = None
+    open_scanner: Callable[[], CodeScanner] | None = None
+
+    @classmethod
+    def configured(cls, config: Config) -> Devices:
+        """The reader (`[reader] device`) and the camera (`[camera] source`) from config."""
+
+        def reader() -> CardReader:
+            from drivers.readers import open_reader
+
+            return open_reader(config.reader.device)
+
+        def scanner() -> CodeScanner:
+            from drivers.camera import scanner_from_config
+
+            return scanner_from_config(config)
+
+        return cls(reader, scanner)
+
+
+def open_storage(config: Config, data_dir: Path, clock: Clock, *, configure_logging: bool = False) -> Storage:
+    """The data directory (owner-only), logging, the terminal keys and the journal. A journal that
+    cannot be opened is not an exception: the terminal starts with approvals disabled and says why."""
+    keys = journal = None
+    try:
+        ensure_private_dir(data_dir)
+        if configure_logging:
+            setup_logging(data_dir / "logs", config.log.level, config.log.keep_files)
+        keys = load_or_create_keys(data_dir)
+        journal = Journal(data_dir / JOURNAL_FILE, keys, config.terminal.id, now=clock())
+    except StorageError as exc:
+        log.error("storage unavailable, approvals disabled: %s", exc.message)
+        return Storage(keys, None, exc.message)
+    return Storage(keys, journal)
+
+
+def bootstrap(
+    config: Config | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    config_path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    clock: Clock = utc_now,
+    authorizer: OnlineAuthorizer | None = None,
+    devices: Devices | None = None,
+    configure_logging: bool = False,
+) -> Service:
+    """Build the whole terminal. `config` (else loaded from `config_path` / $WALLETPOS_CONFIG / the
+    embedded defaults) and `data_dir` (else $WALLETPOS_DATA_DIR / the user data directory)."""
+    config = config if config is not None else load_config(config_path, env)
+    directory = resolve_data_dir(data_dir, env)
+    storage = open_storage(config, directory, clock, configure_logging=configure_logging)
+    journal = storage.journal
+
+    client: BackendClient | None = None
+    if config.backend.enabled and journal is not None and storage.keys is not None:
+        client = BackendClient(config, directory, storage.keys)
+        if authorizer is None:
+            authorizer = BackendAuthorizer(client, config.backend.online_auth_deadline_ms)
+
+    def sealing_key() -> bytes | None:
+        enrolment = client.enrolment if client is not None else None
+        return enrolment.sealing_public_key if enrolment is not None else None
+
+    payments = Payments(config, directory, storage, clock=clock, online=authorizer, sealing_key=sealing_key)
+    policy = config.operators
+    operators = (Operators(journal, max_failed_pins=policy.max_failed_pins,
+                           lockout=timedelta(minutes=policy.lockout_minutes)) if journal is not None else None)
+    backoffice = BackOffice(payments, operators) if operators is not None else None
+    cards = CardPayments(payments)
+    merchant_codes = MerchantCodes(payments, client)
+
+    sync: SyncWorker | None = None
+    if client is not None and journal is not None:
+        sync = SyncWorker(journal, client, sync_config=config.sync, clock=clock, rules=payments.rules,
+                          housekeeping=payments.housekeeping,
+                          settle_merchant_codes=lambda: len(merchant_codes.settle()),
+                          authorizer=authorizer if isinstance(authorizer, BackendAuthorizer) else None)
+
+    checkout: Checkout | None = None
+    if devices is not None:
+        checkout = Checkout(payments, PaymentInterpreter(cards), merchant_codes, open_reader=devices.open_reader,
+                            open_scanner=devices.open_scanner, seal_pin=partial(seal_pin_block, payments))
+
+    return Service(payments=payments, operators=operators, backoffice=backoffice, cards=cards,
+                   merchant_codes=merchant_codes, backend=client, sync=sync, checkout=checkout)
+
+
+__all__ = ["JOURNAL_FILE", "Devices", "bootstrap", "open_storage", "resolve_data_dir"]

@@ -1,0 +1,266 @@
+"""The one payment path: rules, the backend when the rules say so, the journal.
+
+`Payments.pay` takes a snapshot of the terminal state, lets the pure rules decide, asks the backend
+when the rules say so (with the offline answer already decided), then makes the outcome durable in
+the journal *before* returning it. If the journal cannot record, the payment is declined (fail
+closed). Cards (`terminal.cardpay`), scanned codes and merchant codes (`terminal.codepay`), the
+checkout and the back office all pay through here; the service only wires it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from terminal.config import Config
+from terminal.core import rules
+from terminal.core.money import Currency, Money
+from terminal.core.rules import Decision, PaymentRequest, Reason, RuleOutcome, RuleSet, TerminalState
+from terminal.errors import CodeAlreadyUsed, StorageError, WalletposError
+from terminal.journal import CodeClaim, Journal, NewTransaction, parse_utc
+from terminal.journal.ids import new_txn_id
+from terminal.payment import STORAGE_FAILURE, CardFacts, Clock, OnlineAnswer, OnlineAuthorizer, PaymentResult
+from terminal.security import TerminalKeys
+
+log = logging.getLogger("walletpos.payments")
+
+NO_FACTS = CardFacts()  # a payment with nothing known about the payer beyond the request
+
+
+class RuleBook:
+    """The rules in force: the local config's, tightened by the backend's limits (the sync worker
+    calls `tighten` when new limits arrive; a decision reads `current`)."""
+
+    def __init__(self, local: RuleSet) -> None:
+        self.local = local
+        self.current = local
+
+    def use(self, rule_set: RuleSet) -> None:
+        self.current = rule_set
+
+
+@dataclass
+class Storage:
+    """The journal and the keys, or why they could not be opened (then every payment is declined)."""
+
+    keys: TerminalKeys | None
+    journal: Journal | None
+    problem: str | None = None  # the journal could not be opened at start
+    last_error: str | None = None  # the last append failed (cleared by the next success)
+
+    def require_journal(self) -> Journal:
+        if self.journal is None:
+            raise StorageError(self.problem or "the journal is not open", title="Cannot record")
+        return self.journal
+
+    def require_keys(self) -> TerminalKeys:
+        if self.keys is None:
+            raise StorageError(self.problem or "the terminal keys are not available", title="Cannot record")
+        return self.keys
+
+
+class Payments:
+    """Decides and records payments. Holds what every payment flow needs: config, clock, storage,
+    the rules in force, the backend's online authorisation and its card-data sealing key."""
+
+    def __init__(self, config: Config, data_dir: Path, storage: Storage, *, clock: Clock,
+                 online: OnlineAuthorizer | None = None,
+                 sealing_key: Callable[[], bytes | None] = lambda: None) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.storage = storage
+        self.clock = clock
+        self.online = online
+        self.sealing_key = sealing_key
+        self.rules = RuleBook(RuleSet.from_config(config))
+        self.currency: Currency = config.currency
+        self.zone: ZoneInfo = config.terminal.zone
+
+    # -- basics ---------------------------------------------------------------------------------
+
+    @property
+    def journal(self) -> Journal | None:
+        return self.storage.journal
+
+    @property
+    def keys(self) -> TerminalKeys | None:
+        return self.storage.keys
+
+    def require_journal(self) -> Journal:
+        return self.storage.require_journal()
+
+    def business_date(self, moment: datetime | None = None) -> date:
+        return (moment or self.clock()).astimezone(self.zone).date()
+
+    def last_sync_at(self) -> datetime:
+        """Last successful sync, or the installation time when the terminal never synced."""
+        journal = self.require_journal()
+        value = journal.meta("last_sync_ok_at")
+        return parse_utc(value) if value else journal.installed_at
+
+    def housekeeping(self) -> None:
+        """Seal the journal head, so that rows removed from its end are detected by `journal verify`
+        (the sync worker and the TUI call this every few seconds)."""
+        journal = self.storage.journal
+        if journal is not None:
+            try:
+                journal.chain.seal_head(self.clock())
+            except StorageError as exc:
+                log.warning("housekeeping: %s", exc.message)
+
+    def audit(self, event: str, *, actor: str | None = None, details: Mapping[str, Any] | None = None) -> None:
+        self.require_journal().audit.record(event, now=self.clock(), actor=actor, details=details)
+
+    # -- rules ----------------------------------------------------------------------------------
+
+    def terminal_state(self, card_token: str | None, now: datetime | None = None) -> TerminalState:
+        journal = self.require_journal()
+        now = now or self.clock()
+        day = self.business_date(now)
+        totals = journal.txns.payer_totals(card_token, day)
+        cur = self.currency
+        return TerminalState(
+            now=now,
+            business_date=day,
+            card_offline_amount_today=Money(totals.offline_amount_today, cur),
+            card_offline_count_today=totals.offline_count_today,
+            card_amount_today=Money(totals.amount_today, cur),
+            unsynced_exposure=journal.sync.unsynced_exposure(cur),
+            last_sync_at=self.last_sync_at(),
+            deny_listed=journal.deny.contains(card_token),
+            backend_reachable=self.online.reachable() if self.online is not None else False,
+        )
+
+    def explain(self, request: PaymentRequest) -> tuple[RuleOutcome, TerminalState]:
+        state = self.terminal_state(request.card_token)
+        return rules.decide(request, state, self.rules.current), state
+
+    # -- paying ---------------------------------------------------------------------------------
+
+    def pay(
+        self,
+        request: PaymentRequest,
+        facts: CardFacts = NO_FACTS,
+        *,
+        kind: str = "sale",
+        operator: str | None = None,
+        txn_id: str | None = None,
+        started: float | None = None,
+        claim: CodeClaim | None = None,
+        online_extras: Mapping[str, Any] | None = None,
+    ) -> PaymentResult:
+        """Decide one payment and make its outcome durable before returning it.
+
+        `claim` marks a single-use wallet code as used in the same transaction as an approval; a
+        code already used is declined (`code_already_used`) and the decline is journaled.
+        `online_extras` (e.g. a sealed PIN block) go to the backend with the online request only and
+        are never journaled."""
+        t0 = started if started is not None else time.perf_counter()
+        timings: dict[str, float] = {}
+        journal = self.storage.journal
+        if journal is None:
+            return self._storage_failure(self.storage.problem or "journal unavailable", timings, t0)
+        try:
+            state = self.terminal_state(request.card_token)
+        except StorageError as exc:
+            return self._storage_failure(exc.message, timings, t0)
+        outcome = rules.decide(request, state, self.rules.current)
+        timings["rules"] = (time.perf_counter() - t0) * 1000
+        if outcome.decision is Decision.NEED_CVM:
+            return PaymentResult("need_cvm", "none", tuple(outcome.reasons), _message(outcome), outcome, None,
+                                 _total(timings, t0))
+        auth_mode = "offline"
+        final: RuleOutcome = outcome
+        reasons: tuple[str, ...] = tuple(outcome.reasons)
+        answer: OnlineAnswer | None = None
+        if outcome.decision is Decision.GO_ONLINE:
+            txn_id = txn_id or new_txn_id()
+            t_online = time.perf_counter()
+            answer = self._ask_backend(request, txn_id, facts, online_extras)
+            timings["online"] = (time.perf_counter() - t_online) * 1000
+            if answer is None:
+                final = outcome.offline_answer()
+                auth_mode = "offline_fallback"
+                reasons = tuple(final.reasons)
+            else:
+                auth_mode = "online"
+                reasons = tuple(outcome.reasons) + ((answer.reason,) if answer.reason else ())
+        approved = answer.approved if answer is not None else final.decision is Decision.APPROVE_OFFLINE
+        details = dict(facts.details)
+        if answer is not None and answer.auth_code:
+            details["auth_code"] = answer.auth_code
+        record = NewTransaction(
+            kind=kind, amount=request.amount, method=request.method.value,
+            decision="approved" if approved else "declined", reasons=reasons, auth_mode=auth_mode,
+            scheme=facts.scheme, card_token=request.card_token or facts.card_token,
+            masked_pan=facts.masked_pan, operator=operator, sealed_card=facts.sealed_card,
+            details=details, id=txn_id,
+        )
+        t_journal = time.perf_counter()
+        try:
+            try:
+                row = journal.txns.append(record, now=self.clock(), business_date=state.business_date,
+                                          claim=claim if approved else None)
+            except CodeAlreadyUsed:
+                approved, auth_mode, reasons = False, "none", ("code_already_used",)
+                final = RuleOutcome(Decision.DECLINE, ())
+                answer = None
+                record = replace(record, decision="declined", reasons=reasons, auth_mode=auth_mode)
+                row = journal.txns.append(record, now=self.clock(), business_date=state.business_date)
+        except StorageError as exc:
+            return self._storage_failure(exc.message, timings, t0)
+        timings["journal"] = (time.perf_counter() - t_journal) * 1000
+        self.storage.last_error = None
+        message = _result_message(approved, auth_mode, final, answer) if reasons != ("code_already_used",) \
+            else "Declined: this payment code was already used."
+        log.info("payment %s seq=%d %s %s %s reasons=%s", row.id, row.seq, row.decision, auth_mode,
+                 request.amount, ",".join(reasons))
+        return PaymentResult(row.decision, auth_mode, reasons, message, outcome, row, _total(timings, t0))
+
+    def _ask_backend(self, request: PaymentRequest, txn_id: str, facts: CardFacts,
+                     extras: Mapping[str, Any] | None = None) -> OnlineAnswer | None:
+        assert self.online is not None
+        try:
+            return self.online.authorize(request, txn_id, {"scheme": facts.scheme, "card_token": facts.card_token,
+                                                           "masked_pan": facts.masked_pan,
+                                                           "sealed_card": facts.sealed_card,
+                                                           **facts.details, **(extras or {})})
+        except WalletposError as exc:
+            log.warning("online authorisation failed, using the offline answer: %s", exc)
+            return None
+
+    def _storage_failure(self, problem: str, timings: dict[str, float], t0: float) -> PaymentResult:
+        log.error("payment refused, cannot record: %s", problem)
+        self.storage.last_error = problem
+        return PaymentResult(
+            "declined", "none", (STORAGE_FAILURE,),
+            f"Not approved: the terminal cannot record payments ({problem}).",
+            None, None, _total(timings, t0),
+        )
+
+
+def _total(timings: dict[str, float], t0: float) -> dict[str, float]:
+    timings["total"] = (time.perf_counter() - t0) * 1000
+    return timings
+
+
+def _message(outcome: RuleOutcome) -> str:
+    return outcome.message
+
+
+def _result_message(approved: bool, auth_mode: str, final: RuleOutcome, answer: OnlineAnswer | None) -> str:
+    if answer is not None:
+        if approved:
+            return "Approved by the backend."
+        return f"Declined by the backend{': ' + answer.reason if answer.reason else ''}."
+    head = "Approved offline" if approved else "Declined"
+    if auth_mode == "offline_fallback":
+        head += " (the backend did not answer in time)"
+    detail = "; ".join(rules.REASON_TEXT[Reason(r)] for r in final.reasons)
+    return f"{head}: {detail}." if detail else f"{head}."
