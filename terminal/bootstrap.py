@@ -24,19 +24,20 @@ from pathlib import Path
 import platformdirs
 
 from drivers.base import CardReader, CodeScanner
-from terminal.backend import BackendAuthorizer, BackendClient
+from terminal.backend import BackendAuthorizer, BackendClient, Enrolment
 from terminal.backoffice import BackOffice
 from terminal.cardpay import CardPayments
 from terminal.checkout import Checkout, PaymentInterpreter, seal_pin_block
 from terminal.codepay import MerchantCodes
 from terminal.config import Config, load_config
-from terminal.errors import StorageError
-from terminal.journal import Journal
+from terminal.errors import SecurityError, StorageError
+from terminal.journal import Journal, VerifyReport
+from terminal.journal.chain import verify_journal
 from terminal.logs import setup_logging
 from terminal.operators import Operators
 from terminal.payment import Clock, OnlineAuthorizer, utc_now
 from terminal.payments import Payments, Storage
-from terminal.security import ensure_private_dir, load_or_create_keys
+from terminal.security import ensure_private_dir, load_keys, load_or_create_keys
 from terminal.service import Service
 from terminal.sync import SyncWorker
 
@@ -90,7 +91,7 @@ def open_storage(config: Config, data_dir: Path, clock: Clock, *, configure_logg
             setup_logging(data_dir / "logs", config.log.level, config.log.keep_files)
         keys = load_or_create_keys(data_dir)
         journal = Journal(data_dir / JOURNAL_FILE, keys, config.terminal.id, now=clock())
-    except StorageError as exc:
+    except (StorageError, SecurityError) as exc:
         log.error("storage unavailable, approvals disabled: %s", exc.message)
         return Storage(keys, None, exc.message)
     return Storage(keys, journal)
@@ -148,4 +149,19 @@ def bootstrap(
                    merchant_codes=merchant_codes, backend=client, sync=sync, checkout=checkout)
 
 
-__all__ = ["JOURNAL_FILE", "Devices", "bootstrap", "open_storage", "resolve_data_dir"]
+def verify_data_dir(config: Config, data_dir: Path, *, signatures: bool = False) -> tuple[VerifyReport, Path]:
+    """`journal verify`: the data directory's journal checked without writing anything (no journal,
+    key or directory is created; a technician's read-only copy works too)."""
+    path = data_dir / JOURNAL_FILE
+    keys = load_keys(data_dir)
+    if keys is None:
+        problem = ("the terminal's keys are missing while its journal is there" if path.exists()
+                   else f"no walletpos terminal in {data_dir} (no keys, no journal)")
+        return VerifyReport(not path.exists() and not data_dir.exists(), 0, 0, problem=problem,
+                            problems=(problem,)), path
+    enrolment = Enrolment.load(data_dir)
+    ack_key = getattr(enrolment, "ack_public_key", None) if enrolment is not None else None
+    return verify_journal(path, keys, signatures=signatures, ack_key=ack_key, expect_journal=True), path
+
+
+__all__ = ["JOURNAL_FILE", "Devices", "bootstrap", "open_storage", "resolve_data_dir", "verify_data_dir"]

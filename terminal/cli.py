@@ -17,7 +17,7 @@ from typing import NoReturn
 
 from terminal import __version__
 from terminal.commands.common import Exit, UsageError
-from terminal.errors import ConfigError, JournalIntegrityError, StorageError, WalletposError
+from terminal.errors import ConfigError, JournalIntegrityError, SecurityError, StorageError, WalletposError
 
 log = logging.getLogger("walletpos.cli")
 
@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"walletpos: {exc.message}", file=sys.stderr)
         raise SystemExit(int(Exit.CONFIG)) from None
-    except StorageError as exc:
+    except (StorageError, SecurityError) as exc:  # SecurityError: keys or data directory not safe to use
         _fail(Exit.STORAGE, exc.title, exc.message)
     except JournalIntegrityError as exc:
         _fail(Exit.INTEGRITY, exc.title, exc.message)

@@ -42,6 +42,8 @@ EN: dict[str, str] = {
     "reason.card_daily_count_exceeded": "this card's offline payments for today are used up",
     "reason.exposure_cap_exceeded": "too many offline payments waiting to be sent",
     "reason.sync_too_old": "the terminal has not synced for too long",
+    "reason.journal_integrity": "the terminal's records are in doubt: offline approvals are off until a "
+                                "technician checks them",
     "reason.backend_unreachable": "the backend cannot be reached",
     "reason.storage_failure": "the terminal cannot record payments (storage)",
     "reason.declined_by_backend": "declined by the card issuer",
@@ -165,6 +167,7 @@ ZH: dict[str, str] = {
     "reason.card_daily_count_exceeded": "该卡今日脱机笔数已用完",
     "reason.exposure_cap_exceeded": "待上送的脱机交易过多",
     "reason.sync_too_old": "终端过久未与后台同步",
+    "reason.journal_integrity": "终端记录完整性存疑：在技术员检查前暂停脱机授权",
     "reason.backend_unreachable": "无法连接后台",
     "reason.storage_failure": "终端无法记录交易（存储故障）",
     "reason.declined_by_backend": "发卡方拒绝",

@@ -22,8 +22,8 @@ from terminal.config import Config
 from terminal.core import rules
 from terminal.core.money import Currency, Money
 from terminal.core.rules import Decision, PaymentRequest, Reason, RuleOutcome, RuleSet, TerminalState
-from terminal.errors import CodeAlreadyUsed, StorageError, WalletposError
-from terminal.journal import CodeClaim, Journal, NewTransaction, parse_utc
+from terminal.errors import CodeAlreadyUsed, JournalIntegrityError, StorageError, WalletposError
+from terminal.journal import CodeClaim, Journal, NewTransaction, Session, TxnRow, parse_utc
 from terminal.journal.ids import new_txn_id
 from terminal.payment import STORAGE_FAILURE, CardFacts, Clock, OnlineAnswer, OnlineAuthorizer, PaymentResult
 from terminal.security import TerminalKeys
@@ -101,17 +101,18 @@ class Payments:
     def last_sync_at(self) -> datetime:
         """Last successful sync, or the installation time when the terminal never synced."""
         journal = self.require_journal()
-        value = journal.meta("last_sync_ok_at")
+        value = journal.head().last_sync_ok_at
         return parse_utc(value) if value else journal.installed_at
 
     def housekeeping(self) -> None:
-        """Seal the journal head, so that rows removed from its end are detected by `journal verify`
-        (the sync worker and the TUI call this every few seconds)."""
+        """Sign the rows written since the last upkeep and verify them into a new signed checkpoint
+        (the sync worker, the TUI and the gate loop call this every few seconds). A row that does not
+        verify puts the journal on hold (offline approvals off) and is logged."""
         journal = self.storage.journal
         if journal is not None:
             try:
-                journal.chain.seal_head(self.clock())
-            except StorageError as exc:
+                journal.housekeeping(self.clock())
+            except (StorageError, JournalIntegrityError) as exc:
                 log.warning("housekeeping: %s", exc.message)
 
     def audit(self, event: str, *, actor: str | None = None, details: Mapping[str, Any] | None = None) -> None:
@@ -119,23 +120,33 @@ class Payments:
 
     # -- rules ----------------------------------------------------------------------------------
 
-    def terminal_state(self, card_token: str | None, now: datetime | None = None) -> TerminalState:
-        journal = self.require_journal()
-        now = now or self.clock()
+    def _state_in(self, session: Session, card_token: str | None, now: datetime, *,
+                  backend_reachable: bool | None = None) -> TerminalState:
+        """What the rules read, inside a write session (authenticated, checked, atomic with the append)."""
+        head = session.head
         day = self.business_date(now)
-        totals = journal.txns.payer_totals(card_token, day)
+        totals = session.card_day(card_token, day)
         cur = self.currency
+        journal = self.require_journal()
         return TerminalState(
             now=now,
             business_date=day,
-            card_offline_amount_today=Money(totals.offline_amount_today, cur),
-            card_offline_count_today=totals.offline_count_today,
-            card_amount_today=Money(totals.amount_today, cur),
-            unsynced_exposure=journal.sync.unsynced_exposure(cur),
-            last_sync_at=self.last_sync_at(),
-            deny_listed=journal.deny.contains(card_token),
-            backend_reachable=self.online.reachable() if self.online is not None else False,
+            card_offline_amount_today=Money(totals.offline_amount, cur),
+            card_offline_count_today=totals.offline_count,
+            card_amount_today=Money(totals.amount, cur),
+            unsynced_exposure=Money(head.exposure, cur),
+            last_sync_at=parse_utc(head.last_sync_ok_at) if head.last_sync_ok_at else journal.installed_at,
+            deny_listed=session.denied(card_token),
+            backend_reachable=(self.online.reachable() if self.online is not None else False)
+            if backend_reachable is None else backend_reachable,
+            integrity_problem=session.problem,
         )
+
+    def terminal_state(self, card_token: str | None, now: datetime | None = None) -> TerminalState:
+        """What the rules would read now (in a write session of its own, so it sees what a payment would)."""
+        now = now or self.clock()
+        with self.require_journal().session(now=now) as session:
+            return self._state_in(session, card_token, now)
 
     def explain(self, request: PaymentRequest) -> tuple[RuleOutcome, TerminalState]:
         state = self.terminal_state(request.card_token)
@@ -157,6 +168,12 @@ class Payments:
     ) -> PaymentResult:
         """Decide one payment and make its outcome durable before returning it.
 
+        The decision's reads and the append are one write transaction (no other thread or process can
+        pass a limit in between). When the rules want the backend, the transaction ends, the backend is
+        asked, and a second transaction decides again with what the journal holds then: the backend's
+        answer, or without one the offline answer, which can only be as strict or stricter than the one
+        decided before asking.
+
         `claim` marks a single-use wallet code as used in the same transaction as an approval; a
         code already used is declined (`code_already_used`) and the decline is journaled.
         `online_extras` (e.g. a sealed PIN block) go to the backend with the online request only and
@@ -166,62 +183,92 @@ class Payments:
         journal = self.storage.journal
         if journal is None:
             return self._storage_failure(self.storage.problem or "journal unavailable", timings, t0)
+        ruleset = self.rules.current
+        card_token = request.card_token or facts.card_token
         try:
-            state = self.terminal_state(request.card_token)
+            with journal.session(now=self.clock()) as session:
+                now = self.clock()
+                state = self._state_in(session, request.card_token, now)
+                outcome = rules.decide(request, state, ruleset)
+                timings["rules"] = (time.perf_counter() - t0) * 1000
+                if outcome.decision is Decision.NEED_CVM:
+                    return PaymentResult("need_cvm", "none", tuple(outcome.reasons), outcome.message, outcome, None,
+                                         _total(timings, t0))
+                if outcome.decision is not Decision.GO_ONLINE:
+                    approved = outcome.decision is Decision.APPROVE_OFFLINE
+                    row = self._record(session, request, facts, card_token, kind, operator, txn_id, claim, now,
+                                       state.business_date, approved, "offline", tuple(outcome.reasons), {})
+                    return self._result(row, outcome, outcome, None, "offline", timings, t0)
+        except CodeAlreadyUsed:
+            return self._code_used(request, facts, card_token, kind, operator, txn_id, timings, t0)
         except StorageError as exc:
             return self._storage_failure(exc.message, timings, t0)
-        outcome = rules.decide(request, state, self.rules.current)
-        timings["rules"] = (time.perf_counter() - t0) * 1000
-        if outcome.decision is Decision.NEED_CVM:
-            return PaymentResult("need_cvm", "none", tuple(outcome.reasons), _message(outcome), outcome, None,
-                                 _total(timings, t0))
-        auth_mode = "offline"
-        final: RuleOutcome = outcome
-        reasons: tuple[str, ...] = tuple(outcome.reasons)
-        answer: OnlineAnswer | None = None
-        if outcome.decision is Decision.GO_ONLINE:
-            txn_id = txn_id or new_txn_id()
-            t_online = time.perf_counter()
-            answer = self._ask_backend(request, txn_id, facts, online_extras)
-            timings["online"] = (time.perf_counter() - t_online) * 1000
-            if answer is None:
-                final = outcome.offline_answer()
-                auth_mode = "offline_fallback"
-                reasons = tuple(final.reasons)
-            else:
-                auth_mode = "online"
-                reasons = tuple(outcome.reasons) + ((answer.reason,) if answer.reason else ())
-        approved = answer.approved if answer is not None else final.decision is Decision.APPROVE_OFFLINE
-        details = dict(facts.details)
-        if answer is not None and answer.auth_code:
-            details["auth_code"] = answer.auth_code
+        # the rules want the backend: ask it outside the journal's write transaction
+        txn_id = txn_id or new_txn_id()
+        t_online = time.perf_counter()
+        answer = self._ask_backend(request, txn_id, facts, online_extras)
+        timings["online"] = (time.perf_counter() - t_online) * 1000
+        try:
+            with journal.session(now=self.clock()) as session:
+                now = self.clock()
+                fresh = rules.decide(request, self._state_in(session, request.card_token, now, backend_reachable=False),
+                                     ruleset)
+                details: dict[str, Any] = {}
+                if answer is not None:
+                    auth_mode, final = "online", outcome
+                    approved = answer.approved
+                    reasons = tuple(outcome.reasons) + ((answer.reason,) if answer.reason else ())
+                    if answer.auth_code:
+                        details["auth_code"] = answer.auth_code
+                else:
+                    auth_mode = "offline_fallback"
+                    before = outcome.offline_answer()
+                    # the stricter of the answer decided before asking and the one decided now
+                    final = fresh if fresh.decision is not Decision.APPROVE_OFFLINE else before
+                    approved = final.decision is Decision.APPROVE_OFFLINE
+                    reasons = tuple(final.reasons)
+                row = self._record(session, request, facts, card_token, kind, operator, txn_id, claim, now,
+                                   self.business_date(now), approved, auth_mode, reasons, details)
+        except CodeAlreadyUsed:
+            return self._code_used(request, facts, card_token, kind, operator, txn_id, timings, t0)
+        except StorageError as exc:
+            return self._storage_failure(exc.message, timings, t0)
+        return self._result(row, outcome, final, answer, auth_mode, timings, t0)
+
+    def _record(self, session: Session, request: PaymentRequest, facts: CardFacts, card_token: str | None,
+                kind: str, operator: str | None, txn_id: str | None, claim: CodeClaim | None, now: datetime,
+                business_date: date, approved: bool, auth_mode: str, reasons: tuple[str, ...],
+                extra: Mapping[str, Any]) -> TxnRow:
         record = NewTransaction(
             kind=kind, amount=request.amount, method=request.method.value,
             decision="approved" if approved else "declined", reasons=reasons, auth_mode=auth_mode,
-            scheme=facts.scheme, card_token=request.card_token or facts.card_token,
-            masked_pan=facts.masked_pan, operator=operator, sealed_card=facts.sealed_card,
-            details=details, id=txn_id,
-        )
-        t_journal = time.perf_counter()
+            scheme=facts.scheme, card_token=card_token, masked_pan=facts.masked_pan, operator=operator,
+            sealed_card=facts.sealed_card, details={**facts.details, **extra}, id=txn_id)
+        return session.append(record, now=now, business_date=business_date, claim=claim if approved else None)
+
+    def _result(self, row: TxnRow, outcome: RuleOutcome, final: RuleOutcome, answer: OnlineAnswer | None,
+                auth_mode: str, timings: dict[str, float], t0: float) -> PaymentResult:
+        timings["journal"] = (time.perf_counter() - t0) * 1000 - sum(v for k, v in timings.items() if k != "journal")
+        self.storage.last_error = None
+        log.info("payment %s seq=%d %s %s %s reasons=%s", row.id, row.seq, row.decision, auth_mode, row.amount,
+                 ",".join(row.reasons))
+        return PaymentResult(row.decision, auth_mode, row.reasons, _result_message(row.approved, auth_mode, final,
+                                                                                    answer),
+                             outcome, row, _total(timings, t0))
+
+    def _code_used(self, request: PaymentRequest, facts: CardFacts, card_token: str | None, kind: str,
+                   operator: str | None, txn_id: str | None, timings: dict[str, float], t0: float) -> PaymentResult:
+        """A single-use wallet code already used: the attempt is journaled as a decline."""
         try:
-            try:
-                row = journal.txns.append(record, now=self.clock(), business_date=state.business_date,
-                                          claim=claim if approved else None)
-            except CodeAlreadyUsed:
-                approved, auth_mode, reasons = False, "none", ("code_already_used",)
-                final = RuleOutcome(Decision.DECLINE, ())
-                answer = None
-                record = replace(record, decision="declined", reasons=reasons, auth_mode=auth_mode)
-                row = journal.txns.append(record, now=self.clock(), business_date=state.business_date)
+            with self.require_journal().session(now=self.clock()) as session:
+                now = self.clock()
+                row = self._record(session, request, facts, card_token, kind, operator, txn_id, None, now,
+                                   self.business_date(now), False, "none", ("code_already_used",), {})
         except StorageError as exc:
             return self._storage_failure(exc.message, timings, t0)
-        timings["journal"] = (time.perf_counter() - t_journal) * 1000
-        self.storage.last_error = None
-        message = _result_message(approved, auth_mode, final, answer) if reasons != ("code_already_used",) \
-            else "Declined: this payment code was already used."
-        log.info("payment %s seq=%d %s %s %s reasons=%s", row.id, row.seq, row.decision, auth_mode,
-                 request.amount, ",".join(reasons))
-        return PaymentResult(row.decision, auth_mode, reasons, message, outcome, row, _total(timings, t0))
+        result = self._result(row, RuleOutcome(Decision.DECLINE, ()), RuleOutcome(Decision.DECLINE, ()), None, "none",
+                              timings, t0)
+        return replace(result, message="Declined: this payment code was already used.")
 
     def _ask_backend(self, request: PaymentRequest, txn_id: str, facts: CardFacts,
                      extras: Mapping[str, Any] | None = None) -> OnlineAnswer | None:
@@ -248,10 +295,6 @@ class Payments:
 def _total(timings: dict[str, float], t0: float) -> dict[str, float]:
     timings["total"] = (time.perf_counter() - t0) * 1000
     return timings
-
-
-def _message(outcome: RuleOutcome) -> str:
-    return outcome.message
 
 
 def _result_message(approved: bool, auth_mode: str, final: RuleOutcome, answer: OnlineAnswer | None) -> str:

@@ -76,6 +76,10 @@ _AUTH_KEYS = {"receipt.auth.offline", "receipt.auth.online", "receipt.auth.offli
 
 
 def e_receipt_payload(row: TxnRow, cfg: Any) -> str:
+    """The signed e-receipt the backend serves for a row (the row must be signed: it is, shortly after
+    it is written, and always before it is uploaded)."""
+    if row.signature is None:
+        raise ValueError(f"transaction {row.id} is not signed yet")
     body = {
         "t": row.terminal_id, "m": cfg.terminal.merchant_id, "r": row.id, "s": row.seq, "k": row.kind,
         "a": row.amount.minor, "c": row.amount.currency.alpha, "d": row.decision, "at": utc_text(row.created_at),

@@ -36,7 +36,8 @@ CARD_TOKEN_KEY_FILE = "card_token.key"
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create the data directory (0700) if needed; refuse a path that is not a directory."""
+    """Create the data directory (0700) if needed; refuse a path that is not a directory, and one that
+    others may write to (anyone who can write there can replace the journal or the keys)."""
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
     except FileExistsError:
@@ -45,7 +46,19 @@ def ensure_private_dir(path: Path) -> Path:
         raise StorageError(f"cannot create data directory {path}: {exc.strerror}") from None
     if not path.is_dir():
         raise StorageError(f"data directory {path} is not a directory")
+    check_not_writable_by_others(path)
     return path
+
+
+def check_not_writable_by_others(path: Path) -> None:
+    """Refuse a file or directory that another user may write to (group or world writable)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return
+    if mode & 0o022:
+        raise SecurityError(f"{path} may be written by other users (mode {mode:o}): anyone who can write there can "
+                            f"replace the journal or the keys; run `chmod go-w {path}` and start again")
 
 
 def _read_or_create_secret(path: Path, make: bytes) -> bytes:
@@ -103,6 +116,9 @@ class TerminalKeys:
     # allocates two cffi objects and copies the message back on every call, which measured about a
     # fifth of the signature's time right after a commit's fsync.
     _sodium_key: bytes = field(init=False, repr=False, compare=False)
+    # HMAC key of the journal's own state (its head and counters, per-card day totals, the deny list
+    # digest): derived from the signing key, so it is exactly as secret as the key that signs rows.
+    state_mac_key: bytes = field(init=False, repr=False, compare=False)
     _sign_buffer: object = field(init=False, repr=False, compare=False)
     _sign_lock: threading.Lock = field(init=False, repr=False, compare=False)
 
@@ -113,6 +129,8 @@ class TerminalKeys:
         object.__setattr__(self, "_sodium_key", seed + self.signing_key.public_key().public_bytes_raw())
         object.__setattr__(self, "_sign_buffer", _sodium_ffi.new("unsigned char[]", 64 + self._BUFFERED))
         object.__setattr__(self, "_sign_lock", threading.Lock())
+        object.__setattr__(self, "state_mac_key", HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                                                       info=b"walletpos journal state mac v1").derive(seed))
 
     @property
     def public_key(self) -> Ed25519PublicKey:
@@ -138,8 +156,17 @@ class TerminalKeys:
         return wallet_token(wallet_id, self.card_token_key)
 
 
-def load_or_create_keys(data_dir: Path) -> TerminalKeys:
-    ensure_private_dir(data_dir)
+def load_keys(data_dir: Path) -> TerminalKeys | None:
+    """The terminal's keys if they exist (nothing is created: for read-only checks); None when not."""
+    signing, token = data_dir / SIGNING_KEY_FILE, data_dir / CARD_TOKEN_KEY_FILE
+    if not signing.exists() or not token.exists():
+        return None
+    return load_or_create_keys(data_dir, create=False)
+
+
+def load_or_create_keys(data_dir: Path, *, create: bool = True) -> TerminalKeys:
+    if create:
+        ensure_private_dir(data_dir)
     raw = _read_or_create_secret(
         data_dir / SIGNING_KEY_FILE, Ed25519PrivateKey.generate().private_bytes_raw()
     )

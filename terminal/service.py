@@ -29,7 +29,7 @@ from terminal.core.emv import ApduTransport
 from terminal.core.money import Currency, Money
 from terminal.core.reports import DayReport
 from terminal.core.rules import PaymentRequest, RuleOutcome, RuleSet, TerminalState
-from terminal.errors import StorageError, WalletposError
+from terminal.errors import JournalIntegrityError, StorageError, WalletposError
 from terminal.journal import CodeClaim, Journal, TxnRow, VerifyReport, utc_text
 from terminal.operators import Operators, PinCheck
 from terminal.payment import CardFacts, Clock, PaymentResult
@@ -363,17 +363,24 @@ class Service:
         if journal is None:
             out["approvals"] = "disabled: the journal cannot record"
             return out
+        try:
+            head = journal.head()
+        except JournalIntegrityError as exc:
+            out["integrity"] = {"ok": False, "problem": exc.message}
+            out["approvals"] = f"offline approvals disabled: {exc.message}"
+            return out
         queue = journal.sync.queue_summary()
-        exposure = journal.sync.unsynced_exposure(self.currency)
+        exposure = Money(head.exposure, self.currency)
         out.update(
-            journal={"path": str(journal.path), **journal.txns.counts()},
+            journal={"path": str(journal.path), **head.counts()},
             unsynced_exposure={"amount": exposure.minor, "text": str(exposure),
                                "cap": self.rule_set.exposure_cap.minor},
             queue={"pending": queue["pending"], "oldest_pending_at": queue["oldest_pending_at"]},
-            last_sync_at=journal.meta("last_sync_ok_at"),
-            deny_list={"version": journal.deny.version(), "entries": journal.deny.size()},
+            last_sync_at=head.last_sync_ok_at,
+            deny_list={"version": head.deny_version, "entries": head.deny_count},
             merchant_codes_open=len(journal.merchant_codes.still_open()),
-            approvals="enabled",
+            integrity={"ok": head.hold is None, "problem": head.hold},
+            approvals="enabled" if head.hold is None else f"offline approvals disabled: {head.hold}",
         )
         return out
 
@@ -416,8 +423,24 @@ class Service:
     def journal_path(self) -> Path:
         return self.require_journal().path
 
-    def verify_journal(self) -> VerifyReport:
-        return self.require_journal().chain.verify()
+    def verify_journal(self, *, signatures: bool = False) -> VerifyReport:
+        """The whole journal checked, read-only (`terminal.journal.chain.verify_journal`)."""
+        return self.require_journal().verify(signatures=signatures, ack_key=self.backend_ack_key())
+
+    def backend_ack_key(self) -> bytes | None:
+        """The backend's key for its acknowledgements of the journal head (None until enrolled)."""
+        enrolment = self._backend.enrolment if self._backend is not None else None
+        return getattr(enrolment, "ack_public_key", None) if enrolment is not None else None
+
+    def integrity_problem(self) -> str | None:
+        """Why offline approvals are off because of the journal (its hold), or None."""
+        journal = self.journal
+        return journal.integrity_problem() if journal is not None else None
+
+    def resolve_integrity_hold(self, *, actor: str, note: str) -> str | None:
+        """A technician turns offline approvals back on after checking (audited; the damage stays
+        visible to `journal verify`). Returns the hold that was resolved."""
+        return self.require_journal().resolve_hold(actor=actor, note=note, now=self.clock())
 
     def export_journal(self, since: datetime | None) -> list[dict[str, Any]]:
         return [row.to_dict() for row in self.require_journal().txns.rows_since(since)]

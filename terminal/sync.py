@@ -56,15 +56,14 @@ from terminal.payments import RuleBook
 
 log = logging.getLogger("walletpos.sync")
 
-META_LAST_OK = "last_sync_ok_at"
 META_LAST_ATTEMPT = "sync_last_attempt_at"
 META_LAST_ERROR = "sync_last_error"
 META_LAST_ERROR_AT = "sync_last_error_at"
 META_LAST_REPORT = "sync_last_report"
-META_LIMITS = "backend_limits"
-META_ISSUER_VERSION = "issuer_keys_version"
+GUARD_LIMITS = "backend_limits"  # authenticated: decisions read the limits
 MAX_DENY_PAGES = 10_000
 SKEW_WARNING_MS = 60_000
+SEQ_CONFLICT = "seq_conflict"  # the reason the backend gives for a row whose sequence number it holds otherwise
 HEARTBEAT_REUSE_S = 10.0  # a retry within this long after an answered heartbeat skips the next one
 MAX_DECLINES_LISTED = 100  # in one report; the journal keeps every one (sync_state declined_after_offline)
 
@@ -100,6 +99,7 @@ class SyncReport:
     heartbeat_reused: bool = False  # a retry soon after an answered heartbeat went straight to the rows
     backend_answered: bool = False  # the failure was an answer from the backend (not silence)
     merchant_code_payments: int = 0  # sales journaled for merchant codes paid after they left the screen
+    seq_conflicts: int = 0  # rows the backend holds otherwise under the same sequence number (journal on hold)
     error: str | None = None
     retryable: bool = True
     retry_after_s: float | None = None
@@ -169,6 +169,7 @@ class SyncStatus:
     deny_list_version: int
     limits_version: int
     issuer_keys_version: int
+    hold: str | None = None  # why offline approvals are off (journal integrity, a seq conflict), or None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -238,8 +239,8 @@ class SyncWorker:
             values = {META_LAST_ATTEMPT: report.finished_at or report.started_at,
                       META_LAST_REPORT: json.dumps(report.to_dict(), separators=(",", ":"))}
             if report.ok:
-                values.update({META_LAST_OK: report.finished_at or report.started_at, META_LAST_ERROR: "",
-                               META_LAST_ERROR_AT: ""})
+                values.update({META_LAST_ERROR: "", META_LAST_ERROR_AT: ""})
+                self.journal.sync.record_success(self.clock())  # authenticated: the rules' sync age reads it
             else:
                 values.update({META_LAST_ERROR: report.error or "", META_LAST_ERROR_AT: report.finished_at or ""})
             self.journal.set_meta(values)
@@ -261,9 +262,9 @@ class SyncWorker:
         limits = self.stored_limits()
         beat = self.client.heartbeat(
             queue_depth=queue["pending"], oldest_pending_at=queue["oldest_pending_at"],
-            last_sync_ok_at=journal.meta(META_LAST_OK), deny_list_version=journal.deny.version(),
+            last_sync_ok_at=journal.head().last_sync_ok_at, deny_list_version=journal.head().deny_version,
             config_version=limits.version if limits else 0,
-            issuer_keys_version=int(journal.meta(META_ISSUER_VERSION) or 0),
+            issuer_keys_version=journal.issuer_keys.version(),
         )
         self._beat_ok_at = time.monotonic()
         report.heartbeat_ok = True
@@ -292,7 +293,7 @@ class SyncWorker:
 
     def _pull_deny_list(self, beat: HeartbeatAnswer, report: SyncReport) -> None:
         journal = self.journal
-        local = journal.deny.version()
+        local = journal.head().deny_version
         if beat.deny_list_version == local:
             return
         added = removed = 0
@@ -304,18 +305,17 @@ class SyncWorker:
                 gone += [token for token, _, _ in journal.deny.entries("backend")]
             elif delta.has_more and delta.version <= local:
                 raise BackendAnswerError(f"deny-list pages do not advance (version {delta.version} after {local})")
-            journal.deny.apply_delta(delta.version, delta.added, gone, now=self.clock())
+            journal.apply_deny_delta(delta.version, delta.added, gone, now=self.clock())
             added, removed, local = added + len(delta.added), removed + len(gone), delta.version
             if not delta.has_more:
                 break
         report.deny_list = {"version": local, "added": added, "removed": removed}
 
     def stored_limits(self) -> BackendLimits | None:
-        text = self.journal.meta(META_LIMITS)
-        if not text:
+        data = self.journal.guard(GUARD_LIMITS)
+        if not data:
             return None
         try:
-            data = json.loads(text)
             return BackendLimits(int(data["version"]), str(data["currency"]), dict(data["values"]))
         except (ValueError, KeyError, TypeError):
             log.error("stored backend limits are unreadable; they will be fetched again")
@@ -338,13 +338,13 @@ class SyncWorker:
             return
         answer = self.client.terminal_limits()
         limits = BackendLimits(answer.version, answer.currency, dict(answer.limits))
-        self.journal.set_meta({META_LIMITS: json.dumps({"version": limits.version, "currency": limits.currency,
-                                                        "values": dict(limits.values)})})
+        self.journal.set_guard(GUARD_LIMITS, {"version": limits.version, "currency": limits.currency,
+                                              "values": dict(limits.values)}, now=self.clock())
         report.limits_version = limits.version
         report.limits_applied = self.apply_limits(limits)
 
     def _pull_issuer_keys(self, beat: HeartbeatAnswer, report: SyncReport) -> None:
-        if beat.issuer_keys_version == int(self.journal.meta(META_ISSUER_VERSION) or 0):
+        if beat.issuer_keys_version == self.journal.issuer_keys.version():
             return
         version, keys = self.client.issuer_keys()
         self.journal.issuer_keys.replace(keys, version, now=self.clock())
@@ -365,8 +365,8 @@ class SyncWorker:
         one is read from the journal in a helper thread (the rows after it are not touched by the
         answer), so the terminal's work overlaps the backend's."""
         journal = self.journal
-        newest = journal.txns.recent(1)
-        head = newest[0].seq if newest else 0
+        journal.txns.sign_pending()  # rows are signed shortly after they are written; at the latest now
+        head = journal.head().txn_seq
 
         def batch_after(cursor: int) -> list[TxnRow]:
             return [r for r in journal.sync.pending(self.cfg.batch_size, after_seq=cursor) if r.seq <= head]
@@ -410,6 +410,7 @@ class SyncWorker:
     def _record(self, rows: list[TxnRow], answer: BatchAnswer, report: SyncReport) -> None:
         results: list[tuple[str, str, str | None]] = []
         denials: list[tuple[str, str]] = []
+        conflicts: list[int] = []
         for row, item in zip(rows, answer.results, strict=True):
             state, reason = item.status, item.reason
             if state == "duplicate":
@@ -433,13 +434,22 @@ class SyncWorker:
                 report.rejected += 1
                 log.error("backend rejected journal row seq=%d id=%s: %s (kept in the journal; call support)",
                           row.seq, row.id, reason)
+                if (reason or "").startswith(SEQ_CONFLICT):
+                    conflicts.append(row.seq)
             results.append((row.id, state, reason))
         now = self.clock()
         for token, why in denials:  # first the deny list, then the rows leave the queue
-            self.journal.deny.deny_locally(token, why, now=now)
+            self.journal.deny_locally(token, why, now=now)
         self.journal.sync.set_sync_results(results, now=now)
+        if conflicts:
+            # the backend holds other rows under these sequence numbers: this journal was lost and started
+            # again, or copied to another terminal; its offline approvals are money nobody can account for
+            report.seq_conflicts = len(conflicts)
+            self.journal.hold(f"the backend holds other transactions with sequence numbers {conflicts[0]} to "
+                              f"{conflicts[-1]}: this terminal's journal was lost, restored from an old copy or "
+                              "forked", now=now)
         if answer.gaps:
-            requeued = self.journal.sync.requeue_for_sync(answer.gaps)
+            requeued = self.journal.sync.requeue_for_sync(answer.gaps, now=now)
             report.gaps = sorted(set(report.gaps) | set(answer.gaps))
             report.requeued += requeued
             if requeued:
@@ -538,10 +548,11 @@ class SyncWorker:
 
     def status(self) -> SyncStatus:
         journal = self.journal
+        head = journal.head()
         queue = journal.sync.queue_summary()
         oldest = queue["oldest_pending_at"]
         age = (self.clock() - parse_utc(oldest)).total_seconds() if oldest else None
-        counts = journal.sync.sync_state_counts()
+        counts = head.sync_state_counts()
         limits = self.stored_limits()
         breaker = self.client.breaker
         next_in = max(0.0, self._next_at - time.monotonic()) if self.running and self._next_at else None
@@ -549,32 +560,33 @@ class SyncWorker:
             enabled=True, backend_url=self.client.base_url, enrolled=self.client.enrolled,
             enrolment_problem=self.client.enrolment_problem, queue_depth=queue["pending"],
             oldest_pending_at=oldest, oldest_pending_age_s=round(age, 1) if age is not None else None,
-            last_success_at=journal.meta(META_LAST_OK), last_attempt_at=journal.meta(META_LAST_ATTEMPT),
+            last_success_at=head.last_sync_ok_at, last_attempt_at=journal.meta(META_LAST_ATTEMPT),
             last_error=journal.meta(META_LAST_ERROR) or None, last_error_at=journal.meta(META_LAST_ERROR_AT) or None,
             breaker_state=breaker.state, consecutive_failures=breaker.consecutive_failures,
             worker_running=self.running, next_attempt_in_s=round(next_in, 3) if next_in is not None else None,
             declined_after_offline=counts["declined_after_offline"], rejected=counts["rejected"],
-            deny_list_version=journal.deny.version(), limits_version=limits.version if limits else 0,
-            issuer_keys_version=int(journal.meta(META_ISSUER_VERSION) or 0),
+            deny_list_version=head.deny_version, limits_version=limits.version if limits else 0,
+            issuer_keys_version=journal.issuer_keys.version(), hold=head.hold,
         )
 
 
 def disabled_status(journal: Journal, backend_url: str, clock: Clock) -> SyncStatus:
     """Status of a terminal whose backend is switched off in config."""
+    head = journal.head()
     queue = journal.sync.queue_summary()
     oldest = queue["oldest_pending_at"]
-    counts = journal.sync.sync_state_counts()
+    counts = head.sync_state_counts()
     return SyncStatus(
         enabled=False, backend_url=backend_url, enrolled=False,
         enrolment_problem="the backend is switched off ([backend] enabled = false)", queue_depth=queue["pending"],
         oldest_pending_at=oldest,
         oldest_pending_age_s=round((clock() - parse_utc(oldest)).total_seconds(), 1) if oldest else None,
-        last_success_at=journal.meta(META_LAST_OK), last_attempt_at=journal.meta(META_LAST_ATTEMPT),
+        last_success_at=head.last_sync_ok_at, last_attempt_at=journal.meta(META_LAST_ATTEMPT),
         last_error=journal.meta(META_LAST_ERROR) or None, last_error_at=journal.meta(META_LAST_ERROR_AT) or None,
         breaker_state="closed", consecutive_failures=0, worker_running=False, next_attempt_in_s=None,
         declined_after_offline=counts["declined_after_offline"], rejected=counts["rejected"],
-        deny_list_version=journal.deny.version(), limits_version=0,
-        issuer_keys_version=int(journal.meta(META_ISSUER_VERSION) or 0),
+        deny_list_version=head.deny_version, limits_version=0,
+        issuer_keys_version=journal.issuer_keys.version(), hold=head.hold,
     )
 
 

@@ -115,16 +115,21 @@ def cmd_rules_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_journal_verify(args: argparse.Namespace) -> int:
-    with open_service(args) as svc:
-        report = svc.verify_journal()
-        path = str(svc.journal_path)
+    from terminal.bootstrap import resolve_data_dir, verify_data_dir
+
+    config = load_config(getattr(args, "config", None))
+    report, journal_path = verify_data_dir(config, resolve_data_dir(getattr(args, "data_dir", None)),
+                                           signatures=args.signatures)
+    path = str(journal_path)
     if args.json:
         print_json({"journal": path, **report.to_dict()})
     elif report.ok:
         print(f"journal OK: {report.rows_checked} transactions and {report.audit_rows_checked} audit rows "
               f"verified ({path})")
     else:
-        print(f"journal FAILED at {report.table} sequence {report.first_bad_seq}: {report.problem}", file=sys.stderr)
+        print(f"journal FAILED: {report.problem}", file=sys.stderr)
+        for problem in report.problems[1:]:
+            print(f"  also: {problem}", file=sys.stderr)
     return Exit.OK if report.ok else Exit.INTEGRITY
 
 
@@ -178,8 +183,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("journal", parents=[common], help="the transaction journal")
     jsub = p.add_subparsers(dest="journal_command", metavar="ACTION")
-    v = jsub.add_parser("verify", parents=[common], help="check every row's hash chain and signature")
+    v = jsub.add_parser("verify", parents=[common],
+                        help="check the journal (read-only): structure, chains, state, checkpoints, anchor")
     v.add_argument("--json", action="store_true", help="print JSON")
+    v.add_argument("--signatures", action="store_true", help="also check every row's Ed25519 signature (slower)")
     v.set_defaults(handler=cmd_journal_verify)
     x = jsub.add_parser("export", parents=[common], help="write transactions as JSON lines")
     x.add_argument("--since", help="from this time: 2026-11-20, 2026-11-20T08:00 (local), 24h, 7d")

@@ -33,7 +33,9 @@ class Method(StrEnum):
     MERCHANT_QR = "merchant_qr"  # the customer scans the terminal's dynamic QR and pays in the app
 
 
-ONLINE_ONLY_METHODS = frozenset({Method.WALLET_NUMERIC, Method.MERCHANT_QR})
+# A consumer-presented EMV code carries an application cryptogram only the issuer can check (EMVCo
+# Consumer-Presented Mode: the terminal sends it online): it is never approved offline.
+ONLINE_ONLY_METHODS = frozenset({Method.WALLET_NUMERIC, Method.MERCHANT_QR, Method.QR_CPM})
 
 
 class WalletTier(StrEnum):
@@ -72,6 +74,7 @@ class Reason(StrEnum):
     CARD_DAILY_COUNT_EXCEEDED = "card_daily_count_exceeded"
     EXPOSURE_CAP_EXCEEDED = "exposure_cap_exceeded"
     SYNC_TOO_OLD = "sync_too_old"
+    JOURNAL_INTEGRITY = "journal_integrity"
     BACKEND_UNREACHABLE = "backend_unreachable"
 
 
@@ -95,6 +98,8 @@ REASON_TEXT: Mapping[Reason, str] = {
     Reason.CARD_DAILY_COUNT_EXCEEDED: "this card has used up its offline payments for today",
     Reason.EXPOSURE_CAP_EXCEEDED: "the terminal holds too many offline payments not yet sent to the backend",
     Reason.SYNC_TOO_OLD: "the terminal has not synced with the backend for too long",
+    Reason.JOURNAL_INTEGRITY: "the terminal's journal is in doubt: offline approvals are off until a technician "
+                              "checks it",
     Reason.BACKEND_UNREACHABLE: "the backend cannot be reached",
 }
 
@@ -176,6 +181,7 @@ class TerminalState:
     last_sync_at: datetime  # last successful sync, or when the terminal was installed
     deny_listed: bool
     backend_reachable: bool
+    integrity_problem: str | None = None  # why the journal is in doubt (offline approvals off), or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +272,8 @@ def decide(request: PaymentRequest, state: TerminalState, rules: RuleSet) -> Rul
         blockers.append(Reason.EXPOSURE_CAP_EXCEEDED)
     if state.now - state.last_sync_at > rules.max_sync_age:
         blockers.append(Reason.SYNC_TOO_OLD)
+    if state.integrity_problem:
+        blockers.append(Reason.JOURNAL_INTEGRITY)
 
     offline_possible = not blockers and Reason.ONLINE_ONLY_METHOD not in online and Reason.ONLINE_PIN not in online
     if not online and offline_possible:

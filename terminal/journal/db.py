@@ -1,17 +1,26 @@
-"""The journal's SQLite file: one connection shared by the repositories, its schema, its write
-transactions and the translation of SQLite failures into `StorageError`s that say what to do.
+"""The journal's SQLite file: its schema, one writer connection shared by the repositories, a reader
+connection per thread, write transactions, and the translation of SQLite failures into
+`StorageError`s that say what to do.
 
 - WAL mode with `synchronous=FULL`: a write transaction returns only after its commit is on disk.
-- The file is created owner-only (0600) before SQLite opens it.
+- Reads (status bars, searches, reports, exports) go through a small pool of reader connections, so
+  a long read never holds the lock a payment's write transaction needs; WAL readers do not block
+  the writer.
+- The file is created owner-only (0600) before SQLite opens it; `auto_vacuum = INCREMENTAL`, so the
+  space of archived rows can be given back without rewriting the file.
+- `open_read_only` opens a journal for checking without writing anything (also a technician's copy
+  on a read-only medium).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import queue
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -19,10 +28,11 @@ from typing import Any
 
 from terminal.errors import StorageError
 from terminal.journal.record import utc_text
+from terminal.security import check_not_writable_by_others
 
 log = logging.getLogger("walletpos.journal")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -46,25 +56,29 @@ CREATE TABLE IF NOT EXISTS txn (
     operator TEXT,
     sealed_card TEXT,
     details TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    row_hash TEXT NOT NULL,
-    signature TEXT NOT NULL,
+    prev_hash BLOB NOT NULL,
+    row_hash BLOB NOT NULL,
+    signature BLOB,
     sync_state TEXT NOT NULL DEFAULT 'pending',
     sync_attempts INTEGER NOT NULL DEFAULT 0,
     sync_error TEXT,
     sync_reason TEXT,
     synced_at TEXT
 );
-CREATE INDEX IF NOT EXISTS txn_payer_day ON txn (card_token, business_date);
+CREATE INDEX IF NOT EXISTS txn_payer_day ON txn (card_token, business_date) WHERE card_token IS NOT NULL;
 CREATE INDEX IF NOT EXISTS txn_reference ON txn (reference) WHERE reference IS NOT NULL;
 CREATE INDEX IF NOT EXISTS txn_pending ON txn (seq) WHERE sync_state = 'pending';
+CREATE INDEX IF NOT EXISTS txn_day ON txn (business_date);
+CREATE INDEX IF NOT EXISTS txn_created ON txn (created_at);
+CREATE INDEX IF NOT EXISTS txn_last4 ON txn (substr(masked_pan, -4)) WHERE masked_pan IS NOT NULL;
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL, mac BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deny_list (
     card_token TEXT PRIMARY KEY,
     reason TEXT NOT NULL,
     source TEXT NOT NULL,
     added_at TEXT NOT NULL,
     version INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS used_codes (
     wallet_id TEXT NOT NULL,
     counter INTEGER NOT NULL,
@@ -72,12 +86,6 @@ CREATE TABLE IF NOT EXISTS used_codes (
     txn_id TEXT NOT NULL,
     used_at TEXT NOT NULL,
     PRIMARY KEY (wallet_id, counter)
-);
-CREATE TABLE IF NOT EXISTS issuer_keys (
-    key_id TEXT PRIMARY KEY,
-    public_key TEXT NOT NULL,
-    source TEXT NOT NULL,
-    added_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS operators (
     id TEXT PRIMARY KEY,
@@ -116,7 +124,6 @@ CREATE TABLE IF NOT EXISTS audit (
 """
 
 
-
 def storage_error(exc: sqlite3.Error, path: Path, doing: str) -> StorageError:
     text = str(exc)
     low = text.lower()
@@ -130,35 +137,84 @@ def storage_error(exc: sqlite3.Error, path: Path, doing: str) -> StorageError:
         hint = "the journal file is damaged; keep it for support and call a technician"
     else:
         hint = "check the disk and the data directory"
+    if "full" in low:
+        text = "the disk is full"
     return StorageError(f"journal {path}: cannot {doing}: {text} ({hint})", title="Cannot record")
 
 
+def _connect(uri: str, *, read_only: bool) -> sqlite3.Connection:
+    db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=10.0)
+    db.execute("PRAGMA busy_timeout = 10000")
+    if read_only:
+        db.execute("PRAGMA query_only = ON")
+    return db
+
+
+def open_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that cannot write to the journal at `path` (it is never created or changed).
+    A journal on a read-only medium (a technician's copy) is opened as immutable."""
+    if not path.is_file():
+        raise StorageError(f"journal {path}: no such file", title="Cannot read")
+    uri = f"file:{path}?mode=ro"
+    try:
+        db = _connect(uri, read_only=True)
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        if os.access(path.parent, os.W_OK):
+            raise
+    # a read-only directory: WAL needs its -shm file, which cannot be made; read the file as it is
+    return _connect(f"file:{path}?immutable=1", read_only=True)
+
+
+MAX_IDLE_READERS = 4  # reader connections kept open between reads
+
+
 class Database:
-    """One connection to the journal file; safe to share between threads of one process."""
+    """The journal file: one writer connection (safe to share between threads of one process, under
+    `lock`) and a pool of reader connections."""
 
     def __init__(self, path: Path, *, terminal_id: str, public_key_hex: str, now: datetime | None = None):
         self.path = Path(path)
         self.terminal_id = terminal_id
         self.lock = threading.RLock()
         self.closed = False
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        fresh = not self.path.exists() or self.path.stat().st_size == 0
         try:
             if not self.path.exists():  # owner-only from the first byte; SQLite gives -wal/-shm the same mode
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         except OSError as exc:
             raise StorageError(f"journal {self.path}: cannot create: {exc.strerror} (check the data directory)",
                                title="Cannot record") from None
+        self.fresh = fresh
+        check_not_writable_by_others(self.path)
         try:
-            self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=10.0)
-            self.db.execute("PRAGMA busy_timeout = 10000")
+            self.db = _connect(f"file:{self.path}", read_only=False)
+            if fresh:
+                self.db.execute("PRAGMA auto_vacuum = INCREMENTAL")
             mode = self.db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise sqlite3.OperationalError(f"journal_mode is {mode}, WAL required")
             self.db.execute("PRAGMA synchronous = FULL")
             self.db.execute("PRAGMA foreign_keys = ON")
+            self._check_schema_version()
             self.db.executescript(SCHEMA)
             self._init_meta(now or datetime.now(UTC), public_key_hex)
         except sqlite3.Error as exc:
             raise storage_error(exc, self.path, "open") from None
+
+    def _check_schema_version(self) -> None:
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "meta" not in tables:
+            return
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row and str(row[0]).isdigit() else 0
+        if version != SCHEMA_VERSION:
+            raise StorageError(
+                f"journal {self.path} has schema version {version}; this walletpos reads version "
+                f"{SCHEMA_VERSION}. Export it with the walletpos that wrote it (`walletpos journal export`) "
+                "and start this terminal on a new data directory", title="Cannot record")
 
     def _init_meta(self, now: datetime, public_key_hex: str) -> None:
         with self.write():
@@ -168,7 +224,6 @@ class Database:
                 "terminal_id": self.terminal_id,
                 "installed_at": utc_text(now),
                 "public_key": public_key_hex,
-                "deny_list_version": "0",
             }
             for key, value in defaults.items():
                 if key not in have:
@@ -184,12 +239,36 @@ class Database:
         """A write transaction (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on an exception)."""
         return WriteTx(self)
 
-    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self.lock:
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[sqlite3.Connection]:
+        """A reader connection from the pool for the duration of the `with` (one read transaction
+        per statement; several statements see the writer's commits as they come)."""
+        if self.closed:
+            raise StorageError(f"journal {self.path}: closed", title="Cannot read")
+        try:
+            db = self._readers.get_nowait()
+        except queue.Empty:
             try:
-                return self.db.execute(sql, params).fetchall()
+                db = _connect(f"file:{self.path}?mode=ro", read_only=True)
             except sqlite3.Error as exc:
                 raise storage_error(exc, self.path, "read") from None
+        try:
+            yield db
+        finally:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if self.closed or self._readers.qsize() >= MAX_IDLE_READERS:
+                db.close()
+            else:
+                self._readers.put(db)
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one query on a reader connection (never waits for the writer)."""
+        try:
+            with self.reader() as db:
+                return db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise storage_error(exc, self.path, "read") from None
 
     def fail(self, exc: sqlite3.Error, doing: str) -> StorageError:
         return storage_error(exc, self.path, doing)
@@ -211,9 +290,15 @@ class Database:
 
     def close(self) -> None:
         with self.lock:
-            if not self.closed:
-                self.closed = True
-                self.db.close()
+            if self.closed:
+                return
+            self.closed = True
+            while True:
+                try:
+                    self._readers.get_nowait().close()
+                except queue.Empty:
+                    break
+            self.db.close()
 
 
 class WriteTx:

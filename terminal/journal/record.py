@@ -23,7 +23,7 @@ GENESIS_HASH = "0" * 64
 KINDS = ("sale", "refund", "void", "fare")
 DECISIONS = ("approved", "declined")
 AUTH_MODES = ("offline", "online", "offline_fallback", "none")
-SYNC_STATES = ("pending", "accepted", "duplicate", "declined_after_offline", "rejected")
+SYNC_STATES = ("pending", "accepted", "duplicate", "declined_after_offline", "rejected", "resolved")
 
 SIGNED_FIELDS: tuple[str, ...] = (
     "seq", "id", "terminal_id", "created_at", "business_date", "kind", "amount", "currency",
@@ -173,7 +173,7 @@ class TxnRow(NamedTuple):
     details: Mapping[str, Any]
     prev_hash: str
     row_hash: str
-    signature: str
+    signature: str | None  # None until signed (shortly after the append, off the payment's path)
     sync_state: str
     sync_attempts: int
     sync_error: str | None
@@ -236,12 +236,18 @@ class PayerTotals:
 
 @dataclass(frozen=True, slots=True)
 class VerifyReport:
+    """What `journal verify` found: ok, how much it checked, the first problem (table and sequence
+    number) and every problem it found, each in words."""
+
     ok: bool
     rows_checked: int
     audit_rows_checked: int
     first_bad_seq: int | None = None
     table: str | None = None
     problem: str | None = None
+    problems: tuple[str, ...] = ()
+    checks: Mapping[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -251,4 +257,7 @@ class VerifyReport:
             "first_bad_seq": self.first_bad_seq,
             "table": self.table,
             "problem": self.problem,
+            "problems": list(self.problems),
+            "checks": dict(self.checks),
+            "seconds": round(self.seconds, 3),
         }

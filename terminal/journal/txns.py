@@ -1,51 +1,52 @@
-"""Transactions: the signed, hash-chained rows of payments, refunds, voids and fares."""
+"""Transactions: the hash-chained rows of payments, refunds, voids and fares.
+
+Appending happens in a write session (`terminal.journal.session`): a decision and its row in one
+transaction. Rows are hash-chained at once and signed with the terminal key shortly after
+(`sign_pending`: housekeeping, before every upload, on close), off the payment's path; until then
+the journal's authenticated head vouches for them. Reads use the reader connections and are bounded:
+every query on a path a person or a gate waits on is an index lookup or a range of the newest rows.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, date, datetime
+from contextlib import AbstractContextManager
+from datetime import date, datetime
 from typing import Any
 
 from terminal.core.money import Money, currency
-from terminal.errors import CodeAlreadyUsed, StorageError
+from terminal.errors import JournalIntegrityError
 from terminal.journal.db import Database
-from terminal.journal.ids import new_txn_id
 from terminal.journal.record import (
-    AUTH_MODES,
-    DECISIONS,
-    GENESIS_HASH,
-    KINDS,
     CodeClaim,
     NewTransaction,
-    PayerTotals,
     TxnRow,
-    canonical_json,
     canonical_txn_parts,
-    check_plain,
     json_str,
     parse_utc,
-    reasons_json,
     utc_text,
 )
+from terminal.journal.session import Session
+from terminal.journal.state import StateBook
 from terminal.security import TerminalKeys
 
-# A signed seal of both chain heads is written in the append's own transaction every SEAL_EVERY
-# transactions (see `terminal.journal.chain`).
-SEAL_EVERY = 32
+log = logging.getLogger("walletpos.journal")
 
-INSERT_TXN = (
-    "INSERT INTO txn (seq, id, terminal_id, created_at, business_date, kind, amount, currency, method, scheme, "
-    "card_token, masked_pan, decision, reasons, auth_mode, reference, operator, sealed_card, details, prev_hash, "
-    "row_hash, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
 TXN_COLUMNS = (
     "seq, id, terminal_id, created_at, business_date, kind, amount, currency, method, scheme, "
     "card_token, masked_pan, decision, reasons, auth_mode, reference, operator, sealed_card, details, "
     "prev_hash, row_hash, signature, sync_state, sync_attempts, sync_error, sync_reason, synced_at"
 )
+SEARCH_WINDOW = 50_000  # word searches (scheme, method, result) look at this many newest rows
+SIGN_BATCH = 2000
+
+
+def _hex(value: Any) -> str:
+    return value.hex() if isinstance(value, bytes) else str(value)
 
 
 def row_of(values: Sequence[Any]) -> TxnRow:
@@ -57,107 +58,119 @@ def row_of(values: Sequence[Any]) -> TxnRow:
     return TxnRow(
         seq, id_, terminal_id, parse_utc(created_at), date.fromisoformat(business_date), kind,
         Money(amount, currency(cur)), method, scheme, card_token, masked_pan, decision, tuple(json.loads(reasons)),
-        auth_mode, reference, operator, sealed_card, json.loads(details), prev_hash, row_hash, signature,
+        auth_mode, reference, operator, sealed_card, json.loads(details), _hex(prev_hash), _hex(row_hash),
+        _hex(signature) if signature is not None else None,
         sync_state, sync_attempts, sync_error, sync_reason, parse_utc(synced_at) if synced_at else None,
     )
 
 
-class Transactions:
-    """Appends and reads transaction rows over the journal's connection."""
+def stored_hash(values: Sequence[Any]) -> bytes:
+    """The SHA-256 of the canonical record of a stored row (the first 20 columns of TXN_COLUMNS),
+    computed from the stored text as it is: what `verify` and `sign_pending` compare with row_hash."""
+    (seq, id_, terminal_id, created_at, business_date, kind, amount, cur, method, scheme,
+     card_token, masked_pan, decision, reasons, auth_mode, reference, operator, sealed_card,
+     details, prev_hash) = values[:20]
+    head, middle, tail = canonical_txn_parts(
+        amount=amount, auth_mode=auth_mode, business_date=business_date, card_token=card_token,
+        created_at=created_at, currency=cur, decision=decision, details_json=details, id=id_, kind=kind,
+        masked_pan=masked_pan, method=method, operator=operator, reasons_json=reasons, reference=reference,
+        scheme=scheme, sealed_card=sealed_card, terminal_id=terminal_id)
+    return hashlib.sha256(f"{head}{json_str(_hex(prev_hash))}{middle}{seq}{tail}".encode()).digest()
 
-    def __init__(self, database: Database, keys: TerminalKeys, seal: Callable[[sqlite3.Connection, str], None]):
+
+_TEXT = (1, 2, 3, 4, 5, 7, 8, 12, 13, 14, 18)  # columns that are always text
+_OPTIONAL_TEXT = (9, 10, 11, 15, 16, 17)  # text or NULL
+
+
+def row_problem(values: Sequence[Any]) -> str | None:
+    """What makes a stored row's values unusable as a record (wrong types or sizes), or None. Cheap:
+    a value edited within its type shows in the row's hash instead."""
+    if type(values[0]) is not int or type(values[6]) is not int:
+        return "its sequence number or amount is not a whole number"
+    if type(values[19]) is not bytes or len(values[19]) != 32 or type(values[20]) is not bytes \
+            or len(values[20]) != 32:
+        return "its hashes are not 32 bytes"
+    if values[21] is not None and (type(values[21]) is not bytes or len(values[21]) != 64):
+        return "its signature is not 64 bytes"
+    for i in _TEXT:
+        if type(values[i]) is not str:
+            return "it cannot be read (a text field holds something else)"
+    for i in _OPTIONAL_TEXT:
+        if values[i] is not None and type(values[i]) is not str:
+            return "it cannot be read (a text field holds something else)"
+    return None
+
+
+class Transactions:
+    """Appends (through a session) and reads transaction rows."""
+
+    def __init__(self, database: Database, keys: TerminalKeys, state: StateBook,
+                 session: Callable[..., AbstractContextManager[Session]]) -> None:
         self._d = database
         self._keys = keys
-        self._seal = seal
+        self._state = state
+        self._session = session
         self.terminal_id = database.terminal_id
-        self._head: tuple[int, str] | None = None  # (seq, row_hash) of the newest row this connection knows
-
-    def forget_head(self) -> None:
-        self._head = None
 
     def append(self, txn: NewTransaction, *, now: datetime, business_date: date,
                claim: CodeClaim | None = None) -> TxnRow:
-        """Sign and durably store one transaction; returns only after the commit is on disk.
+        """Store one transaction in its own write session; returns after the commit is on disk."""
+        with self._session(now=now) as session:
+            return session.append(txn, now=now, business_date=business_date, claim=claim)
 
-        With `claim`, the wallet code is marked used in the same transaction: either both are
-        stored or neither, and a code already used raises `CodeAlreadyUsed` (nothing stored)."""
-        if txn.kind not in KINDS:
-            raise ValueError(f"unknown kind {txn.kind!r}")
-        if txn.decision not in DECISIONS:
-            raise ValueError(f"unknown decision {txn.decision!r}")
-        if txn.auth_mode not in AUTH_MODES:
-            raise ValueError(f"unknown auth mode {txn.auth_mode!r}")
-        details = dict(txn.details)
-        if details:
-            check_plain(details, "details")
-        txn_id = txn.id or new_txn_id()
-        created_at = utc_text(now)
-        day = business_date.isoformat()
-        amount = txn.amount
-        cur = amount.currency.alpha
-        reasons_text, details_json = reasons_json(txn.reasons), (canonical_json(details) if details else "{}")
-        head_json, middle_json, tail_json = canonical_txn_parts(
-            amount=amount.minor, auth_mode=txn.auth_mode, business_date=day, card_token=txn.card_token,
-            created_at=created_at, currency=cur, decision=txn.decision, details_json=details_json, id=txn_id,
-            kind=txn.kind, masked_pan=txn.masked_pan, method=txn.method, operator=txn.operator,
-            reasons_json=reasons_text, reference=txn.reference, scheme=txn.scheme,
-            sealed_card=txn.sealed_card, terminal_id=self.terminal_id,
-        )
-        db = self._d.db
-        try:
-            with self._d.lock:  # the write transaction inline (not `_write()`): this runs on every approval
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    head = self._head
-                    while True:
-                        if head is None:
-                            head = db.execute("SELECT seq, row_hash FROM txn ORDER BY seq DESC LIMIT 1").fetchone()
-                            head = head or (0, GENESIS_HASH)
-                        seq, prev = head[0] + 1, head[1]
-                        raw_digest = hashlib.sha256(
-                            f"{head_json}{json_str(prev)}{middle_json}{seq}{tail_json}".encode()).digest()
-                        digest = raw_digest.hex()
-                        signature = self._keys.sign(raw_digest).hex()
-                        try:
-                            db.execute(INSERT_TXN, (
-                                seq, txn_id, self.terminal_id, created_at, day, txn.kind, amount.minor, cur,
-                                txn.method, txn.scheme, txn.card_token, txn.masked_pan, txn.decision,
-                                reasons_text, txn.auth_mode, txn.reference, txn.operator, txn.sealed_card,
-                                details_json, prev, digest, signature))
-                        except sqlite3.IntegrityError as exc:
-                            if "txn.seq" in str(exc) and head is self._head:
-                                head = None  # another process appended since: read the real head and retry
-                                continue
-                            raise
-                        break
-                    if claim is not None:
-                        try:
-                            db.execute("INSERT INTO used_codes (wallet_id, counter, key_id, txn_id, used_at) "
-                                       "VALUES (?, ?, ?, ?, ?)",
-                                       (claim.wallet_id, claim.counter, claim.key_id, txn_id, created_at))
-                        except sqlite3.IntegrityError:
-                            raise CodeAlreadyUsed(
-                                f"wallet code {claim.wallet_id}/{claim.counter} was already used") from None
-                    if seq % SEAL_EVERY == 0:
-                        self._seal(db, created_at)
+    # -- signing --------------------------------------------------------------------------------
+
+    def sign_pending(self) -> int:
+        """Sign the rows not signed yet, after checking that they chain up to the authenticated head
+        (so a row edited before it was signed is never vouched for). Returns how many were signed."""
+        signed = 0
+        while True:
+            with self._d.reader() as db:
+                db.execute("BEGIN")  # one snapshot: the head and the rows it vouches for
+                head = self._state.read_head(db)
+                first = max(head.signed_seq, head.archived_seq) + 1
+                if first > head.txn_seq:
                     db.execute("COMMIT")
-                except BaseException:
-                    self._head = None
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    raise
-        except sqlite3.IntegrityError as exc:
-            raise StorageError(f"journal {self._d.path}: transaction {txn_id} not stored: {exc}") from None
-        except sqlite3.Error as exc:
-            raise self._d.fail(exc, "record the transaction") from None
-        self._head = (seq, digest)
-        return TxnRow(seq, txn_id, self.terminal_id, now if now.tzinfo is UTC else now.astimezone(UTC),
-                      business_date, txn.kind, amount, txn.method, txn.scheme, txn.card_token, txn.masked_pan,
-                      txn.decision, txn.reasons, txn.auth_mode, txn.reference, txn.operator, txn.sealed_card,
-                      details, prev, digest, signature, "pending", 0, None, None, None)
+                    return signed
+                rows = db.execute(f"SELECT {TXN_COLUMNS} FROM txn WHERE seq >= ? AND seq <= ? ORDER BY seq",
+                                  (first, head.txn_seq)).fetchall()
+                before = db.execute("SELECT row_hash FROM txn WHERE seq = ?", (first - 1,)).fetchone()
+                db.execute("COMMIT")
+            prev = _hex(before[0]) if before else (head.archived_hash if first == head.archived_seq + 1 else None)
+            if prev is None:
+                raise JournalIntegrityError(f"transaction row {first - 1}, before the first unsigned row, is missing")
+            expected = first
+            for values in rows:
+                problem = row_problem(values)
+                if problem is None and values[0] != expected:
+                    problem = f"row {expected} is missing"
+                if problem is None and _hex(values[19]) != prev:
+                    problem = "its previous-row hash does not match: rows were removed or reordered"
+                if problem is None and stored_hash(values) != values[20]:
+                    problem = "its content does not match its hash: the row was edited"
+                if problem:
+                    raise JournalIntegrityError(f"unsigned transaction row {expected}: {problem}")
+                prev = _hex(values[20])
+                expected += 1
+            if prev != head.txn_hash:
+                raise JournalIntegrityError("the unsigned rows do not end at the head the journal vouches for")
+            batch = rows[:SIGN_BATCH]
+            updates = [(self._keys.sign(values[20]), values[0], values[20]) for values in batch]
+            try:
+                with self._session() as session:
+                    session.db.executemany("UPDATE txn SET signature = ? WHERE seq = ? AND row_hash = ?", updates)
+                    if session.head.signed_seq < batch[-1][0]:
+                        session.update_head(signed_seq=batch[-1][0])
+            except sqlite3.Error as exc:
+                raise self._d.fail(exc, "sign transactions") from None
+            signed += len(updates)
+            if len(rows) <= SIGN_BATCH:
+                return signed
+
+    # -- reads ----------------------------------------------------------------------------------
 
     def rows(self, where: str = "", params: Sequence[Any] = (), *, order: str = "seq",
-              limit: int | None = None) -> list[TxnRow]:
+             limit: int | None = None) -> list[TxnRow]:
         sql = f"SELECT {TXN_COLUMNS} FROM txn {where} ORDER BY {order}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
@@ -168,48 +181,49 @@ class Transactions:
         return rows[0] if rows else None
 
     def find(self, text: str) -> list[TxnRow]:
-        """Rows whose id contains `text` (at least 6 characters: a shortened receipt reference)."""
+        """Rows whose id starts or ends with `text` (at least 6 characters: a shortened reference)."""
         text = text.strip().lower()
-        if len(text) < 6:
+        if len(text) < 6 or not all(c in "0123456789abcdef-" for c in text):
             return []
-        like = "%" + text.replace("%", "\\%").replace("_", "\\_") + "%"
-        return self.rows("WHERE id LIKE ? ESCAPE '\\'", (like,), order="seq DESC", limit=20)
+        found = self.rows("WHERE id >= ? AND id < ?", (text, text + "\uffff"), order="seq DESC", limit=20)
+        if len(text) <= 12:  # the random end of the id (what receipts and lists showed as a short reference)
+            found += [r for r in self.rows("WHERE id LIKE ?", ("%" + text,), order="seq DESC", limit=20)
+                      if r not in found]
+        return found
 
-    def recent(self, limit: int = 50, *, search: str | None = None, since: datetime | None = None) -> list[TxnRow]:
-        """Newest first; `search` matches reference prefix, masked PAN digits, method, scheme or kind."""
-        clauses, params = [], []
-        if since is not None:
-            clauses.append("created_at >= ?")
-            params.append(utc_text(since))
-        if search:
-            like = "%" + search.strip().replace("%", "\\%").replace("_", "\\_") + "%"
-            clauses.append(
-                "(id LIKE ? ESCAPE '\\' OR masked_pan LIKE ? ESCAPE '\\' OR method LIKE ? ESCAPE '\\' "
-                "OR scheme LIKE ? ESCAPE '\\' OR kind LIKE ? ESCAPE '\\' OR decision LIKE ? ESCAPE '\\')"
-            )
-            params.extend([like] * 6)
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        return self.rows(where, params, order="seq DESC", limit=limit)
+    def recent(self, limit: int = 50, *, search: str | None = None) -> list[TxnRow]:
+        """Newest first. `search`: the last four card digits, a reference (the start or the end of a
+        transaction id), or a word (scheme, method, kind, result) among the newest SEARCH_WINDOW rows."""
+        text = (search or "").strip().lower()
+        if not text:
+            return self.rows(order="seq DESC", limit=limit)
+        if len(text) == 4 and text.isdigit():
+            return self.rows("WHERE substr(masked_pan, -4) = ? AND masked_pan IS NOT NULL", (text,),
+                             order="seq DESC", limit=limit)
+        if len(text) >= 6 and all(c in "0123456789abcdef-" for c in text):
+            return self.find(text)[:limit]
+        newest = self._d.read("SELECT COALESCE(MAX(seq), 0) FROM txn")[0][0]
+        return self.rows("WHERE seq > ? AND (scheme = ? OR method = ? OR kind = ? OR decision = ? OR sync_state = ?)",
+                         (newest - SEARCH_WINDOW, text, text, text, text, text), order="seq DESC", limit=limit)
 
     def rows_since(self, since: datetime | None = None) -> Iterator[TxnRow]:
         """All rows in sequence order (created at or after `since`), fetched in pages."""
         after = 0
-        while True:
-            where, params = "WHERE seq > ?", [after]
-            if since is not None:
-                where += " AND created_at >= ?"
-                params.append(utc_text(since))
-            page = self.rows(where, params, limit=1000)
-            if not page:
+        if since is not None:  # the first row at or after `since`, by the time index
+            first = self._d.read("SELECT MIN(seq) FROM txn WHERE created_at >= ?", (utc_text(since),))[0][0]
+            if first is None:
                 return
-            yield from page
-            after = page[-1].seq
+            after = first - 1
+        yield from self.rows_after(after)
 
-    def rows_after(self, seq: int) -> Iterator[TxnRow]:
-        """All rows with a sequence number above `seq`, in order, fetched in pages."""
+    def rows_after(self, seq: int, *, until: int | None = None) -> Iterator[TxnRow]:
+        """All rows with a sequence number above `seq` (up to `until`), in order, fetched in pages."""
         after = seq
         while True:
-            page = self.rows("WHERE seq > ?", (after,), limit=1000)
+            if until is not None:
+                page = self.rows("WHERE seq > ? AND seq <= ?", (after, until), limit=1000)
+            else:
+                page = self.rows("WHERE seq > ?", (after,), limit=1000)
             if not page:
                 return
             yield from page
@@ -222,39 +236,14 @@ class Transactions:
         rows = self.rows("WHERE kind IN ('sale', 'fare') AND decision = 'approved'", order="seq DESC", limit=1)
         return rows[0] if rows else None
 
+    def newest(self) -> TxnRow | None:
+        rows = self.rows(order="seq DESC", limit=1)
+        return rows[0] if rows else None
+
     def related(self, original_id: str) -> list[TxnRow]:
         """Refunds and voids that reference a sale."""
         return self.rows("WHERE reference = ? AND kind IN ('refund', 'void')", (original_id,))
 
-    def payer_totals(self, card_token: str | None, business_date: date) -> PayerTotals:
-        if not card_token:
-            return PayerTotals(0, 0, 0)
-        rows = self._d.read(
-            "SELECT COALESCE(SUM(amount), 0), "
-            "COALESCE(SUM(CASE WHEN auth_mode IN ('offline', 'offline_fallback') THEN amount END), 0), "
-            "COUNT(CASE WHEN auth_mode IN ('offline', 'offline_fallback') THEN 1 END) "
-            "FROM txn WHERE card_token = ? AND business_date = ? AND decision = 'approved' "
-            "AND kind IN ('sale', 'fare')",
-            (card_token, business_date.isoformat()),
-        )
-        total, offline_amount, offline_count = rows[0]
-        return PayerTotals(total, offline_amount, offline_count)
-
-
-    def counts(self) -> dict[str, int]:
-        rows = self._d.read(
-            "SELECT COUNT(*), COUNT(CASE WHEN decision = 'approved' THEN 1 END), "
-            "COUNT(CASE WHEN decision = 'declined' THEN 1 END), "
-            "COUNT(CASE WHEN sync_state = 'pending' THEN 1 END), "
-            "COUNT(CASE WHEN sync_state = 'declined_after_offline' THEN 1 END) FROM txn"
-        )
-        total, approved, declined, pending, dao = rows[0]
-        return {"total": total, "approved": approved, "declined": declined, "pending_sync": pending,
-                "declined_after_offline": dao}
-
-
-    def code_used(self, wallet_id: str, counter: int) -> str | None:
-        """The id of the transaction that used this wallet code, or None."""
-        rows = self._d.read("SELECT txn_id FROM used_codes WHERE wallet_id = ? AND counter = ?", (wallet_id, counter))
-        return rows[0][0] if rows else None
-
+    def count_for_day(self, business_date: date) -> int:
+        return int(self._d.read("SELECT COUNT(*) FROM txn WHERE business_date = ?",
+                                (business_date.isoformat(),))[0][0])

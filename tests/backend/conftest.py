@@ -105,5 +105,5 @@ def assert_exactly_once(sandbox: Sandbox, svc: Service, ids: list[str]) -> dict[
     assert journal.sync.queue_summary()["pending"] == 0
     states = journal.sync.sync_state_counts()
     assert states["accepted"] + states["duplicate"] + states["declined_after_offline"] == len(ids), states
-    assert journal.chain.verify().ok
+    assert journal.verify().ok
     return stats

@@ -83,7 +83,7 @@ def test_paid_just_before_the_cashier_cancelled_is_recorded_not_lost(sandbox, en
     assert late is not None and late.outcome == "approved" and late.row.id == qr.transaction_id
     assert late.row.operator == "op1" and open_codes(enrolled) == []
     assert [r.id for r in sales(enrolled)] == [qr.transaction_id]
-    assert enrolled.require_journal().chain.verify().ok
+    assert enrolled.require_journal().verify().ok
 
 
 def test_backend_busy_at_cancel_then_the_sync_worker_settles_the_code_exactly_once(sandbox, enrolled, checkout):

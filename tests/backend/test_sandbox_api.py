@@ -51,6 +51,7 @@ def raw(sandbox, enrolled) -> Raw:
 
 def records(svc, n: int) -> list[dict[str, Any]]:
     fill(svc, n)
+    svc.housekeeping()  # the rows are signed (what the sync worker uploads)
     out = []
     for row in svc.require_journal().sync.pending(n):
         record = row.signed_record()

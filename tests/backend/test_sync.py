@@ -115,7 +115,7 @@ def test_declined_after_offline_end_to_end(sandbox, enrolled):
     assert row.sync_reason == "insufficient_funds"
     day = journal.txns.rows_for_day(ok.row.business_date)
     assert [r.sync_state for r in day] == ["declined_after_offline", "accepted"]
-    assert journal.txns.counts()["declined_after_offline"] == 1
+    assert journal.head().counts()["declined_after_offline"] == 1
     assert journal.deny.contains("tokPoor") and not journal.deny.contains("tokRich")
     assert enrolled.sync_status().declined_after_offline == 1
 
@@ -153,7 +153,7 @@ def test_deny_list_deltas_reach_the_rules(sandbox, enrolled):
     report = enrolled.sync_once()
     assert report.ok and report.deny_list == {"version": 2, "added": 2, "removed": 0}
     journal = enrolled.require_journal()
-    assert journal.deny.version() == 2
+    assert journal.head().deny_version == 2
     assert pay(enrolled, 500, "tokStolen").reasons == ("deny_listed",)
     sandbox.admin.allow("tokTemp")
     assert enrolled.sync_once().deny_list == {"version": 3, "added": 0, "removed": 1}
@@ -172,7 +172,7 @@ def test_deny_list_pages_and_backend_reset(sandbox, enrolled):
     assert first.has_more and len(first.added) == 5 and first.version == 5
     assert enrolled.sync_once().deny_list["added"] == 12
     journal = enrolled.require_journal()
-    journal.deny.deny_locally("tokMine", "declined_after_offline:insufficient_funds", now=enrolled.clock())
+    journal.deny_locally("tokMine", "declined_after_offline:insufficient_funds", now=enrolled.clock())
     sandbox.admin.reset()  # the backend forgets everything, enrolment included
     sandbox.admin.register_terminal(TERMINAL, enrolled.keys.public_key_bytes)
     sandbox.admin.deny("tokNew")
@@ -303,7 +303,7 @@ def test_last_sync_time_feeds_the_offline_rules(sandbox, make_service, clock):
     assert not late.approved and "sync_too_old" in late.reasons and late.auth_mode == "offline"
     sandbox.admin.faults_off()
     assert svc.sync_once().ok
-    assert svc.require_journal().meta("last_sync_ok_at") == utc_text(clock.now)
+    assert svc.require_journal().head().last_sync_ok_at == utc_text(clock.now)
     assert pay(svc, 1000, "tokX").approved
 
 
@@ -321,7 +321,7 @@ def test_a_row_the_backend_refuses_as_invalid_does_not_hold_up_the_queue(sandbox
     assert row.sync_state == "rejected" and row.sync_reason.startswith("invalid:")
     stored = sorted(t["id"] for t in sandbox.admin.transactions(TERMINAL))
     assert stored == sorted(ids) and journal.sync.queue_summary()["pending"] == 0
-    assert journal.chain.verify().ok
+    assert journal.verify().ok
 
 
 def test_a_retry_soon_after_an_answered_heartbeat_goes_straight_to_the_rows(sandbox, enrolled):

@@ -53,7 +53,7 @@ def _tap(service, profile: str, amount: int = 1234):
 @pytest.mark.parametrize("profile", sorted(EXPECTED))
 def test_profile_outcome(service, profile: str) -> None:
     if profile == "denied":
-        service.require_journal().deny.deny_locally(service.keys.card_token(PROFILES["denied"].pan), "lost_or_stolen",
+        service.require_journal().deny_locally(service.keys.card_token(PROFILES["denied"].pan), "lost_or_stolen",
                                                now=service.clock())
     outcome, reason, apdus = EXPECTED[profile]
     result = _tap(service, profile)

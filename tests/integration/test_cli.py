@@ -97,7 +97,7 @@ def test_journal_verify_and_tamper(cli_env, data_dir):
     db.close()
     proc = run(cli_env, "journal", "verify", ok=False)
     assert proc.returncode == 5
-    assert "journal FAILED at txn sequence 2: txn row 2: its content does not match its hash" in proc.stderr
+    assert "journal FAILED: txn row 2: its content does not match its hash" in proc.stderr
 
 
 def test_journal_export_jsonl(cli_env, data_dir, tmp_path):

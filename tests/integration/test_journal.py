@@ -1,4 +1,5 @@
-"""The journal on real SQLite files: durability, signatures and hash chain, tamper detection."""
+"""The journal on real SQLite files: durability, signatures and hash chain, the authenticated state,
+tamper detection."""
 
 from __future__ import annotations
 
@@ -58,26 +59,30 @@ def test_pragmas_are_wal_and_full_sync(journal):
 def test_append_is_visible_to_another_connection_when_it_returns(journal):
     row = journal.txns.append(sale(), now=T0, business_date=DAY)
     other = raw(journal)
-    assert other.execute("SELECT id, amount, row_hash FROM txn").fetchall() == [(row.id, 1000, row.row_hash)]
+    assert other.execute("SELECT id, amount, row_hash FROM txn").fetchall() == [(row.id, 1000,
+                                                                                bytes.fromhex(row.row_hash))]
 
 
-def test_rows_are_chained_and_signed(journal, tmp_path):
+def test_rows_are_chained_then_signed(journal, tmp_path):
     rows = fill(journal, 3)
     assert [r.seq for r in rows] == [1, 2, 3]
     assert rows[0].prev_hash == "0" * 64
     assert rows[1].prev_hash == rows[0].row_hash and rows[2].prev_hash == rows[1].row_hash
+    assert all(r.signature is None for r in rows)  # signed shortly after, off the payment's path
+    assert journal.txns.sign_pending() == 3 and journal.txns.sign_pending() == 0
     pub = load_or_create_keys(tmp_path).public_key_bytes
     for r in rows:
+        stored = journal.txns.get(r.id)
+        assert stored is not None and stored.signed_record() == r.signed_record()
         assert record_hash(r.signed_record()) == r.row_hash
-        assert verify_signature(pub, bytes.fromhex(r.signature), bytes.fromhex(r.row_hash))
-    stored = journal.txns.get(rows[1].id)
-    assert stored is not None and stored.signed_record() == rows[1].signed_record()
+        assert verify_signature(pub, bytes.fromhex(stored.signature), bytes.fromhex(r.row_hash))
+    assert journal.head().signed_seq == 3
 
 
 def test_verify_passes_on_an_honest_journal(journal):
     fill(journal, 10)
     journal.audit.record("operator_sign_in", now=T0, actor="cashier1", details={"role": "cashier"})
-    report = journal.chain.verify()
+    report = journal.verify()
     assert report.ok and report.rows_checked == 10 and report.audit_rows_checked == 1
 
 
@@ -88,53 +93,60 @@ def test_verify_passes_on_an_honest_journal(journal):
         ("UPDATE txn SET card_token = 'other' WHERE seq = 4", 4, "edited"),
         ("UPDATE txn SET details = '{\"aid\":\"A0\"}' WHERE seq = 2", 2, "edited"),
         ("DELETE FROM txn WHERE seq = 3", 3, "row 3 is missing"),
-        ("DELETE FROM txn WHERE seq = 5", 5, "rows 5 to 5 were sealed but are missing"),
-        ("DELETE FROM txn WHERE seq >= 4", 4, "rows 4 to 5 were sealed but are missing"),
+        ("DELETE FROM txn WHERE seq = 5", 5, "rows were removed from the end"),
+        ("DELETE FROM txn WHERE seq >= 4", 4, "rows were removed from the end"),
         ("UPDATE txn SET seq = -seq WHERE seq IN (2, 3); UPDATE txn SET seq = 3 WHERE seq = -2;"
          " UPDATE txn SET seq = 2 WHERE seq = -3", 2, "previous-row hash does not match"),
-        ("UPDATE txn SET reasons = 'not json' WHERE seq = 2", 2, "cannot be read"),
+        ("UPDATE txn SET reasons = 'not json' WHERE seq = 2", 2, "edited"),
+        ("UPDATE txn SET currency = 'XXQ' WHERE seq = 2", 2, "edited"),
+        ("UPDATE txn SET signature = 'zz-not-hex' WHERE seq = 2", 2, "signature is not 64 bytes"),
+        ("UPDATE txn SET amount = '12.5' WHERE seq = 3", 3, "not a whole number"),
     ],
 )
 def test_verify_names_the_first_bad_row(journal, tamper, bad_seq, problem):
     fill(journal, 5)
-    journal.chain.seal_head()  # housekeeping (and close) seal the head; appends do it every SEAL_EVERY rows
+    journal.txns.sign_pending()
     raw(journal).executescript(tamper)
-    report = journal.chain.verify()
+    report = journal.verify()
     assert not report.ok
     assert report.first_bad_seq == bad_seq and report.table == "txn"
     assert problem in report.problem
 
 
-def test_the_head_seal_is_written_every_few_appends_and_cannot_be_forged(journal):
-    from terminal.journal import SEAL_EVERY
-
-    fill(journal, SEAL_EVERY)
-    raw(journal).execute("DELETE FROM txn WHERE seq = ?", (SEAL_EVERY,))
-    report = journal.chain.verify()
-    assert not report.ok and report.first_bad_seq == SEAL_EVERY and "sealed but are missing" in report.problem
+def test_the_head_is_authenticated_and_a_forged_checkpoint_is_caught(journal):
+    fill(journal, 4)
+    journal.housekeeping(T0)
+    assert journal.guard("checkpoint")["txn_seq"] == 4
     db = raw(journal)
-    seal = json.loads(db.execute("SELECT value FROM meta WHERE key = 'head_seal'").fetchone()[0])
-    seal["txn_seq"] = 1
-    db.execute("UPDATE meta SET value = ? WHERE key = 'head_seal'", (json.dumps(seal),))
-    report = journal.chain.verify()
-    assert not report.ok and report.table == "meta" and "not signed by this terminal" in report.problem
+    db.execute("UPDATE state SET value = replace(value, '|4|', '|3|') WHERE key = 'head'")
+    report = journal.verify()
+    assert not report.ok and report.table == "meta" and "MAC" in report.problem
+    db.execute("UPDATE state SET value = replace(value, '\"txn_seq\":4', '\"txn_seq\":2') "
+               "WHERE key = 'guard|checkpoint'")
+    assert any("checkpoint does not match its MAC" in p for p in journal.verify().problems)
 
 
-def test_a_re_hashed_edit_is_caught_by_the_signature(journal):
+def test_a_re_hashed_edit_is_caught_by_the_chain_and_by_the_signature(journal):
     rows = fill(journal, 3)
+    journal.txns.sign_pending()
     record = rows[1].signed_record()
     record["amount"] = 1
-    forged = record_hash(record)
+    forged = bytes.fromhex(record_hash(record))
     raw(journal).execute("UPDATE txn SET amount = 1, row_hash = ? WHERE seq = 2", (forged,))
-    report = journal.chain.verify()
+    report = journal.verify()
+    assert not report.ok and report.first_bad_seq == 3 and "previous-row hash" in report.problem
+    report = journal.verify(signatures=True)
     assert not report.ok and report.first_bad_seq == 2 and "signature" in report.problem
 
 
-def test_a_row_signed_by_another_key_is_caught(journal, tmp_path):
+def test_a_journal_checked_with_another_terminal_key_is_refused(journal, tmp_path):
+    from terminal.journal.chain import verify_journal
+
     fill(journal, 2)
+    journal.txns.sign_pending()
     other_keys = load_or_create_keys(tmp_path / "other")
-    report = journal.chain.verify(other_keys.public_key_bytes)
-    assert not report.ok and report.first_bad_seq == 1 and "signature" in report.problem
+    report = verify_journal(journal.path, other_keys, signatures=True)
+    assert not report.ok and "another terminal key" in report.problem
 
 
 def test_audit_chain_is_verified_too(journal):
@@ -142,7 +154,7 @@ def test_audit_chain_is_verified_too(journal):
     for i in range(3):
         journal.audit.record("refund_approved", now=T0, actor="super1", details={"n": i})
     raw(journal).execute("UPDATE audit SET actor = 'someone' WHERE seq = 2")
-    report = journal.chain.verify()
+    report = journal.verify()
     assert not report.ok and report.table == "audit" and report.first_bad_seq == 2
 
 
@@ -151,7 +163,7 @@ def test_sync_bookkeeping_does_not_break_the_chain(journal):
     journal.sync.note_sync_attempt([rows[0].id], "timeout")
     journal.sync.set_sync_results([(rows[0].id, "accepted", None), (rows[1].id, "declined_after_offline", "no_funds")],
                              now=T0)
-    assert journal.chain.verify().ok
+    assert journal.verify().ok
     assert journal.txns.get(rows[1].id).sync_state == "declined_after_offline"
     assert [r.id for r in journal.sync.pending()] == [rows[2].id]
 
@@ -162,25 +174,27 @@ def test_totals_and_exposure(journal):
     journal.txns.append(sale(4000, decision="declined"), now=T0, business_date=DAY)
     journal.txns.append(sale(8000), now=T0, business_date=DAY - timedelta(days=1))
     journal.txns.append(sale(500, card_token="tokB"), now=T0, business_date=DAY)
-    totals = journal.txns.payer_totals("tokA", DAY)
-    assert (totals.amount_today, totals.offline_amount_today, totals.offline_count_today) == (3000, 1000, 1)
+    with journal.session(now=T0) as session:
+        totals = session.card_day("tokA", DAY)
+        assert (totals.amount, totals.offline_amount, totals.offline_count) == (3000, 1000, 1)
+        assert session.card_day(None, DAY).amount == 0
     assert journal.sync.unsynced_exposure(CNY) == Money(1000 + 8000 + 500, CNY)
-    assert journal.txns.payer_totals(None, DAY).amount_today == 0
+    assert journal.verify().ok
 
 
 def test_deny_list_versions(journal):
-    journal.deny.apply_delta(3, [("tokA", "lost"), ("tokB", "fraud")], [], now=T0)
-    assert journal.deny.contains("tokA") and journal.deny.version() == 3
-    journal.deny.apply_delta(4, [], ["tokA"], now=T0)
-    assert not journal.deny.contains("tokA") and journal.deny.contains("tokB") and journal.deny.version() == 4
-    journal.deny.deny_locally("tokC", "declined_after_offline", now=T0)
-    assert journal.deny.contains("tokC") and journal.deny.size() == 2
+    journal.apply_deny_delta(3, [("tokA", "lost"), ("tokB", "fraud")], [], now=T0)
+    assert journal.deny.contains("tokA") and journal.head().deny_version == 3
+    journal.apply_deny_delta(4, [], ["tokA"], now=T0)
+    assert not journal.deny.contains("tokA") and journal.deny.contains("tokB") and journal.head().deny_version == 4
+    journal.deny_locally("tokC", "declined_after_offline", now=T0)
+    assert journal.deny.contains("tokC") and journal.head().deny_count == 2
 
 
 def test_floats_never_reach_the_journal(journal):
     with pytest.raises(ValueError, match="no floats"):
         journal.txns.append(sale(details={"amount": 1.5}), now=T0, business_date=DAY)
-    assert journal.txns.counts()["total"] == 0
+    assert journal.head().counts()["total"] == 0
 
 
 def test_export_since(journal):
@@ -223,8 +237,8 @@ def test_crash_kill_9_loses_nothing_that_returned_and_doubles_nothing(tmp_path):
         keys = load_or_create_keys(data)
         journal = Journal(data / "journal.sqlite3", keys, "CRASH001")
         try:
-            report = journal.chain.verify()
-            assert report.ok, report.problem
+            report = journal.verify()
+            assert report.ok, report.problems
             ids = [r.id for r in journal.txns.rows_since(None)]
         finally:
             journal.close()
@@ -244,9 +258,9 @@ def test_wallet_code_claim_is_atomic_with_the_payment(journal):
     assert journal.issuer_keys.code_used("wallet-42", 7) == row.id
     with pytest.raises(CodeAlreadyUsed, match="wallet-42/7 was already used"):
         journal.txns.append(sale(method="wallet_signed"), now=T0, business_date=DAY, claim=claim)
-    assert journal.txns.counts()["total"] == 1  # the replay stored nothing
+    assert journal.head().counts()["total"] == 1  # the replay stored nothing
     journal.txns.append(sale(method="wallet_signed"), now=T0, business_date=DAY, claim=CodeClaim("wallet-42", 8, "k1"))
-    assert journal.chain.verify().ok and journal.txns.counts()["total"] == 2
+    assert journal.verify().ok and journal.head().counts()["total"] == 2
 
 
 def test_service_declines_a_replayed_wallet_code(service):

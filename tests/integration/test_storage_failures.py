@@ -40,7 +40,7 @@ def test_full_disk_fails_closed_and_recovers(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     out = run_in_namespace(
-        f"mount -t tmpfs -o size=2m tmpfs {data}; {sys.executable} {SCENARIO} full_disk {data}"
+        f"mount -t tmpfs -o size=2m,mode=0700 tmpfs {data}; {sys.executable} {SCENARIO} full_disk {data}"
     )
     assert all(r["outcome"] == "approved" for r in out["before"])
     failed = [r for r in out["during"] if r["outcome"] != "approved"]

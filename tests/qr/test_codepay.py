@@ -78,10 +78,13 @@ def test_wallet_tier_limits_apply(qr_service, issuer, clock):
     assert qr_service.require_journal().issuer_keys.code_used("W100", 5) is None
 
 
-def test_consumer_code_pays_with_token_and_masked_pan_only(qr_service, data_dir):
+def test_consumer_code_is_journaled_with_token_and_masked_pan_only(qr_service, data_dir):
+    """A consumer-presented EMV code needs the issuer (its cryptogram): without a backend it is declined,
+    and journaled with the card token and the masked PAN only."""
     pan = "6212345678901234"
     result = qr_service.pay_code(cpm_text(pan=pan), Money(1999, CNY))
-    assert result.outcome == "approved" and result.masked_pan == "621234******1234"
+    assert result.outcome == "declined" and result.masked_pan == "621234******1234"
+    assert "online_only_method" in result.reasons
     row = result.payment.row
     assert row.method == "qr_cpm" and row.scheme == "unionpay" and row.card_token == qr_service.keys.card_token(pan)
     assert row.details["aid"] == "A000000333010102" and row.details["cryptogram"] == "1122334455667788"

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.timeout(60)
 def test_profile_through_the_real_stack(request, service, transport: str, profile: str) -> None:
     rig = request.getfixturevalue(f"{transport}_rig")
     if profile == "denied":
-        service.require_journal().deny.deny_locally(service.keys.card_token(PROFILES["denied"].pan), "lost_or_stolen",
+        service.require_journal().deny_locally(service.keys.card_token(PROFILES["denied"].pan), "lost_or_stolen",
                                                now=service.clock())
     outcome, reason, apdus = EXPECTED[profile]
     rig.insert(profile)

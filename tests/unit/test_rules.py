@@ -74,7 +74,7 @@ CASES = [
     ("ctl", pay("10000.00", cvm_performed=True), state(), D, [R.CONTACTLESS_LIMIT_EXCEEDED], None),
     ("ctl+1", pay("10000.01", cvm_performed=True), state(), D, [R.CONTACTLESS_LIMIT_EXCEEDED], None),
     ("ctl not for codes", pay("10000.00", Method.QR_CPM, cvm_performed=True), state(), G,
-     [R.ABOVE_FLOOR_LIMIT, R.OFFLINE_PAYMENT_CAP_EXCEEDED, R.CARD_DAILY_AMOUNT_EXCEEDED], None),
+     [R.ONLINE_ONLY_METHOD, R.ABOVE_FLOOR_LIMIT, R.OFFLINE_PAYMENT_CAP_EXCEEDED, R.CARD_DAILY_AMOUNT_EXCEEDED], None),
     # --- per-payment offline cap 300.00 (inclusive) ---------------------------------------------
     ("cap-1", pay("299.99"), state(**OFFLINE), A, [R.OFFLINE_FALLBACK, R.ABOVE_FLOOR_LIMIT], None),
     ("cap", pay("300.00"), state(**OFFLINE), A, [R.OFFLINE_FALLBACK, R.ABOVE_FLOOR_LIMIT], None),
