@@ -13,7 +13,7 @@ import pytest
 
 from drivers.base import ReaderUnavailableError
 from drivers.pcsc import PcscReader, match_reader
-from tests.pcsc_env import PcscdHandle
+from drivers.sim.pcscd import PcscdHandle
 from tests.readers.rigs import SELECT_PPSE, STANDIN, VISA_AID, PcscRig
 
 pytestmark = [pytest.mark.pcsc, pytest.mark.timeout(60)]
