@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from drivers.sim.pcscd import PcscdHandle, PcscdUnavailable, ensure_pcscd
+from tests.vectors import require_vectors
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,6 +37,13 @@ def pcscd() -> Iterator[PcscdHandle]:
     yield handle
     if handle.owned:
         handle.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_vectors() -> Path:
+    """The shared public vectors directory (tests/vectors.py): the test is skipped without it, and
+    fails under WALLETPOS_REQUIRE_VECTORS=1."""
+    return require_vectors()
 
 
 class FixedClock:
