@@ -104,8 +104,8 @@ def run_taps(svc: Service, reader: Any, taps: int, expected_apdus: int) -> dict[
 def bench_pcsc(directory: Path, taps: int) -> dict[str, Any]:
     from drivers.pcsc import PcscReader
     from drivers.sim.cards import make_card
+    from drivers.sim.pcscd import ensure_pcscd
     from drivers.sim.vpcd import VpcdCardServer
-    from tests.pcsc_env import ensure_pcscd
 
     handle = ensure_pcscd()
     out: dict[str, Any] = {}

@@ -11,9 +11,39 @@ from pathlib import Path
 
 import pytest
 
-from tests.pcsc_env import pcscd  # noqa: F401  (session fixture: pcscd with the vpcd reader, started if needed)
+from drivers.sim.pcscd import PcscdHandle, PcscdUnavailable, ensure_pcscd
+from tests.vectors import require_vectors
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pcsc_required() -> bool:
+    """True where a missing PC/SC stack is a failure, not a skip (CI, or asked for explicitly)."""
+    return bool(os.environ.get("CI") or os.environ.get("WALLETPOS_REQUIRE_PCSC"))
+
+
+@pytest.fixture(scope="session")
+def pcscd() -> Iterator[PcscdHandle]:
+    """Session-wide pcscd with the vpcd reader (drivers/sim/pcscd.py), started if none runs and then
+    stopped at the end. Without the stack the tests that use it are skipped, or fail under CI /
+    WALLETPOS_REQUIRE_PCSC."""
+    try:
+        handle = ensure_pcscd()
+    except PcscdUnavailable as exc:
+        if pcsc_required():
+            pytest.fail(f"PC/SC test stack required (CI / WALLETPOS_REQUIRE_PCSC) but unavailable: {exc}",
+                        pytrace=False)
+        pytest.skip(str(exc))
+    yield handle
+    if handle.owned:
+        handle.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_vectors() -> Path:
+    """The shared public vectors directory (tests/vectors.py): the test is skipped without it, and
+    fails under WALLETPOS_REQUIRE_VECTORS=1."""
+    return require_vectors()
 
 
 class FixedClock:

@@ -1,5 +1,6 @@
 """Cards that replay recorded EMV traces: the `emv_apdu_sequence` items of the shared public vectors
-(/work/shared/vectors/public_vectors.json, described in its README.md).
+(public_vectors.json, described in the README.md beside it). `shared_vectors_path()` is the one place
+that says where they are: $WALLETPOS_VECTORS, else ../shared/vectors beside the repository root.
 
 A `ReplayCard` behaves like a `VirtualCard` (same attributes, `reset`, `respond`) but answers from the
 recording. How a command finds its recorded answer:

@@ -5,6 +5,7 @@ backend could not be reached, or while the terminal was down) recorded exactly o
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -45,10 +46,24 @@ def show(checkout, svc):
 
 def test_a_code_paid_while_shown_is_journaled_once_and_closed(sandbox, enrolled, checkout):
     qr = show(checkout, enrolled)
-    paid = threading.Timer(0.15, sandbox.admin.mark_paid, (qr.reference, AMOUNT, "CNY", "tokWallet"))
+    seen_asking: list[bool] = []
+
+    def asked() -> int:  # the terminal's questions about this code, as counted by the sandbox
+        return sandbox.admin.fault_state()["requests"].get(f"/v1/payments/{qr.reference}", 0)
+
+    def pay_once_the_terminal_asks() -> None:
+        """The customer pays while the code is on screen: after the terminal's first question about it."""
+        deadline = time.monotonic() + 10
+        while asked() == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen_asking.append(asked() > 0)
+        sandbox.admin.mark_paid(qr.reference, AMOUNT, "CNY", "tokWallet")
+
+    paid = threading.Thread(target=pay_once_the_terminal_asks)
     paid.start()
     result = checkout.wait_merchant_qr(qr, cancel=threading.Event(), operator="op1", poll_s=0.05)
     paid.join()
+    assert seen_asking == [True], "the terminal never asked the backend about its code"
     assert result is not None and result.outcome == "approved" and result.reasons == ("paid_in_wallet_app",)
     assert result.row.id == qr.transaction_id and result.row.card_token == "tokWallet"
     assert open_codes(enrolled) == []

@@ -4,10 +4,9 @@ offline answer. The journal records which path decided."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
+from terminal.backend import CircuitBreaker
 from terminal.core.money import Money
 from terminal.core.rules import Decision, Method, PaymentRequest
 from terminal.payment import CardFacts
@@ -76,9 +75,15 @@ def test_offline_fallback_declines_when_the_offline_limits_forbid(sandbox, enrol
     assert "offline_payment_cap_exceeded" in result.reasons and "backend_unreachable" in result.reasons
 
 
-def test_an_open_circuit_keeps_the_checkout_off_a_dead_backend(sandbox, enrolled):
+def test_an_open_circuit_keeps_the_checkout_off_a_dead_backend(sandbox, enrolled, monkeypatch):
     """After `breaker_failures` failures the checkout stops asking: payments are decided offline at
     once and no further authorisation request reaches the backend."""
+    # The circuit's own clock, moved by hand: the service wires a breaker on the real monotonic clock
+    # and offers no way to pass another, so the test gives the client a breaker built on its clock.
+    now = [1000.0]
+    client = enrolled.backend
+    monkeypatch.setattr(client, "breaker", CircuitBreaker(client.cfg.breaker_failures,
+                                                          client.cfg.breaker_reset_ms / 1000, monotonic=lambda: now[0]))
     sandbox.admin.faults(rate=1.0, kinds=["reset"], paths=["/v1/authorisations"])
     for _ in range(3):
         assert pay(enrolled, ABOVE_FLOOR, "tokR").auth_mode == "offline_fallback"
@@ -88,8 +93,11 @@ def test_an_open_circuit_keeps_the_checkout_off_a_dead_backend(sandbox, enrolled
     assert result.approved and result.auth_mode == "offline" and "online" not in result.timings_ms
     assert auth_requests(sandbox) == asked
     sandbox.admin.faults_off()
-    time.sleep(0.15)  # breaker_reset_ms is 100 in these tests: the circuit turns half-open
-    assert enrolled.backend.breaker.state == "half_open" and enrolled.payments.online.reachable() is False
+    assert client.breaker.state == "open" and enrolled.sync_once(force=False).skipped  # not yet: no probe
+    now[0] += 0.09  # breaker_reset_ms is 100 in these tests
+    assert client.breaker.state == "open"
+    now[0] += 0.02
+    assert client.breaker.state == "half_open" and enrolled.payments.online.reachable() is False
     assert enrolled.sync_once(force=False).ok  # the sync worker probes and closes the circuit
     assert enrolled.payments.online.reachable() is True
     assert pay(enrolled, ABOVE_FLOOR, "tokR").auth_mode == "online"

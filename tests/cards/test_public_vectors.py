@@ -9,11 +9,9 @@ messages name tags and masked values only (`_masked`).
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,22 +21,11 @@ from terminal.core import emv, tlv
 from terminal.core.countries import country_numeric
 from terminal.core.money import currency
 from terminal.errors import CardError, TlvError
+from tests.vectors import needs_vectors, vector_items, vector_params
 
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = needs_vectors  # every test here reads the vectors: skipped without them, failed under the switch
 
-
-def _vectors_file() -> Path:
-    configured = os.environ.get("WALLETPOS_VECTORS")
-    base = Path(configured) if configured else ROOT.parent / "shared" / "vectors"
-    return base if base.suffix == ".json" else base / "public_vectors.json"
-
-
-VECTORS_FILE = _vectors_file()
-if not VECTORS_FILE.is_file():
-    pytest.skip(f"public vectors not found at {VECTORS_FILE} (set WALLETPOS_VECTORS to the directory or file)",
-                allow_module_level=True)
-
-ALL_ITEMS: list[dict[str, Any]] = json.loads(VECTORS_FILE.read_text(encoding="utf-8"))
+ALL_ITEMS: list[dict[str, Any]] = [item for _, item in vector_items()]
 EMV_ITEMS = [(i, item) for i, item in enumerate(ALL_ITEMS) if item["kind"] in ("emv_apdu_sequence", "emv_response")]
 
 
@@ -432,7 +419,7 @@ def _not_tlv(facts: Facts) -> dict[int, str]:
     return {s.index: "log record in the card's 9F4F format" for s in facts.steps if s.log_entry}
 
 
-@pytest.mark.parametrize(("index", "item"), EMV_PARAMS)
+@pytest.mark.parametrize(("index", "item"), vector_params(EMV_PARAMS, 2))
 def test_every_response_parses(index, item):
     facts = extract(item)
     not_tlv = _not_tlv(facts)
@@ -483,7 +470,7 @@ def test_ppse_with_tag_41_lists_no_application():
 # -- stated fields are found -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("index", "item"), EMV_PARAMS)
+@pytest.mark.parametrize(("index", "item"), vector_params(EMV_PARAMS, 2))
 def test_expected_fields_are_in_the_data(index, item):
     facts = extract(item)
     checked, skipped = [], []
@@ -614,7 +601,7 @@ def test_every_sequence_is_classified():
     assert {i for i, item in EMV_ITEMS if item["kind"] == "emv_apdu_sequence"} == set(WHOLE) | set(PARTIAL)
 
 
-@pytest.mark.parametrize(("index", "item"), SEQUENCES)
+@pytest.mark.parametrize(("index", "item"), vector_params(SEQUENCES, 2))
 def test_kernel_on_replayed_sequence(index, item):
     replay = Replay(item)
     if index in PARTIAL:

@@ -8,6 +8,7 @@ each other. No mocks: every card, reader and recording here is the real object.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -467,26 +468,34 @@ def test_wait_for_card_times_out_without_busy_waiting():
     assert cpu < 0.1  # a waiting thread sleeps on the condition
 
 
+def wait_until_sleeping_in_wait_for_card(thread: threading.Thread, timeout: float = 5.0) -> None:
+    """Return once `thread` is inside the reader's `Condition.wait` in `wait_for_card`, as its stack shows
+    (sys._current_frames, CPython's documented view of other threads' frames). From then on a tap or
+    an unplug has to wake it: the reader's lock is only released to a tap once the waiter is queued."""
+    deadline = time.monotonic() + timeout
+    while True:
+        frame, calls = sys._current_frames().get(thread.ident), []
+        while frame is not None:
+            calls.append((frame.f_code.co_name, frame.f_code.co_filename))
+            frame = frame.f_back
+        names = [name for name, _ in calls]  # innermost first
+        at = names.index("wait_for_card") if "wait_for_card" in names else 0
+        if at and calls[at - 1] == ("wait", threading.__file__):  # wait_for_card -> Condition.wait
+            return
+        assert thread.is_alive() and time.monotonic() < deadline, "the thread never waited for a card"
+        time.sleep(0.001)
+
+
 def test_a_tap_from_another_thread_wakes_the_waiting_watcher():
     reader = SimReader()
     got: list[object] = []
-    woke_after: list[float] = []
-
-    def watcher() -> None:
-        started = time.monotonic()
-        session = reader.wait_for_card(5)
-        woke_after.append(time.monotonic() - started)
-        got.append(session)
-
-    thread = threading.Thread(target=watcher)
+    thread = threading.Thread(target=lambda: got.append(reader.wait_for_card(30)), daemon=True)
     thread.start()
-    time.sleep(0.1)
-    tapped_at = time.monotonic()
+    wait_until_sleeping_in_wait_for_card(thread)
     reader.tap(make_card("unionpay"))
-    thread.join(2)
+    thread.join(5)  # far less than its 30 s: only the tap can have woken it
     assert not thread.is_alive()
-    assert got and got[0] is not None
-    assert woke_after[0] < 0.1 + (time.monotonic() - tapped_at) + 0.5
+    assert got and got[0] is not None and got[0].card.name == "unionpay"
 
 
 def test_many_taps_from_one_thread_are_all_served_in_order_by_a_watcher_thread():
@@ -556,17 +565,17 @@ def test_unplug_and_plug():
 
     def waiter() -> None:
         try:
-            reader.wait_for_card(5)
+            reader.wait_for_card(30)
         except ReaderUnavailableError as exc:
             errors.append(exc)
 
     reader.remove()
     assert reader.wait_for_card(0) is None
-    thread = threading.Thread(target=waiter)
+    thread = threading.Thread(target=waiter, daemon=True)
     thread.start()
-    time.sleep(0.05)
+    wait_until_sleeping_in_wait_for_card(thread)
     reader.unplug()  # wakes the waiting thread, which raises
-    thread.join(2)
+    thread.join(5)
     assert not thread.is_alive() and len(errors) == 1
     assert reader.status().state == "absent"
     with pytest.raises(ReaderUnavailableError, match="unplugged"):
@@ -618,11 +627,8 @@ def test_reader_logs_carry_no_pan(caplog):
 
 
 @pytest.fixture(scope="module")
-def vectors_path():
-    path = shared_vectors_path()
-    if path is None:
-        pytest.skip("shared vectors not found (set WALLETPOS_VECTORS or put them in ../shared/vectors)")
-    return path
+def vectors_path(shared_vectors):
+    return shared_vectors  # skipped without the vectors, failed under WALLETPOS_REQUIRE_VECTORS=1
 
 
 def test_every_vector_sequence_replays_each_command(vectors_path):

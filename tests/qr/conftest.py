@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -13,20 +12,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from terminal.core import qrpay
 from terminal.core.money import Money, currency
 from terminal.core.rules import WalletTier
+from tests.vectors import vector_items
 
-# the shared test data sits beside the repository (shared/vectors)
-_CANDIDATES = [Path(__file__).resolve().parents[3] / "shared", Path("/work/shared")]
-_FILES = [c / "vectors" / "public_vectors.json" for c in _CANDIDATES]
-VECTORS = next((f for f in _FILES if f.exists()), _FILES[0])
 CNY = currency("CNY")
 ISSUER_SEED = bytes(range(32))  # test issuer key: public knowledge, used in tests only
 
 
 def vectors(kind: str) -> list[tuple[int, dict]]:
-    if not VECTORS.exists():
-        return []  # parametrized tests then report an empty parameter set as skipped
-    items = json.loads(VECTORS.read_text(encoding="utf-8"))
-    return [(i, item) for i, item in enumerate(items) if item["kind"] == kind]
+    """(index, item) of the shared vectors of `kind` (tests/vectors.py); [] when they are missing."""
+    return vector_items(kind)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Fixtures for the reader driver tests: pcscd with vpcd (tests/pcsc_env.py, session-wide) and the
+"""Fixtures for the reader driver tests: pcscd with vpcd (tests/conftest.py, session-wide) and the
 per-driver rigs of tests/readers/rigs.py."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.pcsc_env import PcscdHandle
+from drivers.sim.pcscd import PcscdHandle
 from tests.readers.rigs import NfcRig, PcscRig, Rig, SimRig
 
 

@@ -15,7 +15,7 @@ import importlib
 import time
 
 from drivers.base import CardReader
-from tests.pcsc_env import PcscdHandle
+from drivers.sim.pcscd import PcscdHandle
 
 STANDIN = "tests.readers.standin:StandInCard"
 SELECT_PPSE = bytes.fromhex("00A404000E325041592E5359532E444446303100")

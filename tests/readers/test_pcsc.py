@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import sys
 import threading
@@ -13,24 +12,22 @@ import pytest
 
 from drivers.base import ReaderUnavailableError
 from drivers.pcsc import PcscReader, match_reader
-from tests.pcsc_env import PcscdHandle
+from drivers.sim.pcscd import PcscdHandle
 from tests.readers.rigs import SELECT_PPSE, STANDIN, VISA_AID, PcscRig
 
 pytestmark = [pytest.mark.pcsc, pytest.mark.timeout(60)]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def test_round_trip_latency_is_measured(pcsc_rig: PcscRig) -> None:
+def test_a_long_session_answers_every_command_in_full(pcsc_rig: PcscRig) -> None:
+    """Many APDUs in one session through pcscd and vpcd: each reaches the card exactly once and is
+    answered with the whole FCI and 9000. (Round-trip times are scripts/bench_tap.py's business.)"""
     pcsc_rig.insert("visa")
     with pcsc_rig.reader.wait_for_card(5) as session:
-        timings = []
-        for _ in range(300):
-            started = time.perf_counter()
-            session.transmit(SELECT_PPSE)
-            timings.append((time.perf_counter() - started) * 1000)
-    timings.sort()
-    print(f"\npcsc round trip through pcscd+vpcd: median {statistics.median(timings):.3f} ms, "
-          f"p95 {timings[int(len(timings) * 0.95)]:.3f} ms, max {timings[-1]:.3f} ms")
+        answers = [session.transmit(SELECT_PPSE) for _ in range(50)]
+    assert answers[0][-2:] == b"\x90\x00" and VISA_AID in answers[0]
+    assert answers == [answers[0]] * 50
+    assert pcsc_rig.card.apdu_count == 50
 
 
 def test_61xx_is_collected_with_get_response(pcsc_rig: PcscRig) -> None:
@@ -105,17 +102,18 @@ def test_no_pcscd_is_reader_unavailable() -> None:
 
 
 def test_cancel_wakes_a_waiting_thread(pcscd: PcscdHandle) -> None:
+    """No card in the reader: the thread's wait can only end early by `cancel`. SCardCancel wakes a
+    blocked SCardGetStatusChange and does nothing when none is blocked yet, so cancel until it ends."""
     with PcscReader(pcscd.reader) as reader:
         reader.wait_for_card(0)  # context established
         result: list[object] = []
-        waiter = threading.Thread(target=lambda: result.append(reader.wait_for_card(30)))
-        started = time.monotonic()
+        waiter = threading.Thread(target=lambda: result.append(reader.wait_for_card(30)), daemon=True)
         waiter.start()
-        time.sleep(0.2)
-        reader.cancel()
-        waiter.join(5)
+        deadline = time.monotonic() + 5  # far less than its 30 s wait
+        while waiter.is_alive() and time.monotonic() < deadline:
+            reader.cancel()
+            waiter.join(0.05)
         assert not waiter.is_alive() and result == [None]
-        assert time.monotonic() - started < 3
 
 
 def test_card_that_leaves_is_disconnected_from_vpcd(pcsc_rig: PcscRig) -> None:

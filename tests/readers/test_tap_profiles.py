@@ -39,15 +39,12 @@ def test_profile_through_the_real_stack(request, service, transport: str, profil
     assert result.timings_ms["total"] > 0
 
 
-def test_recorded_card_transcripts_are_servable_on_pcscd(pcsc_rig, service) -> None:
+def test_recorded_card_transcripts_are_servable_on_pcscd(pcsc_rig, service, shared_vectors) -> None:
     """The real-world transcripts of ../shared/vectors replayed as cards behind real pcscd + vpcd:
     the ones that are whole contactless transactions read through the kernel to a masked PAN."""
-    from drivers.sim.replay import load_vector_cards, shared_vectors_path
+    from drivers.sim.replay import load_vector_cards
 
-    path = shared_vectors_path()
-    if path is None:
-        pytest.skip("../shared/vectors is not next to this checkout (set WALLETPOS_VECTORS)")
-    cards = dict(load_vector_cards(path))
+    cards = dict(load_vector_cards(shared_vectors))
     whole = [label for label in cards if "UnionPay" in label or "Lloyds" in label]
     assert whole, "expected the UnionPay and Lloyds Visa transcripts in the vectors"
     for label in whole:

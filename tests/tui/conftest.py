@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
 import pytest
+from rich.cells import cell_len
+from rich.text import Text
+from textual.widgets import DataTable
 
 from terminal.tui.app import make_app
 
@@ -38,3 +45,45 @@ async def sign_in(pilot, operator: str = "cash1", pin: str = "1111") -> None:
     await pilot.press("enter")
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
+
+
+async def wait_for(pilot, condition: Callable[[], object], timeout: float = 20.0) -> None:
+    """Let the app run until `condition()` holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out on {pilot.app.screen!r}")
+        await pilot.pause(0.1)
+
+
+class Told(NamedTuple):
+    message: str
+    severity: str
+
+
+def record_notifications(app: Any) -> list[Told]:
+    """Every notification the app is asked to show from now on, in order. Screens and workers tell the
+    operator through Textual's public `App.notify` (a `Widget.notify` goes there too); this keeps a
+    copy of each call and then shows it as usual."""
+    told: list[Told] = []
+    notify = app.notify
+
+    def recording(message: str, *, title: str = "", severity: Any = "information", timeout: float | None = None,
+                  markup: bool = True) -> None:
+        told.append(Told(message, severity))
+        notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    app.notify = recording
+    return told
+
+
+def table_measured(table: DataTable) -> bool:
+    """`table` has measured the rows a worker just added (a DataTable does that on idle, after they are
+    in the table): every column is as wide as its widest cell and the scrollable height counts every row."""
+    for key, column in table.columns.items():
+        cells = table.get_column(key)
+        widest = max((cell.cell_len if isinstance(cell, Text) else cell_len(str(cell)) for cell in cells), default=0)
+        if column.content_width < widest:
+            return False
+    header = table.header_height if table.show_header else 0
+    return table.virtual_size.height == header + sum(row.height for row in table.ordered_rows)

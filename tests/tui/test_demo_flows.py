@@ -3,8 +3,6 @@ on 127.0.0.1, the simulated camera decoding rendered phone screens, the sync wor
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from terminal.config import config_from_mapping
@@ -12,7 +10,7 @@ from terminal.demo import Demo
 from terminal.tui.app import make_app
 from terminal.tui.screens import CheckoutScreen, ResultScreen, SignInScreen
 from terminal.tui.screens.present import PresentScreen
-from tests.tui.conftest import sign_in, type_text
+from tests.tui.conftest import record_notifications, sign_in, type_text, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -24,14 +22,6 @@ def demo(tmp_path):
     demo.start()
     yield demo
     demo.close()
-
-
-async def wait_for(pilot, condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out on {pilot.app.screen!r}")
-        await pilot.pause(0.1)
 
 
 async def show_merchant_code(pilot, journal, amount_digits: str) -> str:
@@ -192,7 +182,7 @@ async def test_reader_pulled_during_a_sale_recovers(demo):
         await pilot.pause()
         assert app.status.reader == "absent"
         await pilot.press("1")  # a tap on an unplugged reader reads nothing
-        await pilot.pause(0.3)
+        assert demo.reader.pending_taps == 0  # not seen: nothing is left to read once it is plugged in
         assert isinstance(app.screen, PresentScreen)
         await pilot.press("ctrl+r")  # plug it back in
         await wait_for(pilot, lambda: service.device_states()[0] == "ready")
@@ -223,6 +213,7 @@ async def test_merchant_code_paid_while_shown_and_paid_just_before_the_cashier_c
     service, admin = demo.service, demo.sandbox.admin
     journal = service.require_journal()
     app = make_app(service, demo=demo, status_interval=None)
+    told = record_notifications(app)
     async with app.run_test(size=(100, 30)) as pilot:
         await sign_in(pilot, "1001", "1111")
 
@@ -244,7 +235,7 @@ async def test_merchant_code_paid_while_shown_and_paid_just_before_the_cashier_c
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, CheckoutScreen), timeout=1.2)
         await wait_for(pilot, lambda: not journal.merchant_codes.still_open())
-        await wait_for(pilot, lambda: any("just before it was closed" in n.message for n in app._notifications))
+        await wait_for(pilot, lambda: any("just before it was closed" in n.message for n in told))
         admin.faults_off()
         late = [r for r in journal.txns.rows_since() if r.details.get("reference") == reference]
         assert len(late) == 1 and late[0].approved and late[0].amount.minor == 4400
@@ -287,6 +278,7 @@ async def test_the_answer_paid_comes_after_the_payment_screen_was_left(demo, lea
     service, admin = demo.service, demo.sandbox.admin
     journal = service.require_journal()
     app = make_app(service, demo=demo, status_interval=None)
+    told = record_notifications(app)
     async with app.run_test(size=(100, 30)) as pilot:
         await sign_in(pilot, "1001", "1111")
         reference = await hold_the_answer_to_a_paid_code(pilot, demo, "6600")
@@ -297,8 +289,9 @@ async def test_the_answer_paid_comes_after_the_payment_screen_was_left(demo, lea
             app.sign_out()  # what the idle timer does
             home = SignInScreen
         await wait_for(pilot, lambda: isinstance(app.screen, home), timeout=2)
-        await wait_for(pilot, lambda: any("just as the sale was cancelled" in n.message for n in app._notifications))
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: any("just as the sale was cancelled" in n.message for n in told))
+        await app.workers.wait_for_complete()  # the answer's worker is done: nothing more can be shown
+        await pilot.pause()
         assert isinstance(app.screen, home) and not any(isinstance(s, ResultScreen) for s in app.screen_stack)
         if leave == "escape":
             assert not app.screen.total().is_positive  # paid: cleared for the next sale

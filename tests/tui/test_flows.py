@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-import time
+
+from textual.worker import WorkerState
 
 from terminal.core.money import Money
 from terminal.core.rules import Method, PaymentRequest
@@ -18,7 +19,7 @@ from terminal.tui.screens import (
     VoidScreen,
 )
 from terminal.tui.widgets import AmountEntry
-from tests.tui.conftest import sign_in, type_text
+from tests.tui.conftest import record_notifications, sign_in, type_text, wait_for
 
 
 def text_of(app, selector: str) -> str:
@@ -231,7 +232,7 @@ async def test_day_close_by_a_supervisor(app_factory, staffed):
 
 
 async def test_every_footer_action_is_in_the_command_palette(app_factory):
-    from textual.command import CommandPalette
+    from textual.command import CommandList, CommandPalette
 
     app = app_factory()
     async with app.run_test(size=(100, 30)) as pilot:
@@ -245,7 +246,14 @@ async def test_every_footer_action_is_in_the_command_palette(app_factory):
         await pilot.pause()
         assert isinstance(app.screen, CommandPalette)
         await type_text(pilot, "Close day")
-        await pilot.pause(0.3)
+        await app.workers.wait_for_complete()  # the palette's search
+
+        def close_day_highlighted() -> bool:
+            commands = app.screen.query_one(CommandList)
+            return commands.highlighted is not None and "Close day" in str(
+                commands.get_option_at_index(commands.highlighted).prompt)
+
+        await wait_for(pilot, close_day_highlighted, timeout=5)
         await pilot.press("enter")
         await app.workers.wait_for_complete()
         await pilot.pause()
@@ -270,6 +278,7 @@ async def test_a_refund_recorded_after_the_cashier_left_the_screen_is_still_told
     cashier is told by a notification: the answer is not lost with the screen."""
     row = sell(staffed, 8000)
     app = app_factory()
+    told = record_notifications(app)
     holder = sqlite3.connect(staffed.require_journal().path, isolation_level=None, timeout=10)
     try:
         async with app.run_test(size=(80, 24)) as pilot:
@@ -279,7 +288,8 @@ async def test_a_refund_recorded_after_the_cashier_left_the_screen_is_still_told
             await pilot.press("enter")
             await type_text(pilot, "2222")
             await pilot.press("enter")
-            await pilot.pause(0.3)
+            await wait_for(pilot, lambda: any(w.name == "run_refund" and w.state is WorkerState.RUNNING
+                                              for w in app.workers), timeout=5)  # the refund is under way
             assert isinstance(app.screen, RefundScreen)
             # (the journal is not read from here: this thread runs the app's loop, and would wait too)
             assert holder.execute("SELECT count(*) FROM txn WHERE kind = 'refund'").fetchone() == (0,)
@@ -287,11 +297,8 @@ async def test_a_refund_recorded_after_the_cashier_left_the_screen_is_still_told
             await pilot.pause()
             assert not isinstance(app.screen, RefundScreen)
             holder.execute("COMMIT")
-            deadline = time.monotonic() + 10  # the worker's thread goes on after its screen was left
-            while not app._notifications and time.monotonic() < deadline:
-                await pilot.pause(0.05)
-            told = [n.message for n in app._notifications]
-            assert any("Refund recorded: ¥30.00" in m for m in told), told
+            await wait_for(pilot, lambda: told, timeout=10)  # the worker's thread goes on after its screen was left
+            assert any("Refund recorded: ¥30.00" in n.message for n in told), told
     finally:
         holder.close()
     refunds = [r for r in staffed.require_journal().txns.recent(10) if r.kind == "refund"]
@@ -308,11 +315,12 @@ async def test_a_refund_the_journal_cannot_record_is_told_and_the_app_goes_on(ap
                "BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END")
     db.close()
     app = app_factory()
+    told = record_notifications(app)
     async with app.run_test(size=(80, 24)) as pilot:
         await ask_for_a_refund(pilot, row.id, "30.00")
         await sign_in(pilot, "sup1", "2222")  # the supervisor prompt
         assert app.is_running and isinstance(app.screen, RefundScreen)
-        errors = [n for n in app._notifications if n.severity == "error"]
+        errors = [n for n in told if n.severity == "error"]
         assert len(errors) == 1 and "disk is full" in errors[0].message, [n.message for n in errors]
         await pilot.press("escape")
         await pilot.pause()

@@ -11,7 +11,7 @@ from terminal.core.money import Money
 from terminal.core.rules import Method, PaymentRequest
 from terminal.payment import CardFacts
 from terminal.tui.screens import ReceiptScreen, ResultScreen, SaleOutcome
-from tests.tui.conftest import sign_in, type_text
+from tests.tui.conftest import sign_in, table_measured, type_text
 
 SIZES = {"en": (80, 24), "zh-CN": (100, 30)}
 
@@ -34,7 +34,7 @@ async def settle(pilot) -> None:
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
     for _ in range(50):
-        if not any(t._require_update_dimensions for t in pilot.app.screen.query(DataTable)):
+        if all(table_measured(t) for t in pilot.app.screen.query(DataTable)):
             break
         await pilot.pause(0.02)
     await pilot.pause()

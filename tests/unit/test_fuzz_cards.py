@@ -9,15 +9,18 @@ same examples every time. The cards are the scripted cards of test_emv_kernel (n
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from terminal import security
 from terminal.core import emv, tlv
 from terminal.core.tlv import MAX_DEPTH, Tlv
 from terminal.errors import CardError, TlvError
-from tests.unit.test_emv_kernel import ScriptedCard, make_params, mastercard_card, run, visa_card
+from tests.unit.test_emv_kernel import TOKEN_KEY, ScriptedCard, make_params, mastercard_card, run, visa_card
 
 FUZZ = settings(max_examples=400, deadline=timedelta(milliseconds=200), derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -144,9 +147,11 @@ def mutated_script(draw) -> tuple[str, dict[str, str | list[str]]]:
     return name, script
 
 
-def read_or_card_error(card: ScriptedCard, params=None) -> emv.CardRead | CardError:
+def read_or_card_error(card: ScriptedCard, params=None, tokenize=None) -> emv.CardRead | CardError:
     try:
-        return run(card, params)
+        if tokenize is None:
+            return run(card, params)
+        return emv.read_card(card, params or make_params(), tokenize=tokenize, mask=security.mask_pan)
     except CardError as exc:  # TlvError included
         assert exc.outcome in ("tap_again", "try_another_card", "card_blocked", "app_not_supported",
                                "card_error"), exc.outcome
@@ -154,15 +159,30 @@ def read_or_card_error(card: ScriptedCard, params=None) -> emv.CardRead | CardEr
         return exc
 
 
+# a card-number tag (PAN 5A, track 2 57, track 2 in 9F6B) in a trace whose value is not "<n bytes masked>"
+CLEAR_CARD_DATA = re.compile(r"(?<![0-9A-F])(5A|57|9F6B)=(?!<)")
+
+
 @FUZZ
 @given(mutated_script())
 def test_kernel_on_mutated_answers_ends_with_a_result_or_a_card_error(case):
     _name, script = case
     card = ScriptedCard(script)
-    result = read_or_card_error(card)
+    pans: list[str] = []
+
+    def tokenize(pan: str) -> str:  # the kernel hands the clear card number it read to `tokenize` only
+        pans.append(pan)
+        return security.card_token(pan, TOKEN_KEY)
+
+    result = read_or_card_error(card, tokenize=tokenize)
     if isinstance(result, emv.CardRead):
         assert result.apdu_count == len(card.sent)
-        assert result.masked_pan.count("*") >= 0 and result.card_token
+        (pan,) = pans
+        assert result.masked_pan == security.mask_pan(pan) and result.masked_pan.count("*") >= 3
+        assert result.card_token == security.card_token(pan, TOKEN_KEY)
+        assert pan not in json.dumps(result.to_dict()), "the clear card number is in the card read"
+        trace = json.dumps([t.to_dict() for t in result.trace])
+        assert not CLEAR_CARD_DATA.search(trace), "the trace shows a card number tag unmasked"
     # bounded: at most every candidate with GET RESPONSE rounds, the AFL records and GENERATE AC
     limit = (1 + emv.MAX_RESPONSE_CHAIN) * (1 + len(emv.DEFAULT_AIDS) * 2 + emv.MAX_RECORDS + 1)
     assert len(card.sent) <= limit

@@ -1,15 +1,13 @@
-"""pcscd with the vpcd virtual reader, for tests that need a real PC/SC stack.
+"""pcscd with the vpcd virtual reader, for the tests and benchmarks that need a real PC/SC stack.
 
 `ensure_pcscd()` makes sure a pcscd runs and lists the "Virtual PCD" reader: it reuses a pcscd that
-already runs, or starts `pcscd -f` itself (and `stop()`s it at the end). The `pcscd` fixture is the
-session-scoped pytest form; a test module opts in with `from tests.pcsc_env import pcscd  # noqa: F401`
-or through a conftest that imports it.
+already runs, or starts `pcscd -f` itself (and `stop()`s it at the end). When the stack is not there
+(pcscd or vpcd not installed, pyscard missing, the daemon will not start) it raises
+`PcscdUnavailable` with the reason; whether that is a skip or a failure is for the caller to decide
+(the tests' `pcscd` fixture in tests/conftest.py fails under CI / WALLETPOS_REQUIRE_PCSC).
 
-Without pcscd (or vpcd's reader.conf) the tests are skipped with the reason, except where the
-environment says the stack must be there (`CI` or `WALLETPOS_REQUIRE_PCSC` set): then they fail.
-
-The card side is `drivers.sim.vpcd.VpcdCardServer(port=handle.vpcd_port)`; only one test session at a
-time can use the vpcd port.
+The card side is `drivers.sim.vpcd.VpcdCardServer(port=handle.vpcd_port)`; only one user at a time
+(a test session, a benchmark) can use the vpcd port.
 """
 
 from __future__ import annotations
@@ -22,11 +20,8 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pytest
 
 VPCD_CONF = Path("/etc/reader.conf.d/vpcd")
 PID_FILE = Path("/run/pcscd/pcscd.pid")
@@ -35,16 +30,8 @@ DEFAULT_VPCD_PORT = 0x8C7B
 PORT_BUSY_RETRY_S = 75.0
 
 
-def pcsc_required() -> bool:
-    """True where a missing PC/SC stack is a failure, not a skip (CI, or asked for explicitly)."""
-    return bool(os.environ.get("CI") or os.environ.get("WALLETPOS_REQUIRE_PCSC"))
-
-
-def _unavailable(reason: str) -> None:
-    if pcsc_required():
-        pytest.fail(f"PC/SC test stack required (CI / WALLETPOS_REQUIRE_PCSC) but unavailable: {reason}",
-                    pytrace=False)
-    pytest.skip(reason)
+class PcscdUnavailable(RuntimeError):
+    """The PC/SC test stack (pcscd, vpcd, pyscard) is not installed or will not start; says why."""
 
 
 def pcscd_binary() -> str | None:
@@ -191,16 +178,17 @@ class PcscdHandle:
 
 
 def ensure_pcscd(timeout: float = 10.0) -> PcscdHandle:
-    """A pcscd listing the vpcd reader: the running one, or one started here. Skips (or fails
-    under CI / WALLETPOS_REQUIRE_PCSC) when the stack is not installed or will not start."""
+    """A pcscd listing the vpcd reader: the running one, or one started here. Raises
+    `PcscdUnavailable` when the stack is not installed or will not start."""
     if pcscd_binary() is None:
-        _unavailable("pcscd is not installed (apt-get install pcscd vsmartcard-vpcd)")
+        raise PcscdUnavailable("pcscd is not installed (apt-get install pcscd vsmartcard-vpcd)")
     if not VPCD_CONF.exists():
-        _unavailable(f"vsmartcard-vpcd is not configured ({VPCD_CONF} missing; apt-get install vsmartcard-vpcd)")
+        raise PcscdUnavailable(f"vsmartcard-vpcd is not configured ({VPCD_CONF} missing; "
+                               "apt-get install vsmartcard-vpcd)")
     try:
         import smartcard.scard  # noqa: F401
     except ImportError as exc:
-        _unavailable(f"pyscard is not installed: {exc}")
+        raise PcscdUnavailable(f"pyscard is not installed: {exc}") from None
     handle = PcscdHandle(owned=False, vpcd_port=vpcd_port())
     try:
         if running_pcscd_pid() is None:
@@ -209,14 +197,5 @@ def ensure_pcscd(timeout: float = 10.0) -> PcscdHandle:
             handle.wait_ready(timeout)
     except RuntimeError as exc:
         handle.stop()
-        _unavailable(f"pcscd with the vpcd reader is not usable: {exc}")
+        raise PcscdUnavailable(f"pcscd with the vpcd reader is not usable: {exc}") from None
     return handle
-
-
-@pytest.fixture(scope="session")
-def pcscd() -> Iterator[PcscdHandle]:
-    """Session-wide pcscd with the vpcd reader (stopped at the end if the tests started it)."""
-    handle = ensure_pcscd()
-    yield handle
-    if handle.owned:
-        handle.stop()
