@@ -199,6 +199,9 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config error in {file}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise ConfigError(f"config error in {file}: not valid TOML: arrays or inline tables are nested too "
+                          "deeply") from None
     return config_from_mapping(data, str(file))
 
 
