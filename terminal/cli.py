@@ -20,7 +20,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any, NoReturn
 
-from terminal import __version__
+from terminal import __version__, messages
 from terminal.config import defaults_toml, load_config
 from terminal.core.money import format_money, parse_amount
 from terminal.core.rules import Method, PaymentRequest, WalletTier
@@ -170,11 +170,11 @@ def cmd_rules_explain(args: argparse.Namespace) -> int:
             "request": {"amount": amount.minor, "currency": amount.currency.alpha, "method": request.method.value,
                         "card_token": request.card_token, "wallet_tier": args.wallet_tier,
                         "cvm_performed": request.cvm_performed, "expiry": args.expiry},
-            **outcome.to_dict(),
+            **messages.outcome_dict(outcome),
             "state": state_dict,
         })
         return Exit.OK
-    print(f"{outcome.decision.value}: {outcome.message}")
+    print(f"{outcome.decision.value}: {messages.outcome_message(outcome)}")
     print(f"reasons: {', '.join(r.value for r in outcome.reasons)}")
     if outcome.fallback is not None:
         print(f"if the backend does not answer: {outcome.fallback.value} "

@@ -22,12 +22,12 @@ from typing import Any, Protocol
 
 import platformdirs
 
-from terminal import __version__, backoffice, receipts
+from terminal import __version__, backoffice, messages, receipts
 from terminal.config import Config, load_config
 from terminal.core import rules
 from terminal.core.money import Money
 from terminal.core.reports import DayReport
-from terminal.core.rules import Decision, Method, PaymentRequest, Reason, RuleOutcome, RuleSet, TerminalState
+from terminal.core.rules import Decision, Method, PaymentRequest, RuleOutcome, RuleSet, TerminalState
 from terminal.errors import CodeAlreadyUsed, StorageError, WalletposError
 from terminal.journal import CodeClaim, Journal, NewTransaction, TxnRow, VerifyReport, new_txn_id, parse_utc, utc_text
 from terminal.logs import setup_logging
@@ -543,15 +543,8 @@ class Service:
 
 
 def _result_message(approved: bool, auth_mode: str, final: RuleOutcome, answer: OnlineAnswer | None) -> str:
-    if answer is not None:
-        if approved:
-            return "Approved by the backend."
-        return f"Declined by the backend{': ' + answer.reason if answer.reason else ''}."
-    head = "Approved offline" if approved else "Declined"
-    if auth_mode == "offline_fallback":
-        head += " (the backend did not answer in time)"
-    detail = "; ".join(rules.REASON_TEXT[Reason(r)] for r in final.reasons)
-    return f"{head}: {detail}." if detail else f"{head}."
+    return messages.payment_message(approved, auth_mode, final.reasons, backend_answered=answer is not None,
+                                    backend_reason=answer.reason if answer is not None else None)
 
 
 def build_service(
