@@ -41,9 +41,9 @@ def decision_message(decision: Decision, reasons: Iterable[str], locale: Locale 
 def outcome_dict(outcome: RuleOutcome, locale: Locale = ENGLISH) -> dict[str, Any]:
     """`outcome.to_dict()` (decision and reason codes) with the sentences added."""
     codes = outcome.to_dict()
-    out = {"decision": codes.pop("decision"), "reasons": codes.pop("reasons"),
-           "message": outcome_message(outcome, locale), **codes}
-    if outcome.fallback is not None:
+    out: dict[str, Any] = {"decision": codes["decision"], "reasons": codes["reasons"],
+                           "message": outcome_message(outcome, locale)}
+    if "fallback" in codes and outcome.fallback is not None:
         out["fallback"] = {**codes["fallback"],
                            "message": decision_message(outcome.fallback, outcome.fallback_reasons, locale)}
     return out

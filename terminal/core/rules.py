@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import NotRequired, Protocol, TypedDict
 
 from terminal.core.money import Currency, Money
 
@@ -81,6 +81,63 @@ class TierLimit:
     daily_limit: Money
 
 
+# What `RuleSet.from_config` reads of a `terminal.config.Config` (the core does not import config).
+
+
+class _TerminalSection(Protocol):
+    @property
+    def currency_info(self) -> Currency: ...
+
+
+class _ReaderLimitsSection(Protocol):
+    @property
+    def contactless_transaction_limit(self) -> Money: ...
+    @property
+    def floor_limit(self) -> Money: ...
+    @property
+    def cvm_required_limit(self) -> Money: ...
+
+
+class _OfflineSection(Protocol):
+    @property
+    def max_payment(self) -> Money: ...
+    @property
+    def card_daily_amount(self) -> Money: ...
+    @property
+    def card_daily_count(self) -> int: ...
+    @property
+    def exposure_cap(self) -> Money: ...
+    @property
+    def max_hours_since_sync(self) -> int: ...
+
+
+class _TierSection(Protocol):
+    @property
+    def payment_limit(self) -> Money: ...
+    @property
+    def daily_limit(self) -> Money: ...
+
+
+class _WalletTiersSection(Protocol):
+    @property
+    def unverified(self) -> _TierSection: ...
+    @property
+    def real_name(self) -> _TierSection: ...
+
+
+class RulesConfig(Protocol):
+    """The parts of the terminal configuration the rules are built from."""
+
+    @property
+    def terminal(self) -> _TerminalSection: ...
+    @property
+    def limits(self) -> _ReaderLimitsSection: ...
+    @property
+    def offline(self) -> _OfflineSection: ...
+    @property
+    def wallet_tiers(self) -> _WalletTiersSection: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RuleSet:
     """The limits the rules apply, all in the terminal currency."""
@@ -97,8 +154,8 @@ class RuleSet:
     tiers: Mapping[WalletTier, TierLimit]
 
     @classmethod
-    def from_config(cls, cfg: Any) -> RuleSet:
-        """Build from a `terminal.config.Config` (duck-typed so the core does not import config)."""
+    def from_config(cls, cfg: RulesConfig) -> RuleSet:
+        """Build from a `terminal.config.Config` (described by a protocol: the core does not import config)."""
         return cls(
             currency=cfg.terminal.currency_info,
             contactless_transaction_limit=cfg.limits.contactless_transaction_limit,
@@ -147,6 +204,17 @@ class TerminalState:
     backend_reachable: bool
 
 
+class DecisionCodes(TypedDict):
+    decision: str
+    reasons: list[str]
+
+
+class OutcomeCodes(DecisionCodes):
+    """`RuleOutcome.to_dict()`: the decision, its reasons and, for `go_online`, the offline answer."""
+
+    fallback: NotRequired[DecisionCodes]
+
+
 @dataclass(frozen=True, slots=True)
 class RuleOutcome:
     decision: Decision
@@ -169,9 +237,9 @@ class RuleOutcome:
             return RuleOutcome(self.fallback, self.fallback_reasons)
         return self
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> OutcomeCodes:
         """Decision and reason codes, machine-readable (`terminal.messages.outcome_dict` adds the words)."""
-        out: dict[str, Any] = {
+        out: OutcomeCodes = {
             "decision": self.decision.value,
             "reasons": [r.value for r in self.reasons],
         }

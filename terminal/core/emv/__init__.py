@@ -12,7 +12,15 @@ Every name is importable from `terminal.core.emv` itself.
 
 from __future__ import annotations
 
-from terminal.core.emv.card_data import MAX_RECORDS, SENSITIVE_TAGS, CardRead, TraceEntry, sw_text
+from terminal.core.emv.card_data import (
+    MAX_RECORDS,
+    SENSITIVE_TAGS,
+    CardRead,
+    CardReadDict,
+    TraceDict,
+    TraceEntry,
+    sw_text,
+)
 from terminal.core.emv.kernel import (
     MAX_CANDIDATES,
     MAX_RESPONSE_CHAIN,
@@ -40,6 +48,6 @@ from terminal.core.emv.terminal_data import (
 __all__ = [
     "DEFAULT_AIDS", "MAX_CANDIDATES", "MAX_RECORDS", "MAX_RESPONSE_CHAIN", "PPSE", "SENSITIVE_TAGS", "TTQ_CDCVM",
     "TTQ_CVM_REQUIRED", "TTQ_OFFLINE_ONLY", "TTQ_ONLINE_CRYPTOGRAM", "TTQ_ONLINE_PIN", "TTQ_QVSDC", "TTQ_SIGNATURE",
-    "ApduTransport", "Candidate", "CardRead", "SupportedAid", "TerminalParams", "TraceEntry", "build_dol",
-    "candidates_from_ppse", "read_card", "sw_text", "terminal_ttq",
+    "ApduTransport", "Candidate", "CardRead", "CardReadDict", "SupportedAid", "TerminalParams", "TraceDict",
+    "TraceEntry", "build_dol", "candidates_from_ppse", "read_card", "sw_text", "terminal_ttq",
 ]

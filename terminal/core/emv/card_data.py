@@ -7,13 +7,41 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import TypedDict
 
 from terminal.core import tlv
 from terminal.core.tlv import Tlv
 from terminal.errors import CardError, TlvError
 
 MAX_RECORDS = 32  # an AFL naming more records than this is not a payment card
+
+
+class TraceDict(TypedDict):
+    command: str
+    sw: str
+    response: str
+    ms: float
+
+
+class CardReadDict(TypedDict):
+    """`CardRead.to_dict()`: what may be logged or printed of a card read (no clear PAN)."""
+
+    scheme: str
+    aid: str
+    label: str
+    masked_pan: str
+    card_token: str
+    expiry: str | None  # ISO date
+    pan_sequence: str | None
+    cryptogram: str | None
+    cid: str | None
+    atc: int | None
+    iad: str | None
+    ctq: str | None
+    aip: str | None
+    cvm: str
+    apdu_count: int
+    generate_ac: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +53,7 @@ class TraceEntry:
     response: str  # TLV summary with sensitive values masked, or "" when none
     ms: float
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> TraceDict:
         return {"command": self.command, "sw": self.sw, "response": self.response, "ms": round(self.ms, 3)}
 
 
@@ -52,13 +80,13 @@ class CardRead:
     sealed_card: str | None = None
     generate_ac: bool = False
     kernel_ms: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)  # {"selection": "ppse" or "list"}
 
     @property
     def cdcvm_performed(self) -> bool:
         return self.cvm == "cdcvm"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> CardReadDict:
         return {
             "scheme": self.scheme, "aid": self.aid, "label": self.label, "masked_pan": self.masked_pan,
             "card_token": self.card_token, "expiry": self.expiry.isoformat() if self.expiry else None,
@@ -232,4 +260,4 @@ def genac_fields(body: bytes) -> dict[int, bytes]:
     raise TlvError(f"GENERATE AC answered with tag {obj.tag:X}, not 80 or 77", offset=0)
 
 
-__all__ = ["MAX_RECORDS", "SENSITIVE_TAGS", "CardRead", "TraceEntry", "sw_text"]
+__all__ = ["MAX_RECORDS", "SENSITIVE_TAGS", "CardRead", "CardReadDict", "TraceDict", "TraceEntry", "sw_text"]

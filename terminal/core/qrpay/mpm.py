@@ -138,7 +138,8 @@ class MerchantPresentedCode:
 
     @property
     def initiation(self) -> Literal["static", "dynamic"] | None:
-        return {"11": "static", "12": "dynamic"}.get(self.value("01") or "")  # type: ignore[return-value]
+        point = self.value("01")
+        return "static" if point == "11" else "dynamic" if point == "12" else None
 
     @property
     def merchant_accounts(self) -> tuple[MpmField, ...]:
@@ -287,17 +288,18 @@ def parse_mpm(text: str, *, check_crc: bool = True) -> MerchantPresentedCode:
     if len(text) < 4:
         raise refuse(Why.TRUNCATED, f"{len(text)} characters cannot hold an EMVCo merchant code")
     problem: QrPayloadError | None = None
-    for unit in ("chars", "utf8_bytes"):
+    units: tuple[LengthUnit, ...] = ("chars", "utf8_bytes")
+    for unit in units:
         if unit == "utf8_bytes" and text.isascii():
             break
         try:
-            fields_ = _parse_fields(text, unit)  # type: ignore[arg-type]
+            fields_ = _parse_fields(text, unit)
         except QrPayloadError as exc:
             problem = problem or exc
             continue
-        code = MerchantPresentedCode(fields_, unit)  # type: ignore[arg-type]
+        code = MerchantPresentedCode(fields_, unit)
         if check_crc:
-            _check_crc(text, fields_, unit)  # type: ignore[arg-type]
+            _check_crc(text, fields_, unit)
         _check_mpm_fields(code)
         return code
     assert problem is not None

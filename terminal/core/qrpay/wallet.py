@@ -111,7 +111,8 @@ def encode_wallet_code(body: bytes, signature: bytes) -> str:
     """The QR text of a signed code: prefix + base45 (RFC 9285) of body || signature."""
     if len(signature) != SIGNATURE_SIZE:
         raise refuse(Why.MALFORMED_WALLET_CODE, "an Ed25519 signature is 64 bytes")
-    return WALLET_CODE_PREFIX + base45.b45encode(body + signature).decode("ascii")
+    encoded: bytes = base45.b45encode(body + signature)
+    return WALLET_CODE_PREFIX + encoded.decode("ascii")
 
 
 def signing_input(body: bytes) -> bytes:
@@ -147,10 +148,11 @@ def parse_wallet_code(text: str) -> SignedWalletCode:
         raise refuse(Why.NOT_A_PAYMENT_CODE, f"a signed wallet code starts with {WALLET_CODE_PREFIX}")
     payload = text[len(WALLET_CODE_PREFIX):]
     try:
-        raw = base45.b45decode(payload)
+        raw: bytes = base45.b45decode(payload)
     except (ValueError, TypeError, UnicodeError):
         raise refuse(Why.MALFORMED_WALLET_CODE, "the wallet code is not valid base45") from None
-    if base45.b45encode(raw).decode("ascii") != payload:
+    canonical: bytes = base45.b45encode(raw)
+    if canonical.decode("ascii") != payload:
         raise refuse(Why.MALFORMED_WALLET_CODE, "the wallet code is not in canonical base45")
     if len(raw) < 2 + SIGNATURE_SIZE:
         raise refuse(Why.MALFORMED_WALLET_CODE, "the wallet code is too short")
