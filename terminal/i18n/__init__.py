@@ -13,6 +13,7 @@ import functools
 import tomllib
 from collections.abc import Iterator, Mapping
 from importlib import resources
+from types import MappingProxyType
 from typing import Any
 
 Locale = str  # "en" | "zh-CN"
@@ -44,7 +45,7 @@ def catalogue(locale: Locale) -> Mapping[str, str]:
     text = resources.files(__name__).joinpath("locales", f"{locale}.toml").read_text(encoding="utf-8")
     messages: dict[str, str] = {}
     _flatten(tomllib.loads(text), "", messages, source)
-    return messages
+    return MappingProxyType(messages)
 
 
 class _Catalogues(Mapping[str, Mapping[str, str]]):
@@ -68,7 +69,8 @@ CATALOGUES: Mapping[str, Mapping[str, str]] = _Catalogues()
 def t(locale: Locale, key: str, **values: object) -> str:
     """The message `key` in `locale` (English when the locale lacks it), with {values} filled in."""
     english = catalogue(DEFAULT_LOCALE)
-    text = CATALOGUES.get(locale, english).get(key) or english.get(key)
+    messages = catalogue(locale) if locale in LOCALES else english
+    text = messages.get(key) or english.get(key)
     if text is None:
         raise KeyError(f"no message {key!r}")
     return text.format(**values) if values else text
