@@ -21,10 +21,11 @@ from zoneinfo import ZoneInfo
 from terminal.config import Config
 from terminal.core import rules
 from terminal.core.money import Currency, Money
-from terminal.core.rules import Decision, PaymentRequest, Reason, RuleOutcome, RuleSet, TerminalState
+from terminal.core.rules import Decision, PaymentRequest, RuleOutcome, RuleSet, TerminalState
 from terminal.errors import CodeAlreadyUsed, JournalIntegrityError, StorageError, WalletposError
 from terminal.journal import CodeClaim, Journal, NewTransaction, Session, TxnRow, parse_utc
 from terminal.journal.ids import new_txn_id
+from terminal.messages import outcome_message, payment_message
 from terminal.payment import STORAGE_FAILURE, CardFacts, Clock, OnlineAnswer, OnlineAuthorizer, PaymentResult
 from terminal.security import TerminalKeys
 
@@ -192,8 +193,8 @@ class Payments:
                 outcome = rules.decide(request, state, ruleset)
                 timings["rules"] = (time.perf_counter() - t0) * 1000
                 if outcome.decision is Decision.NEED_CVM:
-                    return PaymentResult("need_cvm", "none", tuple(outcome.reasons), outcome.message, outcome, None,
-                                         _total(timings, t0))
+                    return PaymentResult("need_cvm", "none", tuple(outcome.reasons), outcome_message(outcome), outcome,
+                                         None, _total(timings, t0))
                 if outcome.decision is not Decision.GO_ONLINE:
                     approved = outcome.decision is Decision.APPROVE_OFFLINE
                     row = self._record(session, request, facts, card_token, kind, operator, txn_id, claim, now,
@@ -298,12 +299,5 @@ def _total(timings: dict[str, float], t0: float) -> dict[str, float]:
 
 
 def _result_message(approved: bool, auth_mode: str, final: RuleOutcome, answer: OnlineAnswer | None) -> str:
-    if answer is not None:
-        if approved:
-            return "Approved by the backend."
-        return f"Declined by the backend{': ' + answer.reason if answer.reason else ''}."
-    head = "Approved offline" if approved else "Declined"
-    if auth_mode == "offline_fallback":
-        head += " (the backend did not answer in time)"
-    detail = "; ".join(rules.REASON_TEXT[Reason(r)] for r in final.reasons)
-    return f"{head}: {detail}." if detail else f"{head}."
+    return payment_message(approved, auth_mode, final.reasons, backend_answered=answer is not None,
+                           backend_reason=answer.reason if answer is not None else None)

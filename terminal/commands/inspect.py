@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from terminal import messages
 from terminal.commands.common import Exit, UsageError, open_service, parse_since, print_json
 from terminal.config import defaults_toml, load_config
 from terminal.core.money import format_money, parse_amount
@@ -90,11 +91,11 @@ def cmd_rules_explain(args: argparse.Namespace) -> int:
             "request": {"amount": amount.minor, "currency": amount.currency.alpha, "method": request.method.value,
                         "card_token": request.card_token, "wallet_tier": args.wallet_tier,
                         "cvm_performed": request.cvm_performed, "expiry": args.expiry},
-            **outcome.to_dict(),
+            **messages.outcome_dict(outcome),
             "state": state_dict,
         })
         return Exit.OK
-    print(f"{outcome.decision.value}: {outcome.message}")
+    print(f"{outcome.decision.value}: {messages.outcome_message(outcome)}")
     print(f"reasons: {', '.join(r.value for r in outcome.reasons)}")
     if outcome.fallback is not None:
         print(f"if the backend does not answer: {outcome.fallback.value} "

@@ -45,20 +45,34 @@ def tighten(local: RuleSet, backend: BackendLimits) -> Tightened:
     if backend.currency != local.currency.alpha:
         return Tightened(local, (), f"backend limits are in {backend.currency}, the terminal works in "
                                     f"{local.currency.alpha}; they are not applied")
-    changes: dict[str, object] = {}
+    amounts: dict[str, Money] = {}  # RuleSet field -> the backend's smaller amount
     applied: list[str] = []
     for name, attr in AMOUNT_LIMITS.items():
         value = backend.values.get(name)
         current: Money = getattr(local, attr)
         if value is not None and value < current.minor:
-            changes[attr] = Money(value, local.currency)
+            amounts[attr] = Money(value, local.currency)
             applied.append(name)
+    card_daily_count = local.card_daily_count
     count = backend.values.get("card_daily_count")
     if count is not None and count < local.card_daily_count:
-        changes["card_daily_count"] = count
+        card_daily_count = count
         applied.append("card_daily_count")
+    max_sync_age = local.max_sync_age
     hours = backend.values.get("max_hours_since_sync")
     if hours is not None and timedelta(hours=hours) < local.max_sync_age:
-        changes["max_sync_age"] = timedelta(hours=hours)
+        max_sync_age = timedelta(hours=hours)
         applied.append("max_hours_since_sync")
-    return Tightened(dataclasses.replace(local, **changes), tuple(applied))
+    rules = dataclasses.replace(
+        local,
+        floor_limit=amounts.get("floor_limit", local.floor_limit),
+        cvm_required_limit=amounts.get("cvm_required_limit", local.cvm_required_limit),
+        contactless_transaction_limit=amounts.get("contactless_transaction_limit",
+                                                  local.contactless_transaction_limit),
+        offline_max_payment=amounts.get("offline_max_payment", local.offline_max_payment),
+        card_daily_amount=amounts.get("card_daily_amount", local.card_daily_amount),
+        exposure_cap=amounts.get("exposure_cap", local.exposure_cap),
+        card_daily_count=card_daily_count,
+        max_sync_age=max_sync_age,
+    )
+    return Tightened(rules, tuple(applied))

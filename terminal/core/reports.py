@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Literal, Protocol, TypedDict
+
+from terminal.core.money import Money
 
 
 class ReportRow(Protocol):
@@ -24,7 +26,34 @@ class ReportRow(Protocol):
     sync_state: str
 
     @property
-    def amount(self) -> Any: ...  # Money
+    def amount(self) -> Money: ...
+
+
+class TotalsDict(TypedDict):
+    count: int
+    amount: int
+
+
+class ReportDict(TypedDict):
+    """`DayReport.to_dict()`: every total of the report, amounts in minor units."""
+
+    report: Literal["Z", "X"]
+    z_number: int | None
+    currency: str
+    first_seq: int | None
+    last_seq: int | None
+    sales: TotalsDict
+    by_method: dict[str, TotalsDict]
+    by_scheme: dict[str, TotalsDict]
+    offline_approved: TotalsDict
+    online_approved: TotalsDict
+    declined: TotalsDict
+    declined_after_offline: TotalsDict
+    pending_sync: TotalsDict
+    refunds: TotalsDict
+    voids: TotalsDict
+    net: int
+    expected_settlement: int
 
 
 @dataclass
@@ -36,7 +65,7 @@ class Totals:
         self.count += 1
         self.amount += minor
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> TotalsDict:
         return {"count": self.count, "amount": self.amount}
 
 
@@ -67,8 +96,8 @@ class DayReport:
         """What the merchant can expect from the backend: net less declines after offline approval."""
         return self.net - self.declined_after_offline.amount
 
-    def to_dict(self) -> dict[str, Any]:
-        def group(items: Mapping[str, Totals]) -> dict[str, dict[str, int]]:
+    def to_dict(self) -> ReportDict:
+        def group(items: Mapping[str, Totals]) -> dict[str, TotalsDict]:
             return {k: v.to_dict() for k, v in sorted(items.items())}
 
         return {

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import NotRequired, Protocol, TypedDict
 
 from terminal.core.money import Currency, Money
 
@@ -78,43 +78,67 @@ class Reason(StrEnum):
     BACKEND_UNREACHABLE = "backend_unreachable"
 
 
-REASON_TEXT: Mapping[Reason, str] = {
-    Reason.BELOW_FLOOR_LIMIT: "the amount is within the floor limit",
-    Reason.OFFLINE_FALLBACK: "the backend could not be asked, and the offline limits allow this payment",
-    Reason.INVALID_AMOUNT: "the amount must be more than zero",
-    Reason.CURRENCY_NOT_ACCEPTED: "this terminal does not accept that currency",
-    Reason.DENY_LISTED: "this card or wallet is on the deny list",
-    Reason.CARD_EXPIRED: "the card has expired",
-    Reason.CARD_DECLINED: "the card declined the payment",
-    Reason.CONTACTLESS_LIMIT_EXCEEDED: "the amount is at or above the contactless limit; use another way to pay",
-    Reason.TIER_PAYMENT_LIMIT_EXCEEDED: "the amount is above what this wallet may pay at once",
-    Reason.TIER_DAILY_LIMIT_EXCEEDED: "this wallet would go over its daily limit",
-    Reason.CVM_REQUIRED: "the amount needs the customer's PIN or verification on their phone",
-    Reason.ABOVE_FLOOR_LIMIT: "the amount is above the floor limit",
-    Reason.ONLINE_ONLY_METHOD: "this way of paying needs the backend",
-    Reason.ONLINE_PIN: "the customer's PIN can only be checked by the backend",
-    Reason.OFFLINE_PAYMENT_CAP_EXCEEDED: "the amount is above the largest offline payment",
-    Reason.CARD_DAILY_AMOUNT_EXCEEDED: "this card would go over its offline amount for today",
-    Reason.CARD_DAILY_COUNT_EXCEEDED: "this card has used up its offline payments for today",
-    Reason.EXPOSURE_CAP_EXCEEDED: "the terminal holds too many offline payments not yet sent to the backend",
-    Reason.SYNC_TOO_OLD: "the terminal has not synced with the backend for too long",
-    Reason.JOURNAL_INTEGRITY: "the terminal's journal is in doubt: offline approvals are off until a technician "
-                              "checks it",
-    Reason.BACKEND_UNREACHABLE: "the backend cannot be reached",
-}
-
-_HEADLINE = {
-    Decision.APPROVE_OFFLINE: "Approve offline",
-    Decision.GO_ONLINE: "Ask the backend",
-    Decision.NEED_CVM: "Verify the customer",
-    Decision.DECLINE: "Decline",
-}
-
-
 @dataclass(frozen=True, slots=True)
 class TierLimit:
     payment_limit: Money
     daily_limit: Money
+
+
+# What `RuleSet.from_config` reads of a `terminal.config.Config` (the core does not import config).
+
+
+class _TerminalSection(Protocol):
+    @property
+    def currency_info(self) -> Currency: ...
+
+
+class _ReaderLimitsSection(Protocol):
+    @property
+    def contactless_transaction_limit(self) -> Money: ...
+    @property
+    def floor_limit(self) -> Money: ...
+    @property
+    def cvm_required_limit(self) -> Money: ...
+
+
+class _OfflineSection(Protocol):
+    @property
+    def max_payment(self) -> Money: ...
+    @property
+    def card_daily_amount(self) -> Money: ...
+    @property
+    def card_daily_count(self) -> int: ...
+    @property
+    def exposure_cap(self) -> Money: ...
+    @property
+    def max_hours_since_sync(self) -> int: ...
+
+
+class _TierSection(Protocol):
+    @property
+    def payment_limit(self) -> Money: ...
+    @property
+    def daily_limit(self) -> Money: ...
+
+
+class _WalletTiersSection(Protocol):
+    @property
+    def unverified(self) -> _TierSection: ...
+    @property
+    def real_name(self) -> _TierSection: ...
+
+
+class RulesConfig(Protocol):
+    """The parts of the terminal configuration the rules are built from."""
+
+    @property
+    def terminal(self) -> _TerminalSection: ...
+    @property
+    def limits(self) -> _ReaderLimitsSection: ...
+    @property
+    def offline(self) -> _OfflineSection: ...
+    @property
+    def wallet_tiers(self) -> _WalletTiersSection: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +157,8 @@ class RuleSet:
     tiers: Mapping[WalletTier, TierLimit]
 
     @classmethod
-    def from_config(cls, cfg: Any) -> RuleSet:
-        """Build from a `terminal.config.Config` (duck-typed so the core does not import config)."""
+    def from_config(cls, cfg: RulesConfig) -> RuleSet:
+        """Build from a `terminal.config.Config` (described by a protocol: the core does not import config)."""
         return cls(
             currency=cfg.terminal.currency_info,
             contactless_transaction_limit=cfg.limits.contactless_transaction_limit,
@@ -184,16 +208,23 @@ class TerminalState:
     integrity_problem: str | None = None  # why the journal is in doubt (offline approvals off), or None
 
 
+class DecisionCodes(TypedDict):
+    decision: str
+    reasons: list[str]
+
+
+class OutcomeCodes(DecisionCodes):
+    """`RuleOutcome.to_dict()`: the decision, its reasons and, for `go_online`, the offline answer."""
+
+    fallback: NotRequired[DecisionCodes]
+
+
 @dataclass(frozen=True, slots=True)
 class RuleOutcome:
     decision: Decision
     reasons: tuple[Reason, ...]
     fallback: Decision | None = None
     fallback_reasons: tuple[Reason, ...] = field(default=())
-
-    @property
-    def message(self) -> str:
-        return describe(self.decision, self.reasons)
 
     def offline_answer(self) -> RuleOutcome:
         """The answer to use when the backend cannot answer (for `go_online`), else self."""
@@ -202,27 +233,18 @@ class RuleOutcome:
             return RuleOutcome(self.fallback, self.fallback_reasons)
         return self
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+    def to_dict(self) -> OutcomeCodes:
+        """Decision and reason codes, machine-readable (`terminal.messages.outcome_dict` adds the words)."""
+        out: OutcomeCodes = {
             "decision": self.decision.value,
             "reasons": [r.value for r in self.reasons],
-            "message": self.message,
         }
         if self.fallback is not None:
             out["fallback"] = {
                 "decision": self.fallback.value,
                 "reasons": [r.value for r in self.fallback_reasons],
-                "message": describe(self.fallback, self.fallback_reasons),
             }
         return out
-
-
-def describe(decision: Decision, reasons: tuple[Reason, ...]) -> str:
-    """One human sentence: 'Decline: the card has expired.'"""
-    if not reasons:
-        return f"{_HEADLINE[decision]}."
-    text = "; ".join(REASON_TEXT[r] for r in reasons)
-    return f"{_HEADLINE[decision]}: {text}."
 
 
 def decide(request: PaymentRequest, state: TerminalState, rules: RuleSet) -> RuleOutcome:
@@ -306,21 +328,6 @@ class RefundProblem(StrEnum):
     OTHER_BUSINESS_DAY = "other_business_day"
 
 
-PROBLEM_TEXT: Mapping[RefundProblem, str] = {
-    RefundProblem.NOT_A_SALE: "only sales can be refunded or voided",
-    RefundProblem.ORIGINAL_NOT_APPROVED: "the original payment was not approved",
-    RefundProblem.ORIGINAL_VOIDED: "the original payment was voided",
-    RefundProblem.WINDOW_PASSED: "the sale is older than the refund window",
-    RefundProblem.EXCEEDS_ORIGINAL: "the refund would be more than what is left of the original payment",
-    RefundProblem.SUPERVISOR_PIN_REQUIRED: "a supervisor PIN is required",
-    RefundProblem.INVALID_AMOUNT: "the amount must be more than zero",
-    RefundProblem.CURRENCY_MISMATCH: "the refund must be in the currency of the sale",
-    RefundProblem.NOT_LAST_SALE: "only the last sale can be voided; refund older sales",
-    RefundProblem.ALREADY_REFUNDED: "the sale already has refunds; refund the rest instead of voiding",
-    RefundProblem.OTHER_BUSINESS_DAY: "a void is only possible on the day of the sale; refund instead",
-}
-
-
 @dataclass(frozen=True, slots=True)
 class OriginalSale:
     """The facts about an earlier journal row that a refund or void needs."""
@@ -338,13 +345,7 @@ class OriginalSale:
 class RefundCheck:
     allowed: bool
     problems: tuple[RefundProblem, ...]
-    refundable: Money  # what is left to refund
-
-    @property
-    def message(self) -> str:
-        if self.allowed:
-            return "Refund allowed."
-        return "Refund refused: " + "; ".join(PROBLEM_TEXT[p] for p in self.problems) + "."
+    refundable: Money  # what is left to refund (in words: `terminal.messages.refund_check_message`)
 
 
 def _original_problems(original: OriginalSale) -> list[RefundProblem]:

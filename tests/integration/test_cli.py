@@ -87,6 +87,17 @@ def test_broken_config_exits_3_with_the_key(cli_env, tmp_path):
     assert proc.stderr.startswith(f"walletpos: config error in {bad}: [offline] max_payment: floats are not accepted")
 
 
+def test_deeply_nested_toml_is_a_config_error_not_a_crash(cli_env, tmp_path):
+    """tomllib reads nested arrays recursively: 2,000 levels exhaust the stack. That is a bad config
+    file (exit 3, one line naming it), not an internal error with a traceback."""
+    deep = tmp_path / "deep.toml"
+    deep.write_text("[terminal]\nid = " + "[" * 2000 + "\n", encoding="utf-8")
+    proc = run(cli_env, "config", "check", "--config", str(deep), ok=False)
+    assert proc.returncode == 3, proc.stderr[-500:]
+    assert proc.stderr.splitlines() == [f"walletpos: config error in {deep}: not valid TOML: arrays or inline "
+                                        "tables are nested too deeply"]
+
+
 def test_journal_verify_and_tamper(cli_env, data_dir):
     seed(data_dir, 4)
     out = json.loads(run(cli_env, "journal", "verify", "--json").stdout)

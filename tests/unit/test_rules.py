@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from terminal import messages
 from terminal.config import load_config
 from terminal.core.money import Money, currency, parse_amount
 from terminal.core.rules import (
@@ -23,6 +24,7 @@ from terminal.core.rules import (
     check_void,
     decide,
 )
+from terminal.i18n import CATALOGUES, LOCALES
 
 CNY = currency("CNY")
 NOW = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)
@@ -174,7 +176,8 @@ def test_rule_table(name, request_, state_, decision, reasons, fallback):
         assert outcome.fallback in (Decision.APPROVE_OFFLINE, Decision.DECLINE)
     else:
         assert outcome.fallback is None
-    assert outcome.message.endswith(".") and len(outcome.message) > 10
+    message = messages.outcome_message(outcome)
+    assert message.endswith(".") and len(message) > 10
 
 
 def test_go_online_offline_answer_is_the_decision_with_backend_unreachable():
@@ -193,6 +196,25 @@ def test_outcome_to_dict_is_machine_readable():
     assert data["reasons"] == ["above_floor_limit", "offline_payment_cap_exceeded"]
     assert data["fallback"]["decision"] == "decline"
     assert "backend_unreachable" in data["fallback"]["reasons"]
+    assert "message" not in data and "message" not in data["fallback"]  # the core returns codes only
+    worded = messages.outcome_dict(outcome)
+    assert worded["reasons"] == data["reasons"]
+    assert worded["message"] == "Ask the backend: above the floor limit; too large to approve offline."
+    assert worded["fallback"]["message"].startswith("Decline: the backend cannot be reached; ")
+
+
+def test_every_decision_reason_and_problem_has_words_in_every_locale():
+    for locale in LOCALES:
+        catalogue = CATALOGUES[locale]
+        missing = [key for key in (*(f"rules.{d.value}" for d in Decision), *(f"reason.{r.value}" for r in Reason),
+                                   *(f"problem.{p.value}" for p in RefundProblem)) if key not in catalogue]
+        assert missing == [], locale
+
+
+def test_sentences_follow_the_locale():
+    expired = decide(replace(pay("10.00"), expiry=TODAY - timedelta(days=1)), state(), RULES)
+    assert messages.outcome_message(expired) == "Decline: the card has expired."
+    assert messages.outcome_message(expired, "zh-CN") == "拒绝：卡片已过期。"
 
 
 # --- refunds and voids ------------------------------------------------------------------------
@@ -240,4 +262,6 @@ def test_void_only_last_sale_same_day():
     refunded = check_void(replace(SALE, refunded=y("1.00")), is_last_sale=True,
                           business_date=SALE.business_date, supervisor_verified=True)
     assert refunded.problems == (RefundProblem.ALREADY_REFUNDED,)
-    assert "refund the rest" in refunded.message
+    assert "refund the rest" in messages.refund_check_message(refunded)
+    assert messages.refund_check_message(ok) == "Refund allowed."
+    assert messages.refund_check_message(not_last, "zh-CN") == "退货被拒：只能撤销最后一笔消费；更早的交易请退货。"
