@@ -8,9 +8,9 @@ from pathlib import Path
 import schemathesis
 import yaml
 
-from scripts.sandbox.app import create_app
-from scripts.sandbox.faults import FaultInjector
-from scripts.sandbox.store import Store
+from sandbox.app import create_app
+from sandbox.faults import FaultInjector
+from sandbox.store import Store
 from terminal.journal import SIGNED_FIELDS
 
 ROOT = Path(__file__).resolve().parents[2]

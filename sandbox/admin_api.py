@@ -1,0 +1,182 @@
+"""The admin API of the sandbox (`/admin/...`, not part of the contract): what tests and the demo use
+to play the bank and the customer's wallet app (enrolment tokens, the deny list, wallets out of
+funds, paying a merchant code, limits, issuer keys, the sealing key), to inject faults and to look
+at what the backend holds. Every request needs the X-Sandbox-Admin-Token header."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+from typing import Any
+
+from flask import Blueprint, Response, request
+
+from .errors import Refused
+from .faults import FaultPlan
+from .problems import json_response
+from .signed_requests import backend
+
+ADMIN_HEADER = "X-Sandbox-Admin-Token"
+
+admin_api = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@admin_api.before_request
+def _admin_only() -> None:
+    given = request.headers.get(ADMIN_HEADER, "")
+    if not hmac.compare_digest(given.encode(), backend().admin_token.encode()):
+        raise Refused(403, "not_admin", f"the admin API needs the {ADMIN_HEADER} header")
+
+
+def admin_json() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if body is None and request.get_data():
+        raise Refused(400, "not_json", "the admin body must be JSON")
+    if body is not None and not isinstance(body, dict):
+        raise Refused(422, "invalid_request", "the admin body must be a JSON object")
+    return body or {}
+
+
+@admin_api.post("/enrolment-tokens")
+def new_enrolment_token() -> Response:
+    body = admin_json()
+    return json_response({"token": backend().store.terminals.new_enrolment_token(body.get("terminal_id"))}, 201)
+
+
+@admin_api.post("/terminals")
+def register_terminal() -> Response:
+    body = admin_json()
+    backend().store.terminals.register(body["terminal_id"], bytes.fromhex(body["public_key"]))
+    return json_response({"terminal_id": body["terminal_id"]}, 201)
+
+
+@admin_api.post("/deny-list")
+def deny() -> Response:
+    body = admin_json()
+    return json_response({"version": backend().store.risk.deny(body["card_token"],
+                                                               body.get("reason", "blocked_by_issuer"))})
+
+
+@admin_api.delete("/deny-list/<token>")
+def allow(token: str) -> Response:
+    return json_response({"version": backend().store.risk.allow(token)})
+
+
+@admin_api.post("/out-of-funds")
+def out_of_funds() -> Response:
+    body = admin_json()
+    flag = bool(body.get("out_of_funds", True))
+    backend().store.risk.set_out_of_funds(body["card_token"], flag)
+    return json_response({"card_token": body["card_token"], "out_of_funds": flag})
+
+
+@admin_api.post("/payments/<reference>/paid")
+def pay_merchant_code(reference: str) -> Response:
+    """The wallet app pays a merchant code; `terminal_id` is the terminal label in the code."""
+    body = admin_json()
+    owner = body.get("terminal_id")
+    if owner is not None and not isinstance(owner, str):
+        raise Refused(400, "invalid_request", "terminal_id must be a string")
+    return json_response(backend().store.payments.mark_paid(reference, body.get("amount"), body.get("currency"),
+                                                            body.get("card_token"), owner))
+
+
+@admin_api.put("/config")
+def set_limits() -> Response:
+    body = admin_json()
+    return json_response(backend().store.risk.set_config(body.get("currency", "CNY"), body.get("limits", {})))
+
+
+@admin_api.post("/issuer-keys")
+def new_issuer_key() -> Response:
+    return json_response(backend().store.keys.new_issuer_key(admin_json().get("key_id")), 201)
+
+
+@admin_api.delete("/issuer-keys/<key_id>")
+def retire_issuer_key(key_id: str) -> Response:
+    backend().store.keys.retire_issuer_key(key_id)
+    return json_response({"key_id": key_id, "retired": True})
+
+
+@admin_api.post("/issuer-keys/<key_id>/sign")
+def issuer_sign(key_id: str) -> Response:
+    body = admin_json()
+    try:
+        payload = base64.b64decode(body["payload"], validate=True)
+    except (KeyError, ValueError, TypeError):
+        raise Refused(422, "invalid_request", "payload must be base64 of the bytes to sign") from None
+    signature = backend().store.keys.issuer_sign(key_id, payload)
+    return json_response({"key_id": key_id, "signature": base64.b64encode(signature).decode()})
+
+
+@admin_api.post("/sealing-key/rotate")
+def rotate_sealing_key() -> Response:
+    return json_response(backend().store.keys.rotate_sealing_key())
+
+
+@admin_api.post("/sealed/open")
+def open_sealed() -> Response:
+    text = admin_json().get("sealed", "")
+    return json_response({"payload": base64.b64encode(backend().store.keys.open_sealed(text)).decode()})
+
+
+@admin_api.put("/faults")
+def set_faults() -> Response:
+    try:
+        plan = FaultPlan.from_dict(admin_json())
+    except ValueError as exc:
+        raise Refused(422, "invalid_request", str(exc)) from None
+    backend().faults.configure(plan)
+    return json_response(backend().faults.snapshot())
+
+
+@admin_api.get("/faults")
+def fault_state() -> Response:
+    return json_response(backend().faults.snapshot())
+
+
+@admin_api.delete("/faults")
+def faults_off() -> Response:
+    backend().faults.configure(FaultPlan())
+    return json_response(backend().faults.snapshot())
+
+
+@admin_api.put("/clock")
+def set_clock() -> Response:
+    store = backend().store
+    store.clock_offset_s = float(admin_json().get("offset_s", 0))
+    return json_response({"offset_s": store.clock_offset_s, "server_time": store.now_text()})
+
+
+@admin_api.get("/stats")
+def stats() -> Response:
+    store = backend().store
+    terminal_id = request.args.get("terminal_id")
+    return json_response({**store.transactions.stats(terminal_id), "faults": backend().faults.snapshot(),
+                          "authorisations": store.payments.authorisation_count(),
+                          "heartbeat": store.terminals.last_heartbeat(terminal_id) if terminal_id else None})
+
+
+@admin_api.get("/transactions")
+def transactions() -> Response:
+    terminal_id = request.args.get("terminal_id", "")
+    after = int(request.args.get("after_seq", 0))
+    limit = int(request.args.get("limit", 1000))
+    return json_response({"transactions": backend().store.transactions.rows(terminal_id, after_seq=after,
+                                                                            limit=limit)})
+
+
+@admin_api.post("/transactions/forget")
+def forget() -> Response:
+    body = admin_json()
+    return json_response({"forgotten": backend().store.transactions.forget(body["terminal_id"], body["seqs"])})
+
+
+@admin_api.post("/reset")
+def reset() -> Response:
+    store, faults = backend().store, backend().faults
+    store.reset()
+    store.clock_offset_s = 0.0
+    faults.configure(FaultPlan())
+    faults.reset_counters()
+    return json_response({"reset": True})

@@ -1,0 +1,134 @@
+"""The sandbox backend's SQLite file: one connection behind a lock, write transactions, the clock."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from terminal.journal import utc_text
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS terminals (
+    terminal_id TEXT PRIMARY KEY, public_key TEXT NOT NULL, enrolled_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS enrolment_tokens (
+    token TEXT PRIMARY KEY, terminal_id TEXT, created_at TEXT NOT NULL, used_at TEXT, used_by TEXT
+);
+CREATE TABLE IF NOT EXISTS nonces (
+    terminal_id TEXT NOT NULL, nonce TEXT NOT NULL, ts_ms INTEGER NOT NULL, PRIMARY KEY (terminal_id, nonce)
+);
+CREATE INDEX IF NOT EXISTS nonces_age ON nonces (ts_ms);
+CREATE TABLE IF NOT EXISTS transactions (
+    terminal_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    row_hash TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    record TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    received_at TEXT NOT NULL,
+    times_received INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (terminal_id, id),
+    UNIQUE (terminal_id, seq)
+);
+CREATE TABLE IF NOT EXISTS authorisations (
+    terminal_id TEXT NOT NULL, id TEXT NOT NULL, request_digest TEXT NOT NULL, status TEXT NOT NULL,
+    reason TEXT, auth_code TEXT, decided_at TEXT NOT NULL, PRIMARY KEY (terminal_id, id)
+);
+CREATE TABLE IF NOT EXISTS deny_changes (
+    version INTEGER PRIMARY KEY AUTOINCREMENT, card_token TEXT NOT NULL, action TEXT NOT NULL,
+    reason TEXT NOT NULL, at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deny_list (card_token TEXT PRIMARY KEY, reason TEXT NOT NULL, added_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS out_of_funds (card_token TEXT PRIMARY KEY, at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS payments (
+    reference TEXT PRIMARY KEY, status TEXT NOT NULL, amount INTEGER, currency TEXT, paid_at TEXT, card_token TEXT,
+    terminal_id TEXT
+);
+CREATE TABLE IF NOT EXISTS issuer_keys (
+    key_id TEXT PRIMARY KEY, private_key TEXT NOT NULL, public_key TEXT NOT NULL, created_at TEXT NOT NULL,
+    retired_at TEXT
+);
+CREATE TABLE IF NOT EXISTS heartbeats (terminal_id TEXT PRIMARY KEY, received_at TEXT NOT NULL, body TEXT NOT NULL);
+"""
+
+# columns added to a table after sandbox files with the older table exist
+_ADDED_COLUMNS = {
+    "payments": (("terminal_id", "TEXT"),),  # a sandbox file from before payments had an owner
+}
+
+
+class Database:
+    """One SQLite connection (WAL) shared by the repositories, and the backend's clock (which tests
+    can move with `clock_offset_s`)."""
+
+    def __init__(self, path: Path | str, *, clock_offset_s: float = 0.0):
+        self.path = Path(path)
+        self.lock = threading.RLock()
+        self.connection = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
+        self.connection.execute("PRAGMA journal_mode = WAL")
+        self.connection.execute("PRAGMA synchronous = NORMAL")
+        self.connection.executescript(_SCHEMA)
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {row[1] for row in self.connection.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns:
+                if name not in have:
+                    self.connection.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+        self.clock_offset_s = clock_offset_s
+
+    def close(self) -> None:
+        with self.lock:
+            self.connection.close()
+
+    # -- clock ------------------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.clock_offset_s)
+
+    def now_text(self) -> str:
+        return utc_text(self.now())
+
+    def now_ms(self) -> int:
+        return int(self.now().timestamp() * 1000)
+
+    # -- reads and write transactions -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (BEGIN IMMEDIATE) under the lock: committed when the block ends,
+        rolled back when it raises."""
+        with self.lock:
+            db = self.connection
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        with self.lock:
+            return self.connection.execute(sql, params).fetchone()
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.lock:
+            return self.connection.execute(sql, params).fetchall()
+
+    # -- meta (single values) ---------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        row = self.one("SELECT value FROM meta WHERE key = ?", (key,))
+        return row[0] if row else None
+
+    @staticmethod
+    def set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
+        db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                   (key, value))
