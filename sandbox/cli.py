@@ -39,6 +39,7 @@ LIMITS = ("floor_limit", "cvm_required_limit", "contactless_transaction_limit", 
 
 def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file left by an older run may be readable by others
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
 

@@ -1,8 +1,13 @@
-"""The sandbox backend's SQLite file: one connection behind a lock, write transactions, the clock."""
+"""The sandbox backend's SQLite file: one connection behind a lock, write transactions, the clock.
+
+The file holds private keys (the sealing key, issuer keys), so it is created readable by its owner
+only (0600), in a directory only its owner can enter (0700) when the sandbox creates it.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -65,12 +70,27 @@ _ADDED_COLUMNS = {
 }
 
 
+def _private_file(path: Path) -> None:
+    """Create `path` readable and writable by its owner only (its directory 0700 when it is new),
+    or take group and other permissions away from an existing file."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True)
+        path.parent.chmod(0o700)  # mkdir's mode is cut by the umask
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 class Database:
     """One SQLite connection (WAL) shared by the repositories, and the backend's clock (which tests
     can move with `clock_offset_s`)."""
 
     def __init__(self, path: Path | str, *, clock_offset_s: float = 0.0):
         self.path = Path(path)
+        _private_file(self.path)
         self.lock = threading.RLock()
         self.connection = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
         self.connection.execute("PRAGMA journal_mode = WAL")
@@ -81,6 +101,10 @@ class Database:
             for name, kind in columns:
                 if name not in have:
                     self.connection.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+        for suffix in ("-wal", "-shm"):  # SQLite creates them with the database file's mode
+            side = Path(f"{self.path}{suffix}")
+            if side.exists() and side.stat().st_mode & 0o077:
+                side.chmod(0o600)
         self.clock_offset_s = clock_offset_s
 
     def close(self) -> None:
