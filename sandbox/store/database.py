@@ -95,6 +95,9 @@ class Database:
         self.connection = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
         self.connection.execute("PRAGMA journal_mode = WAL")
         self.connection.execute("PRAGMA synchronous = NORMAL")
+        # declared references are checked; a deferred one that fails makes COMMIT fail, which the
+        # transaction helper must survive (it rolls back)
+        self.connection.execute("PRAGMA foreign_keys = ON")
         self.connection.executescript(_SCHEMA)
         for table, columns in _ADDED_COLUMNS.items():
             have = {row[1] for row in self.connection.execute(f"PRAGMA table_info({table})")}
@@ -127,16 +130,19 @@ class Database:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction (BEGIN IMMEDIATE) under the lock: committed when the block ends,
-        rolled back when it raises."""
+        rolled back when it raises. When COMMIT itself fails (a deferred constraint, a full disk),
+        the transaction is rolled back too, so that the next BEGIN does not find one still open."""
         with self.lock:
             db = self.connection
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
+                db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite has already rolled back after some errors (a full disk)
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
                 raise
-            db.execute("COMMIT")
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         with self.lock:

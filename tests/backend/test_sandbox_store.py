@@ -1,11 +1,14 @@
-"""The sandbox backend's SQLite file is private to its owner: it holds the sealing key and the
-issuer keys. Real SQLite files, and a sandbox in its own process as the demo starts it."""
+"""The sandbox backend's SQLite file: private to its owner (it holds the sealing key and the issuer
+keys), and its transactions survive a COMMIT that fails. Real SQLite files; the failed COMMIT is a
+real deferred foreign-key violation, set up in the file from another connection."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
 import stat
+
+import pytest
 
 from sandbox import start_sandbox
 from sandbox.store import Store
@@ -36,3 +39,29 @@ def test_an_existing_database_readable_by_others_is_made_private(tmp_path):
     store.close()
     print(f"\nan existing 0o644 database after the sandbox opened it: {mode(path)}")
     assert mode(path) == "0o600"
+
+
+def test_a_failed_commit_is_rolled_back_and_the_next_transactions_work(tmp_path):
+    path = tmp_path / "backend.sqlite3"
+    store = Store(path)
+    other = sqlite3.connect(path)
+    other.executescript("""
+        CREATE TABLE guard (id TEXT PRIMARY KEY);
+        CREATE TABLE guarded (ref TEXT REFERENCES guard (id) DEFERRABLE INITIALLY DEFERRED);
+        CREATE TRIGGER deny_needs_a_guard AFTER INSERT ON deny_changes
+        BEGIN INSERT INTO guarded VALUES (NEW.card_token); END;
+    """)  # every deny-list change now fails at COMMIT (no guard row), not before
+    other.close()
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        store.risk.deny("tokA")
+    later = []
+    for _ in range(5):
+        try:
+            store.terminals.new_enrolment_token()
+            later.append("ok")
+        except sqlite3.Error as exc:
+            later.append(str(exc))
+    print(f"\n1 failed COMMIT, then 5 transactions: {later}")
+    assert later == ["ok"] * 5
+    assert store.risk.deny_list_version() == 0  # the failed change left nothing behind
+    store.close()
