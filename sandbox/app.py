@@ -30,7 +30,7 @@ class InjectedReset(ConnectionResetError):
 
 def create_app(store: Store, faults: FaultInjector, *, admin_token: str, spec: dict[str, Any] | None = None) -> Flask:
     app = Flask("walletpos_sandbox")
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY  # each route allows less, see signed_requests.limit_body
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["walletpos_sandbox"] = Backend(store, faults, Validators(spec or load_spec()), admin_token)
     app.register_blueprint(terminal_api)

@@ -1,4 +1,6 @@
-"""Reading a terminal's request: its signature, its JSON body and the schema of the contract.
+"""Reading a terminal's request, cheapest checks first: the size the route allows (before a byte of
+the body is read), the request signature (before the body is parsed), then the JSON and only then
+the schema of the contract.
 
 Signatures are `terminal.wire`'s: Ed25519 by the terminal's enrolled key over method, path and
 query as sent, timestamp, nonce and the SHA-256 of the body as sent; a stale timestamp or a nonce
@@ -32,6 +34,7 @@ from .spec import Validators
 from .store import Store
 
 MAX_BODY = 16 * 1024 * 1024  # a batch of journal rows, the largest body of the contract
+SMALL_BODY = 64 * 1024  # every other body of the contract is far smaller
 
 
 @dataclass
@@ -51,9 +54,20 @@ def backend() -> Backend:
 # -- the body ------------------------------------------------------------------------------------
 
 
+def limit_body(limit: int) -> None:
+    """Refuse (413) a body larger than `limit` before reading any of it (by its Content-Length),
+    and stop reading a body sent without one at `limit` bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        raise Refused(413, "too_large", f"the body is larger than {limit} bytes")
+    request.max_content_length = limit
+    g.body_limit = limit
+
+
 def raw_body() -> bytes:
-    """The body as sent (its hash is signed)."""
+    """The body as sent (its hash is signed), at most the route's limit."""
     if "raw" not in g:
+        if "body_limit" not in g:
+            limit_body(SMALL_BODY)
         g.raw = request.get_data(cache=True)
     return g.raw
 
@@ -87,9 +101,9 @@ def parse_json(data: bytes) -> Any:
 
 
 def decoded_body() -> bytes:
-    """The body with its Content-Encoding (gzip or identity) undone, at most MAX_BODY bytes."""
+    """The body with its Content-Encoding (gzip or identity) undone, within the route's limit."""
     data = raw_body()
-    limit = MAX_BODY
+    limit = g.get("body_limit", SMALL_BODY)
     encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
     if encoding == "gzip":
         try:
@@ -105,7 +119,8 @@ def decoded_body() -> bytes:
 
 
 def json_body(schema: str | None = None) -> Any:
-    """The body as JSON, checked against the contract's `schema` when one is named."""
+    """The body as JSON, checked against the contract's `schema` when one is named. Call after the
+    request's signature was checked."""
     if (request.mimetype or "").lower() != "application/json":
         raise Refused(415, "unsupported_media_type", "the body must be application/json")
     body = parse_json(decoded_body())
@@ -140,7 +155,8 @@ def _signed_path() -> str:
 
 def authenticate(header: SignedHeader | None = None, key: Ed25519PublicKey | None = None) -> str:
     """Check the request's signature (by `key`, else the enrolled key of the terminal it names) and
-    use up its nonce; returns the terminal id."""
+    use up its nonce; returns the terminal id. An unknown terminal is refused before the body is
+    read."""
     header = header or signed_header()
     store = backend().store
     if key is None:

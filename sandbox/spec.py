@@ -19,6 +19,7 @@ import yaml
 from .errors import Refused
 
 SPEC_RESOURCE = "openapi.yaml"
+_MESSAGE_LIMIT = 300  # a schema error quotes the offending value: never echo a whole body back
 
 
 def spec_text() -> str:
@@ -50,4 +51,7 @@ class Validators:
                 {"$ref": f"#/components/schemas/{name}", "components": self._spec["components"]})
         for error in validator.iter_errors(body):
             where = "/".join(str(p) for p in error.instance_path) or "the body"
-            raise Refused(422, "invalid_request", f"{where}: {error.message}")
+            message = error.message
+            if len(message) > _MESSAGE_LIMIT:
+                message = message[:_MESSAGE_LIMIT] + "..."
+            raise Refused(422, "invalid_request", f"{where}: {message}")

@@ -1,20 +1,45 @@
-"""The terminal API of docs/openapi.yaml (`/v1/...`), exactly the operations of that file."""
+"""The terminal API of docs/openapi.yaml (`/v1/...`), exactly the operations of that file.
+
+Every route checks the request's signature before it parses or validates the body; the body is
+limited per route (a batch of journal rows may be large, nothing else is) before it is read.
+Enrolment, whose signing key is in the body itself, reads at most a small body and checks the
+signature header's form and time before reading it."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 
 from terminal.journal import utc_text
 
 from .errors import Refused
 from .problems import json_response
-from .signed_requests import authenticate, backend, int_arg, json_body, signed_header
+from .signed_requests import (
+    MAX_BODY,
+    SMALL_BODY,
+    authenticate,
+    backend,
+    int_arg,
+    json_body,
+    limit_body,
+    signed_header,
+)
 
 terminal_api = Blueprint("terminal", __name__, url_prefix="/v1")
+
+AUTHORISATION_BODY = 1024 * 1024  # sealed card data and signed details
+_BODY_LIMITS = {"terminal.upload": MAX_BODY, "terminal.authorise": AUTHORISATION_BODY}
+_HEX_KEY = re.compile(r"[0-9a-f]{64}")
+
+
+@terminal_api.before_request
+def _limit_body() -> None:
+    limit_body(_BODY_LIMITS.get(request.endpoint or "", SMALL_BODY))
+
 
 def _same_terminal(body: dict[str, Any], terminal_id: str) -> None:
     if body["terminal_id"] != terminal_id:
@@ -23,14 +48,18 @@ def _same_terminal(body: dict[str, Any], terminal_id: str) -> None:
 
 @terminal_api.post("/enrolment")
 def enrolment() -> Response:
-    header = signed_header()
-    body = json_body("EnrolmentRequest")
-    public_key = body["public_key"]
+    header = signed_header()  # well formed and fresh, before any of the body is read
+    body = json_body()  # at most SMALL_BODY bytes
+    public_key = body.get("public_key") if isinstance(body, dict) else None
+    if not isinstance(public_key, str) or not _HEX_KEY.fullmatch(public_key):
+        backend().validators.check("EnrolmentRequest", body)  # names what is wrong with the key
+        raise Refused(422, "invalid_request", "public_key: an Ed25519 public key in 64 hex digits is required")
     try:
         key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key))
     except ValueError:
         raise Refused(401, "bad_signature", "the public key is not an Ed25519 key") from None
     terminal_id = authenticate(header, key)  # signed by the key being enrolled: proof of possession
+    backend().validators.check("EnrolmentRequest", body)
     if terminal_id != body["terminal_id"]:
         raise Refused(401, "bad_authorization", "the signed terminal id differs from the body's")
     store = backend().store

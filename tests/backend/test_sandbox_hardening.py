@@ -1,0 +1,132 @@
+"""What the sandbox backend does with hostile requests, over real HTTP on 127.0.0.1: junk enrolments
+are refused from their headers, before their (large) bodies are read, and an enrolled terminal's
+heartbeat is answered meanwhile."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import statistics
+import threading
+import time
+from typing import Any
+
+import pytest
+import requests
+
+from terminal.backend import signing_session
+from terminal.wire import format_authorization, new_nonce
+from tests.backend.conftest import TERMINAL
+
+pytestmark = pytest.mark.timeout(120)
+
+JUNK_BYTES = 14 * 1024 * 1024
+JUNK_SENDERS = 4
+PYTHON_TEXT = re.compile(r"Traceback|\b[A-Z]\w*(Error|Exception)\b|File \"")
+
+
+def junk_enrolment() -> bytes:
+    """A 14 MiB enrolment body: valid fields, then millions of zeros where the software version goes
+    (what took the old sandbox seconds of parsing and schema checks per request)."""
+    head = (b'{"terminal_id":"JUNK0001","public_key":"' + b"00" * 32
+            + b'","enrolment_token":"' + b"x" * 16 + b'","software_version":[')
+    zeros = (JUNK_BYTES - len(head) - 3) // 2
+    return head + b"0," * zeros + b"0]}"
+
+
+def junk_headers() -> dict[str, str]:
+    """Well formed and fresh, with a signature that verifies nothing."""
+    auth = format_authorization("JUNK0001", int(time.time() * 1000), new_nonce(), os.urandom(64))
+    return {"Authorization": auth, "Content-Type": "application/json"}
+
+
+def heartbeat_body() -> dict[str, Any]:
+    return {"terminal_id": TERMINAL, "terminal_time": "2026-11-23T02:00:00.000000Z", "queue_depth": 0,
+            "software_version": "t", "deny_list_version": 0, "config_version": 0, "issuer_keys_version": 0}
+
+
+def answers_before_body(port: int, body: bytes, sent: int, clients: int) -> list[int | None]:
+    """`clients` connections at once each send a junk enrolment's headers and only the first `sent`
+    bytes of its body; the HTTP status each is answered with before the rest of its body comes
+    (None: no answer within 20 s)."""
+    socks = []
+    for _ in range(clients):
+        head = "".join(f"{k}: {v}\r\n" for k, v in junk_headers().items())
+        request = (f"POST /v1/enrolment HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{head}"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body[:sent]
+        sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        sock.sendall(request)
+        socks.append(sock)
+    deadline = time.monotonic() + 20
+    statuses: list[int | None] = []
+    for sock in socks:
+        answer = b""
+        with sock:
+            try:
+                while b"\r\n" not in answer:
+                    sock.settimeout(max(0.01, deadline - time.monotonic()))
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    answer += chunk
+            except TimeoutError:
+                pass
+        match = re.match(rb"HTTP/1\.[01] (\d{3}) ", answer)
+        statuses.append(int(match.group(1)) if match else None)
+    return statuses
+
+
+def test_junk_enrolments_are_refused_from_their_headers_while_a_heartbeat_is_answered(sandbox, enrolled):
+    junk = junk_enrolment()
+    signed = signing_session(enrolled.keys, TERMINAL)
+    url = sandbox.url
+
+    def heartbeat() -> tuple[int, float]:
+        started = time.monotonic()
+        response = signed.post(url + "/v1/heartbeat", json=heartbeat_body(), timeout=60)
+        return response.status_code, (time.monotonic() - started) * 1000
+
+    baseline = [heartbeat() for _ in range(10)]
+
+    # 1. junk with its body barely begun: answered from the headers, not after reading 14 MiB
+    sent = 64 * 1024
+    early = answers_before_body(sandbox.port, junk, sent, JUNK_SENDERS)
+    print(f"\njunk enrolments of {len(junk)} bytes, {JUNK_SENDERS} at once, {sent} bytes sent: answered {early}")
+    assert all(status == 413 for status in early), "a junk enrolment was not refused before its body was read"
+
+    # 2. junk sent in full by four clients at once, while the enrolled terminal keeps sending heartbeats
+    junk_answers: list[str] = []
+
+    def send_junk() -> None:
+        with requests.Session() as session:
+            session.trust_env = False
+            for _ in range(2):
+                started = time.monotonic()
+                try:
+                    status = str(session.post(url + "/v1/enrolment", data=junk, headers=junk_headers(),
+                                              timeout=60).status_code)
+                except requests.ConnectionError:
+                    status = "closed"  # the server closed the connection after refusing
+                junk_answers.append(f"{status} in {(time.monotonic() - started) * 1000:.0f} ms")
+
+    senders = [threading.Thread(target=send_junk) for _ in range(JUNK_SENDERS)]
+    for sender in senders:
+        sender.start()
+    during: list[tuple[int, float]] = []
+    while any(s.is_alive() for s in senders) and len(during) < 1000:
+        during.append(heartbeat())
+    for sender in senders:
+        sender.join(90)
+    signed.close()
+
+    def ms(samples: list[tuple[int, float]]) -> str:
+        times = [t for _, t in samples]
+        return f"{len(times)} heartbeats, median {statistics.median(times):.1f} ms, max {max(times):.1f} ms" \
+            if times else "no heartbeats"
+
+    print(f"junk enrolments sent in full by {JUNK_SENDERS} clients, 2 each: {junk_answers}\n"
+          f"heartbeat alone: {ms(baseline)}; while junk was sent: {ms(during)}")
+    assert len(junk_answers) == 2 * JUNK_SENDERS
+    assert all(a.startswith(("413", "closed")) for a in junk_answers), junk_answers
+    assert {status for status, _ in baseline + during} == {200}
