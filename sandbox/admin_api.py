@@ -14,9 +14,10 @@ from flask import Blueprint, Response, request
 from .errors import Refused
 from .faults import FaultPlan
 from .problems import json_response
-from .signed_requests import backend
+from .signed_requests import backend, decoded_body, limit_body, parse_json
 
 ADMIN_HEADER = "X-Sandbox-Admin-Token"
+ADMIN_BODY = 1024 * 1024
 
 admin_api = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -26,15 +27,17 @@ def _admin_only() -> None:
     given = request.headers.get(ADMIN_HEADER, "")
     if not hmac.compare_digest(given.encode(), backend().admin_token.encode()):
         raise Refused(403, "not_admin", f"the admin API needs the {ADMIN_HEADER} header")
+    limit_body(ADMIN_BODY)
 
 
 def admin_json() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if body is None and request.get_data():
-        raise Refused(400, "not_json", "the admin body must be JSON")
-    if body is not None and not isinstance(body, dict):
+    data = decoded_body()
+    if not data:
+        return {}
+    body = parse_json(data, floats=True)
+    if not isinstance(body, dict):
         raise Refused(422, "invalid_request", "the admin body must be a JSON object")
-    return body or {}
+    return body
 
 
 @admin_api.post("/enrolment-tokens")

@@ -1,6 +1,6 @@
 """Reading a terminal's request, cheapest checks first: the size the route allows (before a byte of
-the body is read), the request signature (before the body is parsed), then the JSON and only then
-the schema of the contract.
+the body is read), the request signature (before the body is parsed), then the JSON (its nesting
+depth bounded) and only then the schema of the contract.
 
 Signatures are `terminal.wire`'s: Ed25519 by the terminal's enrolled key over method, path and
 query as sent, timestamp, nonce and the SHA-256 of the body as sent; a stale timestamp or a nonce
@@ -35,6 +35,7 @@ from .store import Store
 
 MAX_BODY = 16 * 1024 * 1024  # a batch of journal rows, the largest body of the contract
 SMALL_BODY = 64 * 1024  # every other body of the contract is far smaller
+MAX_DEPTH = 64  # JSON nesting: the contract's deepest body (a row's details) is far shallower
 
 
 @dataclass
@@ -88,16 +89,35 @@ def _no_constants(text: str) -> Any:
     raise Refused(400, "not_json", f"{text} is not JSON")
 
 
-def parse_json(data: bytes) -> Any:
-    """UTF-8 JSON, no floats, no NaN/Infinity; gzip already undone."""
+def _depth(value: Any) -> int:
+    """How deeply arrays and objects nest in a parsed JSON value (a scalar is 0), without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest if isinstance(value, (dict, list)) else 0
+
+
+def parse_json(data: bytes, *, floats: bool = False) -> Any:
+    """UTF-8 JSON of at most MAX_DEPTH levels, no NaN/Infinity, and (unless `floats`: the admin API
+    takes rates and seconds) no floats; gzip already undone."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise Refused(400, "not_utf8", "the body is not UTF-8") from None
+    too_deep = Refused(400, "too_deep", f"the body nests arrays and objects more than {MAX_DEPTH} levels deep")
     try:
-        return json.loads(text, parse_float=_integral_only, parse_constant=_no_constants)
+        body = json.loads(text, parse_float=float if floats else _integral_only, parse_constant=_no_constants)
+    except RecursionError:  # the parser's own bound, far above MAX_DEPTH
+        raise too_deep from None
     except json.JSONDecodeError as exc:
         raise Refused(400, "not_json", f"the body is not JSON: {exc}") from None
+    if isinstance(body, (dict, list)) and _depth(body) > MAX_DEPTH:
+        raise too_deep
+    return body
 
 
 def decoded_body() -> bytes:

@@ -1,6 +1,6 @@
 """What the sandbox backend does with hostile requests, over real HTTP on 127.0.0.1: junk enrolments
 are refused from their headers, before their (large) bodies are read, and an enrolled terminal's
-heartbeat is answered meanwhile."""
+heartbeat is answered meanwhile; JSON nesting is bounded."""
 
 from __future__ import annotations
 
@@ -130,3 +130,29 @@ def test_junk_enrolments_are_refused_from_their_headers_while_a_heartbeat_is_ans
     assert len(junk_answers) == 2 * JUNK_SENDERS
     assert all(a.startswith(("413", "closed")) for a in junk_answers), junk_answers
     assert {status for status, _ in baseline + during} == {200}
+
+
+def test_json_nesting_is_bounded(sandbox, enrolled):
+    signed = signing_session(enrolled.keys, TERMINAL)
+    admin = sandbox.admin.session
+
+    def deep(levels: int) -> bytes:
+        return b'{"terminal_id":"' + TERMINAL.encode() + b'","x":' + b"[" * levels + b"]" * levels + b"}"
+
+    answers = {
+        "batch 100,000 deep": signed.post(sandbox.url + "/v1/transactions/batches", data=deep(100_000),
+                                          headers={"Content-Type": "application/json"}, timeout=30),
+        "admin 100,000 deep": admin.put(sandbox.url + "/admin/faults", data=deep(100_000),
+                                        headers={"Content-Type": "application/json"}, timeout=30),
+        "heartbeat 65 deep": signed.post(sandbox.url + "/v1/heartbeat", data=deep(64),  # 64 in x, the body is 1
+                                         headers={"Content-Type": "application/json"}, timeout=30),
+        "heartbeat 64 deep": signed.post(sandbox.url + "/v1/heartbeat", data=deep(63),
+                                         headers={"Content-Type": "application/json"}, timeout=30),
+    }
+    signed.close()
+    seen = {name: (r.status_code, r.json()["error"], r.json()["message"][:60]) for name, r in answers.items()}
+    print(f"\n{seen}")
+    for name in ("batch 100,000 deep", "admin 100,000 deep", "heartbeat 65 deep"):
+        assert seen[name][:2] == (400, "too_deep"), name
+    assert seen["heartbeat 64 deep"][:2] == (422, "invalid_request")  # deep enough to parse, then the schema
+    assert not any(PYTHON_TEXT.search(r.text) for r in answers.values())
