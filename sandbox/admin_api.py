@@ -6,15 +6,18 @@ at what the backend holds. Every request needs the X-Sandbox-Admin-Token header.
 from __future__ import annotations
 
 import base64
+import binascii
 import hmac
 from typing import Any
 
 from flask import Blueprint, Response, request
 
+from terminal.errors import SecurityError
+
 from .errors import Refused
 from .faults import FaultPlan
 from .problems import json_response
-from .signed_requests import backend, decoded_body, limit_body, parse_json
+from .signed_requests import backend, decoded_body, int_arg, limit_body, parse_json
 
 ADMIN_HEADER = "X-Sandbox-Admin-Token"
 ADMIN_BODY = 1024 * 1024
@@ -40,24 +43,45 @@ def admin_json() -> dict[str, Any]:
     return body
 
 
+def _text(body: dict[str, Any], name: str, *, required: bool = True) -> Any:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise Refused(422, "invalid_request", f"{name} must be a non-empty string")
+    return value
+
+
+def _whole(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise Refused(422, "invalid_request", f"{name} must be a whole number (minor units) or null")
+    return value
+
+
 @admin_api.post("/enrolment-tokens")
 def new_enrolment_token() -> Response:
-    body = admin_json()
-    return json_response({"token": backend().store.terminals.new_enrolment_token(body.get("terminal_id"))}, 201)
+    terminal_id = _text(admin_json(), "terminal_id", required=False)
+    return json_response({"token": backend().store.terminals.new_enrolment_token(terminal_id)}, 201)
 
 
 @admin_api.post("/terminals")
 def register_terminal() -> Response:
     body = admin_json()
-    backend().store.terminals.register(body["terminal_id"], bytes.fromhex(body["public_key"]))
-    return json_response({"terminal_id": body["terminal_id"]}, 201)
+    terminal_id = _text(body, "terminal_id")
+    try:
+        public_key = bytes.fromhex(_text(body, "public_key"))
+    except ValueError:
+        raise Refused(422, "invalid_request", "public_key must be hex") from None
+    backend().store.terminals.register(terminal_id, public_key)
+    return json_response({"terminal_id": terminal_id}, 201)
 
 
 @admin_api.post("/deny-list")
 def deny() -> Response:
     body = admin_json()
-    return json_response({"version": backend().store.risk.deny(body["card_token"],
-                                                               body.get("reason", "blocked_by_issuer"))})
+    reason = _text(body, "reason", required=False) or "blocked_by_issuer"
+    return json_response({"version": backend().store.risk.deny(_text(body, "card_token"), reason)})
 
 
 @admin_api.delete("/deny-list/<token>")
@@ -68,31 +92,35 @@ def allow(token: str) -> Response:
 @admin_api.post("/out-of-funds")
 def out_of_funds() -> Response:
     body = admin_json()
-    flag = bool(body.get("out_of_funds", True))
-    backend().store.risk.set_out_of_funds(body["card_token"], flag)
-    return json_response({"card_token": body["card_token"], "out_of_funds": flag})
+    token, flag = _text(body, "card_token"), bool(body.get("out_of_funds", True))
+    backend().store.risk.set_out_of_funds(token, flag)
+    return json_response({"card_token": token, "out_of_funds": flag})
 
 
 @admin_api.post("/payments/<reference>/paid")
 def pay_merchant_code(reference: str) -> Response:
     """The wallet app pays a merchant code; `terminal_id` is the terminal label in the code."""
     body = admin_json()
-    owner = body.get("terminal_id")
-    if owner is not None and not isinstance(owner, str):
-        raise Refused(400, "invalid_request", "terminal_id must be a string")
-    return json_response(backend().store.payments.mark_paid(reference, body.get("amount"), body.get("currency"),
-                                                            body.get("card_token"), owner))
+    return json_response(backend().store.payments.mark_paid(
+        reference, _whole(body, "amount"), _text(body, "currency", required=False),
+        _text(body, "card_token", required=False), _text(body, "terminal_id", required=False)))
 
 
 @admin_api.put("/config")
 def set_limits() -> Response:
     body = admin_json()
-    return json_response(backend().store.risk.set_config(body.get("currency", "CNY"), body.get("limits", {})))
+    limits = body.get("limits", {})
+    if not isinstance(limits, dict) or not all(v is None or (isinstance(v, int) and not isinstance(v, bool))
+                                               for v in limits.values()):
+        raise Refused(422, "invalid_request", "limits must be an object of whole numbers (or null)")
+    currency = _text(body, "currency", required=False) or "CNY"
+    return json_response(backend().store.risk.set_config(currency, limits))
 
 
 @admin_api.post("/issuer-keys")
 def new_issuer_key() -> Response:
-    return json_response(backend().store.keys.new_issuer_key(admin_json().get("key_id")), 201)
+    key_id = _text(admin_json(), "key_id", required=False)
+    return json_response(backend().store.keys.new_issuer_key(key_id), 201)
 
 
 @admin_api.delete("/issuer-keys/<key_id>")
@@ -103,10 +131,9 @@ def retire_issuer_key(key_id: str) -> Response:
 
 @admin_api.post("/issuer-keys/<key_id>/sign")
 def issuer_sign(key_id: str) -> Response:
-    body = admin_json()
     try:
-        payload = base64.b64decode(body["payload"], validate=True)
-    except (KeyError, ValueError, TypeError):
+        payload = base64.b64decode(_text(admin_json(), "payload"), validate=True)
+    except (binascii.Error, ValueError):
         raise Refused(422, "invalid_request", "payload must be base64 of the bytes to sign") from None
     signature = backend().store.keys.issuer_sign(key_id, payload)
     return json_response({"key_id": key_id, "signature": base64.b64encode(signature).decode()})
@@ -119,8 +146,12 @@ def rotate_sealing_key() -> Response:
 
 @admin_api.post("/sealed/open")
 def open_sealed() -> Response:
-    text = admin_json().get("sealed", "")
-    return json_response({"payload": base64.b64encode(backend().store.keys.open_sealed(text)).decode()})
+    sealed = _text(admin_json(), "sealed")
+    try:
+        payload = backend().store.keys.open_sealed(sealed)
+    except SecurityError as exc:
+        raise Refused(422, "not_sealed", exc.message) from None
+    return json_response({"payload": base64.b64encode(payload).decode()})
 
 
 @admin_api.put("/faults")
@@ -146,8 +177,11 @@ def faults_off() -> Response:
 
 @admin_api.put("/clock")
 def set_clock() -> Response:
+    offset = admin_json().get("offset_s", 0)
+    if isinstance(offset, bool) or not isinstance(offset, int | float):
+        raise Refused(422, "invalid_request", "offset_s must be a number of seconds")
     store = backend().store
-    store.clock_offset_s = float(admin_json().get("offset_s", 0))
+    store.clock_offset_s = float(offset)
     return json_response({"offset_s": store.clock_offset_s, "server_time": store.now_text()})
 
 
@@ -163,8 +197,8 @@ def stats() -> Response:
 @admin_api.get("/transactions")
 def transactions() -> Response:
     terminal_id = request.args.get("terminal_id", "")
-    after = int(request.args.get("after_seq", 0))
-    limit = int(request.args.get("limit", 1000))
+    after = int_arg("after_seq", required=False, low=0, high=9007199254740991, default=0)
+    limit = int_arg("limit", required=False, low=1, high=1_000_000, default=1000)
     return json_response({"transactions": backend().store.transactions.rows(terminal_id, after_seq=after,
                                                                             limit=limit)})
 
@@ -172,7 +206,10 @@ def transactions() -> Response:
 @admin_api.post("/transactions/forget")
 def forget() -> Response:
     body = admin_json()
-    return json_response({"forgotten": backend().store.transactions.forget(body["terminal_id"], body["seqs"])})
+    seqs = body.get("seqs")
+    if not isinstance(seqs, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seqs):
+        raise Refused(422, "invalid_request", "seqs must be a list of sequence numbers")
+    return json_response({"forgotten": backend().store.transactions.forget(_text(body, "terminal_id"), seqs)})
 
 
 @admin_api.post("/reset")

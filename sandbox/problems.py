@@ -3,7 +3,8 @@ a problem JSON (`{"error": code, "message": text}`) of the contract's `Error` sh
 
 A refusal says what was wrong with the request. An HTTP error of the framework (unknown path,
 method not allowed, body too large) keeps its status. Anything else is a fault of the sandbox
-itself: it is logged with its traceback and answered 500.
+itself: it is logged with its traceback, and the answer is a plain 500 that never carries the
+exception's text (which can quote request data or internals).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def answer_failure(exc: Exception) -> Response:
                 response.headers["Allow"] = value
         return response
     log.error("sandbox backend failed", exc_info=exc)
-    return problem(500, "internal_error", f"{type(exc).__name__}: {exc}")
+    return problem(500, "internal_error", "the sandbox backend failed on this request; its log has the details")
 
 
 def install(app: Flask) -> None:

@@ -79,7 +79,7 @@ def _integral_only(text: str) -> int:
     try:
         value = Decimal(text)
     except InvalidOperation:
-        raise Refused(400, "not_json", f"{text} is not a JSON number") from None
+        raise Refused(400, "not_json", "a number in the body is not a JSON number") from None
     if not value.is_finite() or value != value.to_integral_value() or abs(value) > 10**18:
         raise Refused(422, "invalid_request", f"floats are not accepted ({text[:40]}); amounts are integer minor units")
     return int(value)
@@ -114,7 +114,8 @@ def parse_json(data: bytes, *, floats: bool = False) -> Any:
     except RecursionError:  # the parser's own bound, far above MAX_DEPTH
         raise too_deep from None
     except json.JSONDecodeError as exc:
-        raise Refused(400, "not_json", f"the body is not JSON: {exc}") from None
+        raise Refused(400, "not_json", f"the body is not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") \
+            from None
     if isinstance(body, (dict, list)) and _depth(body) > MAX_DEPTH:
         raise too_deep
     return body

@@ -1,12 +1,15 @@
-"""What the sandbox backend does with hostile requests, over real HTTP on 127.0.0.1: junk enrolments
-are refused from their headers, before their (large) bodies are read, and an enrolled terminal's
-heartbeat is answered meanwhile; JSON nesting is bounded."""
+"""What the sandbox backend does with hostile or broken requests, over real HTTP on 127.0.0.1: junk
+enrolments are refused from their headers, before their (large) bodies are read, and an enrolled
+terminal's heartbeat is answered meanwhile; JSON nesting is bounded; and no answer ever carries a
+Python exception's text, not even when the sandbox itself fails (a real SQLite failure)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
+import sqlite3
 import statistics
 import threading
 import time
@@ -156,3 +159,45 @@ def test_json_nesting_is_bounded(sandbox, enrolled):
         assert seen[name][:2] == (400, "too_deep"), name
     assert seen["heartbeat 64 deep"][:2] == (422, "invalid_request")  # deep enough to parse, then the schema
     assert not any(PYTHON_TEXT.search(r.text) for r in answers.values())
+
+
+def test_no_answer_carries_a_python_exception_text(sandbox, enrolled):
+    admin = sandbox.admin.session
+    url = sandbox.url
+    probes = {
+        "terminal without its fields": ("POST", "/admin/terminals", {}),
+        "terminal key not hex": ("POST", "/admin/terminals", {"terminal_id": "T1", "public_key": "zz"}),
+        "deny without a token": ("POST", "/admin/deny-list", {}),
+        "forget without seqs": ("POST", "/admin/transactions/forget", {"terminal_id": TERMINAL}),
+        "clock not a number": ("PUT", "/admin/clock", {"offset_s": "soon"}),
+        "open what is not sealed": ("POST", "/admin/sealed/open", {"sealed": "not sealed"}),
+        "limits not numbers": ("PUT", "/admin/config", {"limits": {"floor_limit": "x"}}),
+        "sign without payload": ("POST", "/admin/issuer-keys/none/sign", {}),
+    }
+    answers = {name: admin.request(method, url + path, json=body, timeout=10)
+               for name, (method, path, body) in probes.items()}
+    answers["after_seq not a number"] = admin.get(url + "/admin/transactions?after_seq=abc", timeout=10)
+    # the sandbox itself fails: a real SQLite failure under the heartbeat (a trigger refuses the write)
+    db = sqlite3.connect(sandbox.db_path)
+    db.execute("CREATE TRIGGER refuse_heartbeats BEFORE INSERT ON heartbeats "
+               "BEGIN SELECT RAISE(FAIL, 'internal detail 42 of the heartbeats table'); END")
+    db.commit()
+    try:
+        signed = signing_session(enrolled.keys, TERMINAL)
+        failed = signed.post(url + "/v1/heartbeat", json=heartbeat_body(), timeout=10)
+        signed.close()
+    finally:
+        db.execute("DROP TRIGGER refuse_heartbeats")
+        db.commit()
+        db.close()
+    leaks = {name: r.text for name, r in [*answers.items(), ("failing heartbeat", failed)]
+             if PYTHON_TEXT.search(r.text) or "internal detail" in r.text}
+    print(f"\n{len(answers) + 1} broken requests, answers: "
+          f"{ {name: r.status_code for name, r in answers.items()} }, failing heartbeat: {failed.status_code}; "
+          f"leaks: {leaks}")
+    assert leaks == {}
+    for name, response in answers.items():
+        assert response.status_code in (404, 422), (name, response.text)
+        assert set(response.json()) >= {"error", "message"}
+    assert failed.status_code == 500 and failed.json()["error"] == "internal_error"
+    assert json.loads(failed.text)["message"] == "the sandbox backend failed on this request; its log has the details"
