@@ -107,6 +107,15 @@ def authorise() -> Response:
     return json_response(backend().store.payments.authorise(terminal_id, body))
 
 
+@terminal_api.post("/payments")
+def register_payment() -> Response:
+    terminal_id = authenticate()
+    body = json_body("PaymentRegistration")
+    created, code = backend().store.payments.register(terminal_id, body["reference"], body["amount"],
+                                                      body["currency"], body["valid_until"])
+    return json_response(code, 201 if created else 200)
+
+
 @terminal_api.get("/payments/<reference>")
 def payment(reference: str) -> Response:
     terminal_id = authenticate()

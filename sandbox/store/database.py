@@ -55,7 +55,7 @@ CREATE TABLE IF NOT EXISTS deny_list (card_token TEXT PRIMARY KEY, reason TEXT N
 CREATE TABLE IF NOT EXISTS out_of_funds (card_token TEXT PRIMARY KEY, at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS payments (
     reference TEXT PRIMARY KEY, status TEXT NOT NULL, amount INTEGER, currency TEXT, paid_at TEXT, card_token TEXT,
-    terminal_id TEXT
+    terminal_id TEXT, registered_amount INTEGER, registered_currency TEXT, valid_until TEXT, registered_at TEXT
 );
 CREATE TABLE IF NOT EXISTS issuer_keys (
     key_id TEXT PRIMARY KEY, private_key TEXT NOT NULL, public_key TEXT NOT NULL, created_at TEXT NOT NULL,
@@ -64,9 +64,10 @@ CREATE TABLE IF NOT EXISTS issuer_keys (
 CREATE TABLE IF NOT EXISTS heartbeats (terminal_id TEXT PRIMARY KEY, received_at TEXT NOT NULL, body TEXT NOT NULL);
 """
 
-# columns added to a table after sandbox files with the older table exist
+# columns added to a table after sandbox files with the older table existed
 _ADDED_COLUMNS = {
-    "payments": (("terminal_id", "TEXT"),),  # a sandbox file from before payments had an owner
+    "payments": (("terminal_id", "TEXT"), ("registered_amount", "INTEGER"), ("registered_currency", "TEXT"),
+                 ("valid_until", "TEXT"), ("registered_at", "TEXT")),
 }
 
 

@@ -10,10 +10,10 @@ from datetime import timedelta
 import pytest
 
 from terminal import codepay
-from terminal.backend import BackendRefused
 from terminal.checkout import Checkout, PaymentInterpreter
 from terminal.core.money import Money
 from tests.backend.conftest import TERMINAL
+from tests.merchant_codes import register_shown_code
 
 AMOUNT = 4250
 
@@ -36,6 +36,7 @@ def open_codes(svc) -> list[str]:
 def show(checkout, svc):
     qr = checkout.merchant_qr(Money(AMOUNT, svc.currency), "op1")
     assert open_codes(svc) == [qr.reference]  # in the journal before anyone can scan it
+    register_shown_code(svc, qr)
     return qr
 
 
@@ -126,6 +127,8 @@ def test_codes_left_open_by_a_stopped_terminal_are_watched_then_closed(sandbox, 
     shown = Checkout(first, PaymentInterpreter(first))
     paid_later = shown.merchant_qr(Money(AMOUNT, first.currency))
     never_paid = shown.merchant_qr(Money(AMOUNT + 1, first.currency))
+    for qr in (paid_later, never_paid):
+        register_shown_code(first, qr)
     assert never_paid.valid_until - never_paid.created_at == timedelta(minutes=3)
     first.close()  # the terminal stops with both codes on screen
     again = make_service(sandbox.url, data_dir=tmp_path / "t", use_clock=True, **lifetime)
@@ -173,19 +176,3 @@ def test_timestamps_use_the_service_clock(sandbox, make_service, tmp_path, clock
     assert code["shown_at"] == clock.now and code["close_requested"] is False
     clock.advance(seconds=1)
     assert (clock.now - code["shown_at"]) == timedelta(seconds=1)
-
-
-def test_a_code_belongs_to_the_terminal_that_showed_it(sandbox, enrolled, checkout, make_service, tmp_path):
-    qr = show(checkout, enrolled)
-    assert enrolled.payment_status(qr.reference).status == "pending"  # this terminal asked first: it owns the code
-    other = make_service(sandbox.url, data_dir=tmp_path / "other", terminal={"id": "OTHER001"})
-    other.enrol_backend(sandbox.admin.enrolment_token("OTHER001"))
-    for attempt in (lambda: other.payment_status(qr.reference), lambda: other.cancel_merchant_payment(qr.reference)):
-        with pytest.raises(BackendRefused) as refused:
-            attempt()
-        assert refused.value.status == 404 and refused.value.code == "payment_not_found"
-    with pytest.raises(RuntimeError, match=r"404.*payment_not_found"):  # the app pays a code naming another terminal
-        sandbox.admin.mark_paid(qr.reference, AMOUNT, "CNY", "tokWallet", terminal_id="OTHER001")
-    assert enrolled.payment_status(qr.reference).status == "pending"  # the other terminal changed nothing
-    sandbox.admin.mark_paid(qr.reference, AMOUNT, "CNY", "tokWallet", terminal_id=enrolled.config.terminal.id)
-    assert enrolled.payment_status(qr.reference).status == "paid"

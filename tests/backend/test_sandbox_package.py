@@ -39,7 +39,7 @@ def test_the_package_reads_the_contract_file_it_ships():
     linked = ROOT / "sandbox" / "openapi.yaml"
     assert linked.is_symlink() and linked.resolve() == (ROOT / "docs" / "openapi.yaml").resolve()  # one source
     assert spec_text() == (ROOT / "docs" / "openapi.yaml").read_text(encoding="utf-8")
-    assert "/v1/heartbeat" in load_spec()["paths"]
+    assert "/v1/payments" in load_spec()["paths"]
 
 
 def test_the_terminal_and_the_sandbox_import_each_other_only_as_agreed():

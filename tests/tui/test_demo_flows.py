@@ -4,6 +4,7 @@ on 127.0.0.1, the simulated camera decoding rendered phone screens, the sync wor
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 
@@ -12,6 +13,7 @@ from terminal.demo import Demo
 from terminal.tui.app import make_app
 from terminal.tui.screens import CheckoutScreen, ResultScreen, SignInScreen
 from terminal.tui.screens.present import PresentScreen
+from tests.merchant_codes import register_merchant_code
 from tests.tui.conftest import sign_in, type_text
 
 pytestmark = pytest.mark.timeout(120)
@@ -35,13 +37,18 @@ async def wait_for(pilot, condition, timeout: float = 20.0) -> None:
 
 
 async def show_merchant_code(pilot, journal, amount_digits: str) -> str:
-    """Key an amount, press Q: the terminal's merchant code is on screen. Returns its reference."""
+    """Key an amount, press Q: the terminal's merchant code is on screen (and registered with the
+    backend, see tests/merchant_codes.py). Returns its reference."""
     await type_text(pilot, amount_digits)
     await pilot.press("enter")
     await wait_for(pilot, lambda: isinstance(pilot.app.screen, PresentScreen))
     await pilot.press("q")
     await wait_for(pilot, lambda: journal.open_merchant_codes())
-    return journal.open_merchant_codes()[0]["reference"]
+    code = journal.open_merchant_codes()[0]
+    service = pilot.app.service
+    lifetime = timedelta(minutes=service.config.qr.merchant_code_minutes)
+    register_merchant_code(service, code["reference"], code["amount"], code["shown_at"] + lifetime)
+    return code["reference"]
 
 
 async def sell_with_wallet_code(pilot, amount_digits: str) -> ResultScreen:
