@@ -118,6 +118,24 @@ def admin(args: argparse.Namespace) -> int:
     return 0
 
 
+# options whose value is an opaque secret that may start with "-" (a URL-safe token does, one time in
+# 64): argparse would take `--token -Ab3...` for a missing value followed by an unknown option
+_OPAQUE_VALUES = ("--token", "--admin-token")
+
+
+def _join_opaque_values(argv: Sequence[str]) -> list[str]:
+    """`--token VALUE` -> `--token=VALUE`, so that a VALUE starting with "-" stays a value."""
+    out: list[str] = []
+    items = iter(argv)
+    for arg in items:
+        if arg in _OPAQUE_VALUES:
+            value = next(items, None)
+            out.append(arg if value is None else f"{arg}={value}")
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="walletpos-sandbox", description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", default=str(DEFAULT_DIR), help=f"backend data (default {DEFAULT_DIR})")
@@ -173,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = act.add_parser("stats", help="what the backend holds")
     p.add_argument("--terminal-id")
     a.set_defaults(func=admin)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_opaque_values(sys.argv[1:] if argv is None else argv))
     try:
         return args.func(args)
     except (RuntimeError, requests.RequestException) as exc:  # the admin API refused, or no sandbox there

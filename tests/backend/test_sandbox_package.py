@@ -1,12 +1,13 @@
 """The sandbox is a package of the walletpos distribution: its contract file travels with it, the
-demo starts it from an installed wheel (outside any source tree), and what it imports from the
-terminal and what the terminal imports from it are bounded."""
+demo starts it from an installed wheel (outside any source tree), what it imports from the terminal
+and what the terminal imports from it are bounded, and its command reads every admin token."""
 
 from __future__ import annotations
 
 import ast
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from sandbox import start_sandbox
 from sandbox.spec import load_spec, spec_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +53,17 @@ def test_the_terminal_and_the_sandbox_import_each_other_only_as_agreed():
     print(f"\nterminal -> sandbox: {terminal_uses}; sandbox -> terminal: {sorted(sandbox_uses)}")
     assert terminal_uses == {"terminal/demo.py": [("sandbox", False)]}  # the demo only, inside a function
     assert sandbox_uses <= TERMINAL_MODULES_FOR_THE_SANDBOX
+
+
+def test_the_admin_command_takes_a_token_that_starts_with_a_dash(tmp_path):
+    token = "-" + secrets.token_urlsafe(24)  # what token_urlsafe gives one time in 64
+    command = Path(sys.executable).with_name("walletpos-sandbox")
+    with start_sandbox(admin_token=token) as running:
+        answer = subprocess.run([str(command), "admin", "--url", running.url, "--token", token, "stats"],
+                                capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    print(f"\nwalletpos-sandbox admin --token {token[:4]}... stats: exit {answer.returncode} {answer.stderr[-200:]}")
+    assert answer.returncode == 0, answer.stderr
+    assert json.loads(answer.stdout)["stored"] == 0
 
 
 # what the demo does to start its sandbox (terminal.demo.Demo._start_sandbox), from an installed wheel
