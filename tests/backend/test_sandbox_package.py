@@ -55,6 +55,29 @@ def test_the_terminal_and_the_sandbox_import_each_other_only_as_agreed():
     assert sandbox_uses <= TERMINAL_MODULES_FOR_THE_SANDBOX
 
 
+def test_the_demo_loads_the_sandbox_only_when_it_starts_and_names_the_extra_without_flask(tmp_path):
+    # Flask is made unimportable inside the child process (None in sys.modules): there is no second
+    # environment without Flask to run it in
+    code = textwrap.dedent("""
+        import json, sys
+        import terminal.demo as demo
+        loaded = sorted(name for name in ("sandbox", "flask") if name in sys.modules)
+        sys.modules["flask"] = None
+        try:
+            demo._sandbox_module()
+            refused = None
+        except demo.DemoError as exc:
+            refused = exc.message
+        print(json.dumps({"loaded_with_the_demo": loaded, "refused": refused}))
+    """)
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert child.returncode == 0, child.stderr
+    seen = json.loads(child.stdout)
+    print(f"\n{seen}")
+    assert seen["loaded_with_the_demo"] == []
+    assert "flask" in seen["refused"] and "pip install 'walletpos[sandbox]'" in seen["refused"]
+
+
 def test_the_admin_command_takes_a_token_that_starts_with_a_dash(tmp_path):
     token = "-" + secrets.token_urlsafe(24)  # what token_urlsafe gives one time in 64
     command = Path(sys.executable).with_name("walletpos-sandbox")
