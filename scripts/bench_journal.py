@@ -21,15 +21,13 @@ import argparse
 import json
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import benchkit
 
-from scripts import benchkit
 from terminal.config import load_config
 from terminal.core.money import Money, currency
 from terminal.core.rules import Method, PaymentRequest, RuleSet, TerminalState, WalletTier, decide

@@ -26,19 +26,15 @@ import argparse
 import base64
 import json
 import os
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+import benchkit
 import cv2
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from drivers.qrdecode import Pipeline, zbar_only, zxing_only
 from drivers.sim.phone import FRAME_SIZE, Scene, render_scene
-from scripts import benchkit
 from terminal.core import qrpay
 from terminal.core.money import Money, currency
 from terminal.core.rules import WalletTier

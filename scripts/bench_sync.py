@@ -18,22 +18,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchkit import machine
 
-from scripts.benchkit import machine  # noqa: E402
-from scripts.sandbox import Sandbox, start_sandbox  # noqa: E402
-from terminal.bootstrap import bootstrap  # noqa: E402
-from terminal.config import config_from_mapping  # noqa: E402
-from terminal.core.money import Money  # noqa: E402
-from terminal.journal import NewTransaction  # noqa: E402
-from terminal.service import Service  # noqa: E402
+from sandbox import Sandbox, start_sandbox
+from terminal.bootstrap import bootstrap
+from terminal.config import config_from_mapping
+from terminal.core.money import Money
+from terminal.journal import NewTransaction
+from terminal.service import Service
 
 TERMINAL = "WPOS0001"
 

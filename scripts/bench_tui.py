@@ -34,16 +34,14 @@ import termios
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchkit import machine, percentile
 
-from scripts.benchkit import machine, percentile  # noqa: E402
-from scripts.sandbox import start_sandbox  # noqa: E402
-from terminal.bootstrap import bootstrap  # noqa: E402
-from terminal.config import config_from_mapping  # noqa: E402
-from terminal.core.money import Money, currency, format_money  # noqa: E402
-from terminal.core.rules import Method, PaymentRequest  # noqa: E402
-from terminal.payment import CardFacts  # noqa: E402
+from sandbox import start_sandbox
+from terminal.bootstrap import bootstrap
+from terminal.config import config_from_mapping
+from terminal.core.money import Money, currency, format_money
+from terminal.core.rules import Method, PaymentRequest
+from terminal.payment import CardFacts
 
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[PX^_].*?\x1b\\|\x1b\][^\x07]*\x07|\x1b[@-Z\\-_]")
 
@@ -133,7 +131,7 @@ def prepare(base: Path, name: str, terminal_id: str, sandbox, rows: int) -> tupl
 
 
 def spawn(config_file: Path, data: Path) -> Terminal:
-    env = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor"}
     env.pop("WALLETPOS_CONFIG", None)
     return Terminal([sys.executable, "-m", "terminal.cli", "--config", str(config_file), "--data-dir", str(data),
                      "tui", "--locale", "en"], env)

@@ -36,12 +36,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from terminal.backend import NotEnrolled, PaymentStatus
+from terminal.backend import BackendError, BackendRefused, NotEnrolled, PaymentStatus
 from terminal.core import qrpay
 from terminal.core.money import Money
 from terminal.core.qrpay import CodeKind, Why
 from terminal.core.rules import Method, PaymentRequest
-from terminal.errors import QrPayloadError, SecurityError, StorageError
+from terminal.errors import QrPayloadError, SecurityError, StorageError, WalletposError
 from terminal.journal import CodeClaim, NewTransaction, TxnRow
 from terminal.journal.ids import new_txn_id
 from terminal.payment import CardFacts, PaymentResult
@@ -273,8 +273,17 @@ class MerchantQr:
                 "valid_until": self.valid_until.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
+class MerchantCodeUnavailable(WalletposError):
+    """The terminal's merchant code cannot be shown: the backend must know it first (offline, or the
+    backend refused it). Nothing is journaled as a sale."""
+
+    title = "Merchant QR needs the network"
+
+
 class MerchantCodeBackend(Protocol):
     """What merchant codes need from the backend (implemented by `terminal.backend.BackendClient`)."""
+
+    def register_payment(self, reference: str, amount: int, currency: str, valid_until: str) -> PaymentStatus: ...
 
     def payment_status(self, reference: str) -> PaymentStatus: ...
 
@@ -326,27 +335,46 @@ class MerchantCodes:
         find it, close it at the backend and record a payment made with it (`settle`). With
         `on_screen` the caller watches it (`Checkout.wait_merchant_qr`) and closes it when done."""
         payments = self.payments
+        txn_id = txn_id or new_txn_id()
+        payload, reference = self.payload(amount, txn_id)
+        backend = self._backend()
+        if on_screen:
+            self.watch(reference, True)
+        now = payments.clock()
+        valid_until = now + self.lifetime
+        journal = payments.require_journal()
+        try:
+            journal.merchant_codes.open(reference, txn_id, amount, operator, now=now)
+        except StorageError:
+            self.watch(reference, False)
+            raise
+        try:  # the backend records this terminal as the code's owner before anyone can scan it
+            backend.register_payment(reference, amount.minor, amount.currency.alpha,
+                                     valid_until.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        except WalletposError as exc:
+            self.watch(reference, False)
+            journal.merchant_codes.close(reference, "not_registered", now=now)
+            raise MerchantCodeUnavailable(
+                f"the backend could not be told about the code, so it is not shown ({exc.message}); take a card "
+                "or a code the customer shows, or try the QR again when the network is back") from None
+        return MerchantQr(payload, amount, reference, txn_id, now, valid_until)
+
+    def payload(self, amount: Money, txn_id: str) -> tuple[str, str]:
+        """The EMVCo merchant-presented payload of a payment of `amount` with transaction `txn_id`, and its
+        62/05 reference (pure: nothing is recorded or registered)."""
+        payments = self.payments
         if amount.currency != payments.currency or not amount.is_positive:
             raise QrPayloadError(f"a merchant code is for a positive amount in {payments.currency.alpha}",
                                  reason=Why.INVALID_FIELD.value)
         t = payments.config.terminal
         q = payments.config.qr
-        txn_id = txn_id or new_txn_id()
         reference = reference_of(txn_id)
         payload = qrpay.dynamic_mpm(
             merchant_account=(f"{q.merchant_account_id:02d}", [("00", q.merchant_account_guid),
                                                                 ("01", t.merchant_id)]),
             mcc=t.merchant_category_code, amount=amount, country=t.country, merchant_name=t.merchant_name,
             merchant_city=t.merchant_city, reference=reference, terminal_label=t.id)
-        if on_screen:
-            self.watch(reference, True)
-        now = payments.clock()
-        try:
-            payments.require_journal().merchant_codes.open(reference, txn_id, amount, operator, now=now)
-        except StorageError:
-            self.watch(reference, False)
-            raise
-        return MerchantQr(payload, amount, reference, txn_id, now, now + self.lifetime)
+        return payload, reference
 
     def record_outcome(self, reference: str, txn_id: str, amount: Money, status: PaymentStatus,
                        operator: str | None) -> TxnRow:
@@ -396,19 +424,37 @@ class MerchantCodes:
         with self._lock:
             on_screen = set(self._on_screen)
         rows: list[TxnRow] = []
+        failure: BackendError | None = None
         now = self.payments.clock()
         for code in journal.merchant_codes.still_open():
             reference = code["reference"]
             if reference in on_screen:
                 continue
             args = (reference, code["txn_id"], code["amount"])
-            if code["close_requested"] or now - code["shown_at"] >= self.lifetime:
-                row = self.close(*args, code["operator"], reason="closed_by_terminal")
-            else:
-                status = self.status(reference)
-                row = None if status.status == "pending" else self.record_outcome(*args, status, code["operator"])
+            try:  # one code the backend cannot settle now does not hold up the others
+                if code["close_requested"] or now - code["shown_at"] >= self.lifetime:
+                    row = self.close(*args, code["operator"], reason="closed_by_terminal")
+                else:
+                    status = self.status(reference)
+                    row = None if status.status == "pending" else self.record_outcome(*args, status, code["operator"])
+            except BackendRefused as exc:
+                if exc.code != "payment_not_found":
+                    failure = failure or exc
+                    continue
+                # the backend never knew this code (it was never registered, or not with this terminal): it
+                # cannot have been paid through the backend; close it here
+                log.warning("merchant code %s is unknown to the backend: closed here", reference)
+                journal.merchant_codes.close(reference, "unknown_to_backend", now=now)
+                continue
+            except BackendError as exc:
+                failure = failure or exc
+                continue
             if row is not None:
                 log.warning("merchant code %s: %s %s after it left the screen (transaction %s)", reference,
                             "paid" if row.approved else "ended", row.amount, row.id)
                 rows.append(row)
+        if failure is not None and not rows:
+            raise failure
+        if failure is not None:
+            log.warning("some merchant codes not settled yet: %s", failure.message)
         return rows

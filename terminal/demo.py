@@ -6,14 +6,13 @@ camera into the checkout, seeds demo operators when there are none, and gives th
 each virtual card, show a signed or a numeric wallet code to the camera, and pull the network (the
 backend process is stopped) and restore it, so offline approval, queueing and sync are visible.
 
-The sandbox lives in the source tree (`scripts/sandbox/`), so the demo runs from a checkout.
+The sandbox is the `sandbox` package of the walletpos distribution (the `sandbox` extra).
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-import sys
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -30,7 +29,6 @@ from terminal.service import Service
 
 log = logging.getLogger("walletpos.demo")
 
-ROOT = Path(__file__).resolve().parents[1]
 DEMO_PORT = 8765
 ISSUER_KEY_ID = "demo-issuer"
 
@@ -83,13 +81,13 @@ class DemoError(WalletposError):
 
 
 def _sandbox_module() -> Any:
-    if not (ROOT / "scripts" / "sandbox" / "__init__.py").exists():
-        raise DemoError("the demo needs the sandbox backend of the source checkout (scripts/sandbox); "
-                        "run it from the walletpos checkout with scripts/run")
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    import scripts.sandbox as sandbox
-
+    """The sandbox wallet backend (package `sandbox`, installed with the `sandbox` extra), imported
+    only when the demo starts: nothing else in the terminal depends on it."""
+    try:
+        import sandbox
+    except ModuleNotFoundError as exc:
+        raise DemoError(f"the demo needs the sandbox wallet backend and its dependencies ({exc.name} is not "
+                        "installed): pip install 'walletpos[sandbox]'") from None
     return sandbox
 
 

@@ -352,6 +352,21 @@ class BackendClient:
                 raise BackendAnswerError(f"authorisation answer is for {answer.id}, not {txn_id}")
             return answer
 
+    def register_payment(self, reference: str, amount: int, currency: str, valid_until: str) -> PaymentStatus:
+        """Register a merchant code before it is shown: from now on it belongs to this terminal (the
+        backend answers another terminal's questions about it with 404). Retrying with the same values
+        is safe (`valid_until` as the same text)."""
+        data = self._call("POST", "/v1/payments", body={"reference": reference, "amount": amount,
+                                                         "currency": currency, "valid_until": valid_until})
+        with self._reading():
+            a = Answer(data, "merchant code registration")
+            status = PaymentStatus(a.str("reference"), a.str("status", choices=("pending", "paid", "cancelled")),
+                                   a.int("amount", 1), a.str("currency"), None, None)
+            if status.reference != reference or status.amount != amount or status.currency != currency:
+                raise BackendAnswerError(f"merchant code registration answers for {status.reference} "
+                                         f"{status.amount} {status.currency}, not {reference} {amount} {currency}")
+            return status
+
     def payment_status(self, reference: str) -> PaymentStatus:
         data = self._call("GET", f"/v1/payments/{requests.utils.quote(reference, safe='')}")
         return self._payment_status(data, reference)

@@ -63,11 +63,17 @@ def _usage_errors(handler: Any) -> Any:
 
 @_usage_errors
 def cmd_qr(args: argparse.Namespace) -> int:
+    from terminal.backend import NotEnrolled
+    from terminal.codepay import MerchantCodeUnavailable
     from terminal.core.money import format_money
 
     with open_service(args) as svc:
         amount = _amount(svc, args.amount)
-        mqr = svc.merchant_qr(amount)
+        try:
+            mqr = svc.merchant_qr(amount)
+        except (MerchantCodeUnavailable, NotEnrolled) as exc:  # the backend must know a code before it is shown
+            print(f"walletpos: {exc.title}: {exc.message}", file=sys.stderr)
+            return Exit.ONLINE_FAILED
         display = svc.config.display
     if args.png:
         write_png(mqr.payload, Path(args.png))

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from scripts.sandbox import Sandbox, start_sandbox
+from sandbox import Sandbox, start_sandbox
 from terminal.bootstrap import bootstrap
 from terminal.config import config_from_mapping
 from terminal.core.money import Money

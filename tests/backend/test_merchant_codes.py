@@ -10,7 +10,6 @@ from datetime import timedelta
 
 import pytest
 
-from terminal.backend import BackendRefused
 from terminal.checkout import Checkout, PaymentInterpreter
 from terminal.core.money import Money
 from tests.backend.conftest import TERMINAL
@@ -41,6 +40,7 @@ def open_codes(svc) -> list[str]:
 def show(checkout, svc):
     qr = checkout.merchant_qr(Money(AMOUNT, svc.currency), "op1")
     assert open_codes(svc) == [qr.reference]  # in the journal before anyone can scan it
+    assert svc.payment_status(qr.reference).status == "pending"  # and registered as this terminal's
     return qr
 
 
@@ -194,17 +194,31 @@ def test_timestamps_use_the_service_clock(sandbox, make_service, tmp_path, clock
     assert (clock.now - code["shown_at"]) == timedelta(seconds=1)
 
 
-def test_a_code_belongs_to_the_terminal_that_showed_it(sandbox, enrolled, checkout, make_service, tmp_path):
-    qr = show(checkout, enrolled)
-    assert enrolled.payment_status(qr.reference).status == "pending"  # this terminal asked first: it owns the code
-    other = make_service(sandbox.url, data_dir=tmp_path / "other", terminal={"id": "OTHER001"})
-    other.enrol_backend(sandbox.admin.enrolment_token("OTHER001"))
-    for attempt in (lambda: other.payment_status(qr.reference), lambda: other.cancel_merchant_payment(qr.reference)):
-        with pytest.raises(BackendRefused) as refused:
-            attempt()
-        assert refused.value.status == 404 and refused.value.code == "payment_not_found"
-    with pytest.raises(RuntimeError, match=r"404.*payment_not_found"):  # the app pays a code naming another terminal
-        sandbox.admin.mark_paid(qr.reference, AMOUNT, "CNY", "tokWallet", terminal_id="OTHER001")
-    assert enrolled.payment_status(qr.reference).status == "pending"  # the other terminal changed nothing
-    sandbox.admin.mark_paid(qr.reference, AMOUNT, "CNY", "tokWallet", terminal_id=enrolled.config.terminal.id)
-    assert enrolled.payment_status(qr.reference).status == "paid"
+def test_walletpos_qr_registers_prints_draws_and_writes_a_png_that_decodes(sandbox, tmp_path, cli_env):
+    """`walletpos qr` on an enrolled terminal: the code is registered as this terminal's, printed,
+    drawn in the terminal and written as a PNG that decodes to the same payload."""
+    import json
+    from datetime import datetime
+
+    import cv2
+
+    from drivers.qrdecode import Pipeline
+    from terminal.core import qrpay
+    from tests.backend.test_sync_cli import run, write_config
+
+    cli_env["WALLETPOS_CONFIG"] = str(write_config(tmp_path / "terminal.toml", sandbox.url))
+    run(cli_env, "backend", "enrol", "--token", sandbox.admin.enrolment_token(TERMINAL))
+    png = tmp_path / "pay.png"
+    out = json.loads(run(cli_env, "qr", "--amount", "12.34", "--json", "--png", str(png)).stdout)
+    code = qrpay.parse_mpm(out["payload"])
+    assert code.amount_text == "12.34" and code.currency_numeric == "156" and code.reference == out["reference"]
+    assert out["amount"] == 1234 and out["currency"] == "CNY"
+    shown_at, valid_until = (datetime.fromisoformat(out[k].replace("Z", "+00:00"))
+                             for k in ("created_at", "valid_until"))
+    assert valid_until - shown_at == timedelta(minutes=10)  # qr.merchant_code_minutes default
+    assert Pipeline().decode(cv2.imread(str(png))).text == out["payload"]
+    sandbox.admin.mark_paid(out["reference"], None, None, "tokWallet", terminal_id=TERMINAL)  # registered: payable
+    text = run(cli_env, "qr", "--amount", "5").stdout
+    assert "▀" in text or "▄" in text  # drawn with half blocks
+    assert "payload    000201010212" in text and "¥5.00" in text
+    assert "valid to   " in text and "qr.merchant_code_minutes" in text

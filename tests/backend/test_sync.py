@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.sandbox import start_sandbox
+from sandbox import start_sandbox
 from terminal.core.money import Money
 from terminal.core.rules import Decision, Method, PaymentRequest
 from terminal.journal import utc_text

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from scripts.sandbox import start_sandbox
+from sandbox import start_sandbox
 from terminal.backend import ENROLMENT_FILE, BackendUnreachable, CertificatePinMismatch, Enrolment, spki_sha256
 from terminal.config import config_from_mapping
 from terminal.errors import ConfigError, SecurityError

@@ -6,10 +6,13 @@ from __future__ import annotations
 import sqlite3
 from datetime import timedelta
 
+import pytest
+
 from terminal import codepay
 from terminal.core import qrpay
 from terminal.core.money import Money
 from terminal.core.rules import WalletTier
+from terminal.errors import WalletposError
 from tests.qr.conftest import CNY, cpm_text, make_code, vectors
 
 
@@ -121,17 +124,26 @@ def test_merchant_codes_and_other_text_are_refused_and_not_journaled(qr_service)
 
 
 def test_merchant_qr_carries_amount_and_a_reference_that_is_the_transaction_id(qr_service):
-    mqr = qr_service.merchant_qr(Money(1234, CNY))
-    code = qrpay.parse_mpm(mqr.payload)
+    txn_id = "01a23afc-f079-7001-852a-5c3055685b6e"
+    payload, reference = qr_service.merchant_codes.payload(Money(1234, CNY), txn_id)
+    code = qrpay.parse_mpm(payload)
     assert code.initiation == "dynamic" and code.amount() == Money(1234, CNY)
-    assert code.reference == mqr.reference and len(mqr.reference) == 25
-    assert codepay.txn_id_of_reference(mqr.reference) == mqr.transaction_id
+    assert code.reference == reference and len(reference) == 25
+    assert codepay.txn_id_of_reference(reference) == txn_id
     assert code.get("26").sub("00") == "com.walletpos.pay" and code.get("26").sub("01") == "MID000000000001"
     assert (code.mcc, code.country, code.merchant_name) == ("5411", "CN", "Walletpos Demo Shop")
     assert code.additional_data["07"] == "WPOS0001"
     for txn_id in ("00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff"):
         assert codepay.txn_id_of_reference(codepay.reference_of(txn_id)) == txn_id
     assert codepay.reference_of("ffffffff-ffff-ffff-ffff-ffffffffffff") == "F5LXX1ZZ5PNORYNQGLHZMSP33"
+
+
+def test_a_merchant_qr_without_the_backend_is_not_shown_and_no_sale_is_journaled(qr_service):
+    """The backend must register a merchant code (as this terminal's) before anyone may scan it: with no
+    backend the code is refused with a sentence saying so, and no sale is journaled."""
+    with pytest.raises(WalletposError, match="backend"):
+        qr_service.merchant_qr(Money(1234, CNY))
+    assert qr_service.require_journal().head().counts()["total"] == 0
 
 
 def test_card_data_and_numeric_codes_are_sealed_to_the_backend_key_when_there_is_one(qr_service):

@@ -25,7 +25,8 @@ def demo(tmp_path):
 
 
 async def show_merchant_code(pilot, journal, amount_digits: str) -> str:
-    """Key an amount, press Q: the terminal's merchant code is on screen. Returns its reference."""
+    """Key an amount, press Q: the terminal's merchant code is on screen (and registered with the
+    backend, see tests/merchant_codes.py). Returns its reference."""
     await type_text(pilot, amount_digits)
     await pilot.press("enter")
     await wait_for(pilot, lambda: isinstance(pilot.app.screen, PresentScreen))

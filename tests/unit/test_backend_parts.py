@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from scripts.sandbox.faults import FaultInjector, FaultPlan
+from sandbox.faults import FaultInjector, FaultPlan
 from terminal.backend import BackendAnswerError, CircuitBreaker, _Answer, _retry_after
 from terminal.config import config_from_mapping
 from terminal.core.backend_limits import BackendLimits, tighten

@@ -1,20 +1,19 @@
-#!/usr/bin/env python3
-"""The sandbox wallet backend: serve it, or steer a running one through its admin API.
+"""`walletpos-sandbox`: serve the sandbox wallet backend, or steer a running one through its admin API.
 
-    scripts/sandbox_backend.py serve [--port 8765] [--data-dir DIR]      # http://127.0.0.1:8765
-    scripts/sandbox_backend.py admin enrolment-token [--terminal-id WPOS0001]
-    scripts/sandbox_backend.py admin deny TOKEN [--reason lost_card]
-    scripts/sandbox_backend.py admin out-of-funds TOKEN [--undo]
-    scripts/sandbox_backend.py admin paid REFERENCE [--amount 1250 --currency CNY]
-    scripts/sandbox_backend.py admin limits --currency CNY --floor-limit 5000 ...
-    scripts/sandbox_backend.py admin issuer-key [--key-id K1]
-    scripts/sandbox_backend.py admin issuer-sign K1 --payload-hex 0102...
-    scripts/sandbox_backend.py admin faults --rate 0.3 [--kinds error,reset,timeout,malformed,retry_after]
-    scripts/sandbox_backend.py admin faults --off
-    scripts/sandbox_backend.py admin stats [--terminal-id WPOS0001]
+    walletpos-sandbox serve [--port 8765] [--data-dir DIR]      # http://127.0.0.1:8765
+    walletpos-sandbox admin enrolment-token [--terminal-id WPOS0001]
+    walletpos-sandbox admin deny TOKEN [--reason lost_card]
+    walletpos-sandbox admin out-of-funds TOKEN [--undo]
+    walletpos-sandbox admin paid REFERENCE [--amount 1250 --currency CNY]
+    walletpos-sandbox admin limits --currency CNY --floor-limit 5000 ...
+    walletpos-sandbox admin issuer-key [--key-id K1]
+    walletpos-sandbox admin issuer-sign K1 --payload-hex 0102...
+    walletpos-sandbox admin faults --rate 0.3 [--kinds error,reset,timeout,malformed,retry_after]
+    walletpos-sandbox admin faults --off
+    walletpos-sandbox admin stats [--terminal-id WPOS0001]
 
 The admin token is written to <data dir>/admin.token (mode 0600) by `serve`, and read from there
-(or from --token / $WALLETPOS_SANDBOX_ADMIN_TOKEN) by `admin`.
+(or from --token / $WALLETPOS_SANDBOX_ADMIN_TOKEN) by `admin`. `python -m sandbox` is the same command.
 """
 
 from __future__ import annotations
@@ -25,11 +24,12 @@ import os
 import secrets
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import requests
 
-from sandbox.server import AdminClient, SandboxServer
+from .server import AdminClient, SandboxServer
 
 DEFAULT_DIR = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "walletpos-sandbox"
 TOKEN_ENV = "WALLETPOS_SANDBOX_ADMIN_TOKEN"
@@ -39,6 +39,7 @@ LIMITS = ("floor_limit", "cvm_required_limit", "contactless_transaction_limit", 
 
 def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file left by an older run may be readable by others
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
 
@@ -92,7 +93,7 @@ def admin(args: argparse.Namespace) -> int:
         client.out_of_funds(args.card_token, not args.undo)
         out = {"card_token": args.card_token, "out_of_funds": not args.undo}
     elif action == "paid":
-        out = client.mark_paid(args.reference, args.amount, args.currency, args.card_token)
+        out = client.mark_paid(args.reference, args.amount, args.currency, args.card_token, args.terminal_id)
     elif action == "limits":
         out = client.set_limits(args.currency, **{name: getattr(args, name) for name in LIMITS})
     elif action == "issuer-key":
@@ -117,8 +118,26 @@ def admin(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sandbox_backend.py", description=__doc__.split("\n")[0])
+# options whose value is an opaque secret that may start with "-" (a URL-safe token does, one time in
+# 64): argparse would take `--token -Ab3...` for a missing value followed by an unknown option
+_OPAQUE_VALUES = ("--token", "--admin-token")
+
+
+def _join_opaque_values(argv: Sequence[str]) -> list[str]:
+    """`--token VALUE` -> `--token=VALUE`, so that a VALUE starting with "-" stays a value."""
+    out: list[str] = []
+    items = iter(argv)
+    for arg in items:
+        if arg in _OPAQUE_VALUES:
+            value = next(items, None)
+            out.append(arg if value is None else f"{arg}={value}")
+        else:
+            out.append(arg)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="walletpos-sandbox", description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", default=str(DEFAULT_DIR), help=f"backend data (default {DEFAULT_DIR})")
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="run the backend until stopped")
@@ -146,11 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     p = act.add_parser("out-of-funds", help="decline this token's offline payments after sync")
     p.add_argument("card_token")
     p.add_argument("--undo", action="store_true")
-    p = act.add_parser("paid", help="mark a merchant-QR payment paid")
+    p = act.add_parser("paid", help="the wallet app pays a registered merchant code")
     p.add_argument("reference")
-    p.add_argument("--amount", type=int, help="minor units")
+    p.add_argument("--amount", type=int, help="minor units (default: what the code asks)")
     p.add_argument("--currency")
     p.add_argument("--card-token")
+    p.add_argument("--terminal-id", help="the terminal label in the code (62/07)")
     p = act.add_parser("limits", help="set the terminal limits (minor units; omitted = none)")
     p.add_argument("--currency", default="CNY")
     for name in LIMITS:
@@ -171,8 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     p = act.add_parser("stats", help="what the backend holds")
     p.add_argument("--terminal-id")
     a.set_defaults(func=admin)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    args = parser.parse_args(_join_opaque_values(sys.argv[1:] if argv is None else argv))
+    try:
+        return args.func(args)
+    except (RuntimeError, requests.RequestException) as exc:  # the admin API refused, or no sandbox there
+        print(f"walletpos-sandbox: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -27,8 +27,6 @@ from .app import ADMIN_HEADER, InjectedReset, create_app, with_faults
 from .faults import FaultInjector
 from .store import Store
 
-SCRIPT = Path(__file__).resolve().parents[1] / "sandbox_backend.py"
-
 
 class _Handler(WSGIRequestHandler):
     """werkzeug's handler, quiet, and able to reset a connection (RST) when a fault says so."""
@@ -248,10 +246,12 @@ def start_sandbox(
 ) -> Sandbox:
     """Start a sandbox backend on a free port (or `port`) and return its URL and admin handle.
 
-    By default it runs in its own process (`scripts/sandbox_backend.py serve`), so that the caller's
-    CPU work and the backend's do not share one interpreter; `in_process=True` serves it from a
-    background thread of the caller. `db_path` keeps its SQLite file (a temporary one otherwise), so
-    a backend stopped and started again on the same file and port comes back with its data."""
+    By default it runs in its own process (`python -P -m sandbox serve` with the caller's interpreter
+    and environment: the installed package, never a `sandbox` directory that happens to be in the
+    working directory), so that the caller's CPU work and the backend's do not share one interpreter;
+    `in_process=True` serves it from a background thread of the caller. `db_path` keeps its SQLite
+    file (a temporary one otherwise), so a backend stopped and started again on the same file and
+    port comes back with its data."""
     tmp = None
     if db_path is None:
         tmp = tempfile.TemporaryDirectory(prefix="walletpos-sandbox-")
@@ -263,8 +263,8 @@ def start_sandbox(
         server = SandboxServer(db_path, host, port, token, certfile, keyfile).start()
         return Sandbox(server.url, AdminClient(server.url, token, verify=verify), db_path, token, _server=server,
                        _tmp=tmp)
-    command = [sys.executable, str(SCRIPT), "serve", "--host", host, "--port", str(port), "--db", str(db_path),
-               "--ready-json"]
+    command = [sys.executable, "-P", "-m", "sandbox", "serve", "--host", host, "--port", str(port),
+               "--db", str(db_path), "--ready-json"]
     if certfile:
         command += ["--cert", certfile, "--key", keyfile or certfile]
     env = {**os.environ, "WALLETPOS_SANDBOX_ADMIN_TOKEN": token}
