@@ -172,7 +172,9 @@ class AdminClient:
         return self._call("PUT", "/admin/clock", {"offset_s": offset_s})
 
     def stats(self, terminal_id: str | None = None) -> dict[str, Any]:
-        return self._call("GET", "/admin/stats", **({"terminal_id": terminal_id} if terminal_id else {}))
+        if terminal_id:
+            return self._call("GET", "/admin/stats", terminal_id=terminal_id)
+        return self._call("GET", "/admin/stats")
 
     def transactions(self, terminal_id: str, after_seq: int = 0, limit: int = 100000) -> list[dict[str, Any]]:
         return self._call("GET", "/admin/transactions", terminal_id=terminal_id, after_seq=after_seq,

@@ -33,10 +33,10 @@ def setup_logging(log_dir: Path, level: str = "INFO", keep_files: int = 5) -> Pa
     """Route the `walletpos` loggers to a rotating file; returns its path (None if not writable)."""
     root = logging.getLogger("walletpos")
     root.setLevel(level)
-    for handler in list(root.handlers):
-        if getattr(handler, "_walletpos", False):
-            root.removeHandler(handler)
-            handler.close()
+    for old in list(root.handlers):
+        if getattr(old, "_walletpos", False):
+            root.removeHandler(old)
+            old.close()
     try:
         log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         handler: logging.Handler = logging.handlers.RotatingFileHandler(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,36 +23,37 @@ AUTH_CODE = re.compile(r"[A-Z0-9]{6}")
 class Answer:
     """Field-by-field reading of a backend answer; every mismatch is a BackendAnswerError."""
 
-    def __init__(self, data: Any, what: str):
+    def __init__(self, data: Any, what: builtins.str):
         if not isinstance(data, dict):
             raise BackendAnswerError(f"{what}: expected a JSON object, got {type(data).__name__}")
         self.data, self.what = data, what
 
-    def _get(self, key: str) -> Any:
+    def _get(self, key: builtins.str) -> Any:
         if key not in self.data:
             raise BackendAnswerError(f"{self.what}: field {key} is missing")
         return self.data[key]
 
-    def _bad(self, key: str, expected: str) -> BackendAnswerError:
+    def _bad(self, key: builtins.str, expected: builtins.str) -> BackendAnswerError:
         value = repr(self.data.get(key))[:40]
         return BackendAnswerError(f"{self.what}: field {key} must be {expected}, got {value}")
 
-    def int(self, key: str, minimum: int = 0) -> int:
+    def int(self, key: builtins.str, minimum: builtins.int = 0) -> builtins.int:
         value = self._get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise self._bad(key, f"a whole number >= {minimum}")
         return value
 
-    def opt_int(self, key: str, minimum: int = 0) -> int | None:
+    def opt_int(self, key: builtins.str, minimum: builtins.int = 0) -> builtins.int | None:
         return None if self._get(key) is None else self.int(key, minimum)
 
-    def bool(self, key: str) -> bool:
+    def bool(self, key: builtins.str) -> builtins.bool:
         value = self._get(key)
         if not isinstance(value, bool):
             raise self._bad(key, "true or false")
         return value
 
-    def str(self, key: str, pattern: re.Pattern[str] | None = None, choices: Sequence[str] | None = None) -> str:
+    def str(self, key: builtins.str, pattern: re.Pattern[builtins.str] | None = None,
+            choices: Sequence[builtins.str] | None = None) -> builtins.str:
         value = self._get(key)
         if not isinstance(value, str) or (pattern is not None and not pattern.fullmatch(value)) \
                 or (choices is not None and value not in choices):
@@ -59,27 +61,27 @@ class Answer:
             raise self._bad(key, expected)
         return value
 
-    def opt_str(self, key: str, pattern: re.Pattern[str] | None = None,
-                choices: Sequence[str] | None = None) -> str | None:
+    def opt_str(self, key: builtins.str, pattern: re.Pattern[builtins.str] | None = None,
+                choices: Sequence[builtins.str] | None = None) -> builtins.str | None:
         return None if self._get(key) is None else self.str(key, pattern, choices)
 
-    def time(self, key: str) -> datetime:
+    def time(self, key: builtins.str) -> datetime:
         text = self.str(key)
         try:
             return parse_utc(text.replace("Z", "+00:00"))
         except ValueError:
             raise self._bad(key, "a UTC timestamp") from None
 
-    def opt_time(self, key: str) -> datetime | None:
+    def opt_time(self, key: builtins.str) -> datetime | None:
         return None if self._get(key) is None else self.time(key)
 
-    def list(self, key: str) -> list[Any]:
+    def list(self, key: builtins.str) -> list[Any]:
         value = self._get(key)
         if not isinstance(value, list):
             raise self._bad(key, "a list")
         return value
 
-    def obj(self, key: str) -> Answer:
+    def obj(self, key: builtins.str) -> Answer:
         return Answer(self._get(key), f"{self.what} {key}")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import re
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -35,6 +36,8 @@ class _Signer(requests.auth.AuthBase):
         body = r.body
         if isinstance(body, str):
             body = body.encode("utf-8")
+        if body is not None and not isinstance(body, bytes):  # requests gives bytes for every body walletpos sends
+            raise TypeError("signed requests need a body in memory")
         ts = int(time.time() * 1000) + self.offset()
         nonce = new_nonce()
         message = signing_bytes(self.terminal_id, r.method or "GET", r.path_url, ts, nonce, body_sha256(body))
@@ -67,7 +70,8 @@ def _pinned_pool(pins: frozenset[str]) -> type[urllib3.HTTPSConnectionPool]:
     class PinnedConnection(urllib3.connection.HTTPSConnection):
         def connect(self) -> None:
             super().connect()
-            der = self.sock.getpeercert(binary_form=True) if self.sock is not None else None
+            sock = self.sock
+            der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
             digest = spki_sha256(der) if der else None
             if digest not in pins:
                 self.close()

@@ -17,13 +17,26 @@ from terminal.core.money import Money
 class ReportRow(Protocol):
     """The fields a report reads from a journal row (`terminal.journal.TxnRow` has them)."""
 
-    seq: int
-    kind: str
-    method: str
-    scheme: str | None
-    decision: str
-    auth_mode: str
-    sync_state: str
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def scheme(self) -> str | None: ...
+
+    @property
+    def decision(self) -> str: ...
+
+    @property
+    def auth_mode(self) -> str: ...
+
+    @property
+    def sync_state(self) -> str: ...
 
     @property
     def amount(self) -> Money: ...

@@ -219,6 +219,8 @@ class PresentScreen(BaseScreen):
     @screen_work(group="demo")
     def demo_code(self, kind: str) -> None:
         demo = self.wp.demo
+        if demo is None:
+            return
         try:
             if kind == "numeric":
                 demo.show_numeric_code()
@@ -232,14 +234,20 @@ class PresentScreen(BaseScreen):
 
     @screen_work(group="demo")
     def demo_pay_code(self) -> None:
+        demo = self.wp.demo
+        if demo is None:
+            return
         try:
-            self.wp.demo.pay_merchant_code()
+            demo.pay_merchant_code()
         except WalletposError as exc:
             self.from_worker(self.say, exc.message)
 
     def action_demo_tap(self, index: int) -> None:
+        demo = self.wp.demo
+        if demo is None:
+            return
         try:
-            self.wp.demo.tap_card(index)
+            demo.tap_card(index)
         except WalletposError as exc:
             self.say(exc.message)
 
