@@ -1,23 +1,24 @@
 """Logging: standard `logging`, one line per event, written to the data directory's logs/ folder.
 
 Nothing in walletpos logs card data on purpose; `RedactCardNumbers` is the second line of defence:
-any run of 12-19 digits in a log line is masked before it is written.
+every card number in a log line (`terminal.core.cardmask`: Luhn-checked, standing alone, also in
+groups or as track 2 data) is masked before it is written; hashes and signatures stay readable.
 """
 
 from __future__ import annotations
 
 import logging
 import logging.handlers
-import re
 from pathlib import Path
 
-_DIGIT_RUN = re.compile(r"(?<!\d)(\d{6})\d{2,9}(\d{4})(?!\d)")
+from terminal.core.cardmask import mask_card_numbers
 
 LOG_FILE = "walletpos.log"
 
 
 def redact(text: str) -> str:
-    return _DIGIT_RUN.sub(lambda m: m.group(1) + "*" * (len(m.group(0)) - 10) + m.group(2), text)
+    """`text` with every card number masked (the one masking function of every output path)."""
+    return mask_card_numbers(text)
 
 
 class RedactCardNumbers(logging.Filter):

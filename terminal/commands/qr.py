@@ -94,6 +94,7 @@ def cmd_qr(args: argparse.Namespace) -> int:
 def _describe(svc: Any, text: str) -> dict[str, Any]:
     """kind, the text as it may be shown, and what is wrong with it (if anything)."""
     from terminal.core import qrpay
+    from terminal.core.cardmask import mask_card_numbers
     from terminal.errors import QrPayloadError
 
     prefixes = svc.config.qr.numeric_prefixes
@@ -102,12 +103,13 @@ def _describe(svc: Any, text: str) -> dict[str, Any]:
         code = qrpay.classify(text, prefixes)
     except QrPayloadError as exc:
         shown = text if kind in (qrpay.CodeKind.MPM, qrpay.CodeKind.WALLET_SIGNED) else f"<{kind.value} code>"
-        return {"kind": kind.value, "text": shown, "valid": False, "problem": exc.reason, "message": exc.message}
+        return {"kind": kind.value, "text": mask_card_numbers(shown), "valid": False, "problem": exc.reason,
+                "message": mask_card_numbers(exc.message)}
     out: dict[str, Any] = {"kind": code.kind.value, "text": qrpay.display_text(code, text), "valid": True}
     if isinstance(code, qrpay.MerchantPresentedCode | qrpay.SignedWalletCode):
         out["fields"] = code.summary()
     elif isinstance(code, qrpay.OtherCode):
-        out["message"] = code.description
+        out["message"] = mask_card_numbers(code.description)
     return out
 
 

@@ -63,13 +63,15 @@ CREATE TABLE IF NOT EXISTS txn (
     sync_attempts INTEGER NOT NULL DEFAULT 0,
     sync_error TEXT,
     sync_reason TEXT,
-    synced_at TEXT
+    synced_at TEXT,
+    short_ref TEXT
 );
 CREATE INDEX IF NOT EXISTS txn_payer_day ON txn (card_token, business_date) WHERE card_token IS NOT NULL;
 CREATE INDEX IF NOT EXISTS txn_reference ON txn (reference) WHERE reference IS NOT NULL;
 CREATE INDEX IF NOT EXISTS txn_pending ON txn (seq) WHERE sync_state = 'pending';
 CREATE INDEX IF NOT EXISTS txn_day ON txn (business_date);
 CREATE INDEX IF NOT EXISTS txn_created ON txn (created_at);
+CREATE INDEX IF NOT EXISTS txn_short_ref ON txn (short_ref);
 CREATE INDEX IF NOT EXISTS txn_last4 ON txn (substr(masked_pan, -4)) WHERE masked_pan IS NOT NULL;
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL, mac BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deny_list (

@@ -179,6 +179,7 @@ class TxnRow(NamedTuple):
     sync_error: str | None
     sync_reason: str | None
     synced_at: datetime | None
+    short_ref: str | None = None  # the human reference: the row's number within its business day
 
     @property
     def approved(self) -> bool:
@@ -223,6 +224,7 @@ class TxnRow(NamedTuple):
             sync_error=self.sync_error,
             sync_reason=self.sync_reason,
             synced_at=utc_text(self.synced_at) if self.synced_at else None,
+            short_ref=self.short_ref,
         )
         return out
 

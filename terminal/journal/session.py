@@ -45,7 +45,7 @@ log = logging.getLogger("walletpos.journal")
 INSERT_TXN = (
     "INSERT INTO txn (seq, id, terminal_id, created_at, business_date, kind, amount, currency, method, scheme, "
     "card_token, masked_pan, decision, reasons, auth_mode, reference, operator, sealed_card, details, prev_hash, "
-    "row_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "row_hash, short_ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -184,11 +184,13 @@ class Session:
         head = self.head
         seq, prev = head.txn_seq + 1, head.txn_hash
         raw_digest = hashlib.sha256(f"{head_json}{json_str(prev)}{middle_json}{seq}{tail_json}".encode()).digest()
+        day_count = head.day_count + 1 if head.day == day else 1
+        short_ref = f"{day_count:04d}"
         db = self.db
         db.execute(INSERT_TXN, (seq, txn_id, self.terminal_id, created_at, day, txn.kind, amount.minor, cur,
                                 txn.method, txn.scheme, txn.card_token, txn.masked_pan, txn.decision, reasons_text,
                                 txn.auth_mode, txn.reference, txn.operator, txn.sealed_card, details_json,
-                                bytes.fromhex(prev), raw_digest))
+                                bytes.fromhex(prev), raw_digest, short_ref))
         if claim is not None:
             try:
                 db.execute("INSERT INTO used_codes (wallet_id, counter, key_id, txn_id, used_at) "
@@ -202,7 +204,8 @@ class Session:
             head.exposure + amount.minor if exposed else head.exposure,
             head.approved + approved, head.declined + (not approved), head.accepted, head.duplicate,
             head.declined_after_offline, head.rejected, head.resolved, head.archived_seq, head.archived_hash,
-            head.last_sync_ok_at, head.hold, head.deny_version, head.deny_count, head.deny_digest, head.signed_seq)
+            head.last_sync_ok_at, head.hold, head.deny_version, head.deny_count, head.deny_digest, head.signed_seq,
+            day, day_count)
         self.dirty = True
         if totals is not None and token is not None:
             offline = txn.auth_mode in OFFLINE_MODES
@@ -213,7 +216,7 @@ class Session:
         return TxnRow(seq, txn_id, self.terminal_id, now if now.tzinfo is UTC else now.astimezone(UTC),
                       business_date, txn.kind, amount, txn.method, txn.scheme, txn.card_token, txn.masked_pan,
                       txn.decision, txn.reasons, txn.auth_mode, txn.reference, txn.operator, txn.sealed_card,
-                      details, prev, digest, None, "pending", 0, None, None, None)
+                      details, prev, digest, None, "pending", 0, None, None, None, short_ref)
 
     def audit(self, event: str, *, now: datetime, actor: str | None = None,
               details: Mapping[str, Any] | None = None) -> int:

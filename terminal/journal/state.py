@@ -70,6 +70,8 @@ class Head:
     deny_count: int = 0
     deny_digest: str = ZERO_DIGEST
     signed_seq: int = 0  # rows up to here carry their signature (the rest are signed shortly)
+    day: str = ""  # the business day of the newest row, and how many rows that day has (short references)
+    day_count: int = 0
 
     def body(self) -> str:
         """The head as stored: its fields in declaration order joined by "|" (the hold, free text, last
@@ -78,20 +80,21 @@ class Head:
                 f"{self.exposure}|{self.approved}|{self.declined}|{self.accepted}|{self.duplicate}|"
                 f"{self.declined_after_offline}|{self.rejected}|{self.resolved}|{self.archived_seq}|"
                 f"{self.archived_hash}|{self.last_sync_ok_at or ''}|{self.deny_version}|{self.deny_count}|"
-                f"{self.deny_digest}|{self.signed_seq}|{'null' if self.hold is None else json.dumps(self.hold)}")
+                f"{self.deny_digest}|{self.signed_seq}|{self.day}|{self.day_count}|"
+                f"{'null' if self.hold is None else json.dumps(self.hold)}")
 
     @classmethod
     def parse(cls, body: str) -> Head:
-        parts = body.split("|", 21)
-        if len(parts) != 22 or parts[0] != HEAD_FORMAT:
+        parts = body.split("|", 23)
+        if len(parts) != 24 or parts[0] != HEAD_FORMAT:
             raise ValueError("not a journal head")
-        ints = [int(parts[i]) for i in (1, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 17, 18, 20)]
-        hold = json.loads(parts[21])
+        ints = [int(parts[i]) for i in (1, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 17, 18, 20, 22)]
+        hold = json.loads(parts[23])
         if hold is not None and not isinstance(hold, str):
             raise ValueError("the hold is not text")
         return cls(ints[0], parts[2], ints[1], parts[4], ints[2], ints[3], ints[4], ints[5], ints[6], ints[7],
                    ints[8], ints[9], ints[10], ints[11], parts[15], parts[16] or None, hold, ints[12], ints[13],
-                   parts[19], ints[14])
+                   parts[19], ints[14], parts[21], ints[15])
 
     def counts(self) -> dict[str, int]:
         return {"total": self.txn_seq - self.archived_seq if self.archived_seq else self.txn_seq,

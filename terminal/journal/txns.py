@@ -39,7 +39,7 @@ log = logging.getLogger("walletpos.journal")
 TXN_COLUMNS = (
     "seq, id, terminal_id, created_at, business_date, kind, amount, currency, method, scheme, "
     "card_token, masked_pan, decision, reasons, auth_mode, reference, operator, sealed_card, details, "
-    "prev_hash, row_hash, signature, sync_state, sync_attempts, sync_error, sync_reason, synced_at"
+    "prev_hash, row_hash, signature, sync_state, sync_attempts, sync_error, sync_reason, synced_at, short_ref"
 )
 SEARCH_WINDOW = 50_000  # word searches (scheme, method, result) look at this many newest rows
 SIGN_BATCH = 2000
@@ -54,13 +54,13 @@ def row_of(values: Sequence[Any]) -> TxnRow:
     (seq, id_, terminal_id, created_at, business_date, kind, amount, cur, method, scheme,
      card_token, masked_pan, decision, reasons, auth_mode, reference, operator, sealed_card,
      details, prev_hash, row_hash, signature, sync_state, sync_attempts, sync_error,
-     sync_reason, synced_at) = values
+     sync_reason, synced_at, short_ref) = values
     return TxnRow(
         seq, id_, terminal_id, parse_utc(created_at), date.fromisoformat(business_date), kind,
         Money(amount, currency(cur)), method, scheme, card_token, masked_pan, decision, tuple(json.loads(reasons)),
         auth_mode, reference, operator, sealed_card, json.loads(details), _hex(prev_hash), _hex(row_hash),
         _hex(signature) if signature is not None else None,
-        sync_state, sync_attempts, sync_error, sync_reason, parse_utc(synced_at) if synced_at else None,
+        sync_state, sync_attempts, sync_error, sync_reason, parse_utc(synced_at) if synced_at else None, short_ref,
     )
 
 
@@ -180,6 +180,13 @@ class Transactions:
         rows = self.rows("WHERE id = ?", (txn_id,))
         return rows[0] if rows else None
 
+    def by_short_ref(self, short_ref: str, business_date: date | None = None) -> list[TxnRow]:
+        """Rows with this short reference (the newest days first), or the one of `business_date`."""
+        ref = short_ref.strip().lstrip("#").zfill(4)
+        if business_date is not None:
+            return self.rows("WHERE short_ref = ? AND business_date = ?", (ref, business_date.isoformat()))
+        return self.rows("WHERE short_ref = ?", (ref,), order="seq DESC", limit=20)
+
     def find(self, text: str) -> list[TxnRow]:
         """Rows whose id starts or ends with `text` (at least 6 characters: a shortened reference)."""
         text = text.strip().lower()
@@ -197,9 +204,11 @@ class Transactions:
         text = (search or "").strip().lower()
         if not text:
             return self.rows(order="seq DESC", limit=limit)
-        if len(text) == 4 and text.isdigit():
-            return self.rows("WHERE substr(masked_pan, -4) = ? AND masked_pan IS NOT NULL", (text,),
-                             order="seq DESC", limit=limit)
+        if len(text) == 4 and text.isdigit():  # a short reference or the last four card digits, newest first
+            return self.rows("WHERE short_ref = ? OR (substr(masked_pan, -4) = ? AND masked_pan IS NOT NULL)",
+                             (text, text), order="seq DESC", limit=limit)
+        if text.isdigit() and len(text) <= 6:  # a short reference of a busy day (5 or 6 digits)
+            return self.rows("WHERE short_ref = ?", (text.zfill(4),), order="seq DESC", limit=limit)
         if len(text) >= 6 and all(c in "0123456789abcdef-" for c in text):
             return self.find(text)[:limit]
         newest = self._d.read("SELECT COALESCE(MAX(seq), 0) FROM txn")[0][0]

@@ -10,6 +10,7 @@ from datetime import date
 from typing import TypedDict
 
 from terminal.core import tlv
+from terminal.core.cardmask import mask_card_numbers_in_hex
 from terminal.core.tlv import Tlv
 from terminal.errors import CardError, TlvError
 
@@ -137,8 +138,8 @@ def masked_summary(objects: Sequence[Tlv]) -> str:
             parts.append(f"{tag}[{masked_summary(node.children)}]")
         elif node.tag in SENSITIVE_TAGS:
             parts.append(f"{tag}=<{len(node.value)} bytes masked>")
-        else:
-            parts.append(f"{tag}={node.value.hex().upper()}")
+        else:  # a PAN under a tag that is not known as card data is masked too
+            parts.append(f"{tag}={mask_card_numbers_in_hex(node.value.hex().upper())}")
     return ",".join(parts)
 
 

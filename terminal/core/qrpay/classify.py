@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from terminal.core.cardmask import mask_card_numbers, mask_digits
 from terminal.core.qrpay.common import CodeKind, check_text
 from terminal.core.qrpay.cpm import ConsumerPresentedCode, parse_cpm
 from terminal.core.qrpay.mpm import MerchantPresentedCode, parse_mpm
@@ -81,11 +82,11 @@ def display_text(code: PaymentCode, text: str) -> str:
     if isinstance(code, ConsumerPresentedCode):
         app = code.application
         pan = app.pan
-        masked = (pan[:6] + "*" * (len(pan) - 10) + pan[-4:]) if pan and len(pan) >= 13 else "****"
+        masked = mask_digits(pan) if pan and len(pan) >= 12 else "****"
         return f"<consumer code, {code.payload_size} bytes, {app.aid or 'no AID'}, card {masked}>"
     if isinstance(code, NumericWalletCode):
         return code.masked
-    return text
+    return mask_card_numbers(text)  # a plain code may hold a card number (or track 2 data) in clear
 
 
 __all__ = ["OtherCode", "PaymentCode", "classify", "display_text", "kind_of"]
