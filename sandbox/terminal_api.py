@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from flask import Blueprint, Response, request
 
 from terminal.journal import utc_text
+from terminal.journal.record import head_ack_digest
 
 from .errors import Refused
 from .problems import json_response
@@ -65,7 +66,8 @@ def enrolment() -> Response:
     store = backend().store
     enrolled_at = store.terminals.enrol(terminal_id, public_key, body["enrolment_token"])
     return json_response({"terminal_id": terminal_id, "enrolled_at": enrolled_at,
-                          "sealing_key": store.keys.sealing_key(), "server_time": store.now_text()})
+                          "sealing_key": store.keys.sealing_key(), "ack_public_key": store.keys.ack_public_key(),
+                          "server_time": store.now_text()})
 
 
 @terminal_api.post("/heartbeat")
@@ -97,7 +99,21 @@ def upload() -> Response:
     store = backend().store
     key = store.terminals.key(terminal_id)
     assert key is not None  # authenticate() found it
-    return json_response(store.transactions.ingest(terminal_id, key, body["records"]))
+    answer = store.transactions.ingest(terminal_id, key, body["records"])
+    answer["head_ack"] = _head_ack(terminal_id, key.public_bytes_raw().hex(), answer["highest_contiguous_seq"])
+    return json_response(answer)
+
+
+def _head_ack(terminal_id: str, terminal_key: str, seq: int) -> dict[str, Any] | None:
+    """The signed acknowledgement of every row up to `seq` (None while the backend holds none)."""
+    store = backend().store
+    row_hash = store.transactions.row_hash_at(terminal_id, seq) if seq else None
+    if row_hash is None:
+        return None
+    at = store.now_text()
+    digest = head_ack_digest(terminal_id, seq, row_hash, terminal_key, at)
+    return {"terminal_id": terminal_id, "txn_seq": seq, "txn_hash": row_hash, "terminal_key": terminal_key,
+            "at": at, "signature": store.keys.sign_ack(digest)}
 
 
 @terminal_api.post("/authorisations")

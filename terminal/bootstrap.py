@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -159,9 +159,22 @@ def verify_data_dir(config: Config, data_dir: Path, *, signatures: bool = False)
                    else f"no walletpos terminal in {data_dir} (no keys, no journal)")
         return VerifyReport(not path.exists() and not data_dir.exists(), 0, 0, problem=problem,
                             problems=(problem,)), path
-    enrolment = Enrolment.load(data_dir)
-    ack_key = getattr(enrolment, "ack_public_key", None) if enrolment is not None else None
-    return verify_journal(path, keys, signatures=signatures, ack_key=ack_key, expect_journal=True), path
+    try:
+        enrolment = Enrolment.load(data_dir)
+    except (SecurityError, StorageError) as exc:
+        enrolment = None
+        unreadable: str | None = f"the enrolment file cannot be used ({exc.message})"
+    else:
+        unreadable = None
+    ack_key = enrolment.ack_public_key if enrolment is not None else None
+    report = verify_journal(path, keys, signatures=signatures, ack_key=ack_key, expect_journal=True)
+    extra = [unreadable] if unreadable else []
+    if enrolment is not None and enrolment.public_key != keys.public_key_bytes.hex():
+        extra.append("the terminal key differs from the one enrolled at the backend: the key file was replaced")
+    if not extra:
+        return report, path
+    problems = (*extra, *report.problems)
+    return replace(report, ok=False, problem=problems[0], problems=problems), path
 
 
 __all__ = ["JOURNAL_FILE", "Devices", "bootstrap", "open_storage", "resolve_data_dir", "verify_data_dir"]

@@ -131,13 +131,38 @@ def _cpm(payments: Payments, code: qrpay.ConsumerPresentedCode, amount: Money) -
     except SecurityError:
         raise QrPayloadError("the card number in the consumer code is not valid", reason="bad_card_number") from None
     v = app.values
+    cid = cryptogram_type(v)
     sealed = _seal(payments, {"pan": pan, "track2": v.get("track2"), "expiry": v.get("expiry"),
                          "pan_sequence": v.get("pan_sequence")})
     public = {k: v[k] for k in ("cryptogram", "cid", "atc", "unpredictable_number", "iad", "aip") if k in v}
     facts = CardFacts(scheme=_scheme(app.aid), card_token=token, masked_pan=masked, sealed_card=sealed,
                       details={"code_kind": CodeKind.CPM.value, "aid": app.aid, **public})
-    request = PaymentRequest(amount=amount, method=Method.QR_CPM, card_token=token, expiry=app.expiry)
+    # an AAC is the card declining: journaled as a decline; an ARQC (or a TC) goes to the issuer (CPM is
+    # online-only: `terminal.core.rules.ONLINE_ONLY_METHODS`), which checks the cryptogram
+    request = PaymentRequest(amount=amount, method=Method.QR_CPM, card_token=token, expiry=app.expiry,
+                             card_declined=cid == "AAC")
     return CodePayment(CodeKind.CPM, request, facts)
+
+
+CID_TYPES = {0x00: "AAC", 0x40: "TC", 0x80: "ARQC"}
+
+
+def cryptogram_type(values: Mapping[str, str]) -> str:
+    """What the code's application cryptogram says (AAC, TC, ARQC) after checking that it has one: a
+    consumer code without an 8-byte cryptogram (9F26, not all zeros), its information data (9F27) and
+    its transaction counter (9F36) is not a payment the issuer could check; it is refused."""
+    cryptogram, cid, atc = values.get("cryptogram"), values.get("cid"), values.get("atc")
+    if not cryptogram or len(cryptogram) != 16 or set(cryptogram) <= {"0"}:
+        raise QrPayloadError("the consumer code carries no application cryptogram (9F26): the issuer could not "
+                             "check it", reason="no_cryptogram")
+    if not cid or len(cid) != 2 or not atc or len(atc) != 4:
+        raise QrPayloadError("the consumer code lacks its cryptogram information (9F27) or counter (9F36)",
+                             reason="no_cryptogram")
+    kind = CID_TYPES.get(int(cid, 16) & 0xC0)
+    if kind is None:
+        raise QrPayloadError(f"the consumer code's cryptogram type {cid} is not AAC, TC or ARQC",
+                             reason="no_cryptogram")
+    return kind
 
 
 def wallet_token(payments: Payments, wallet_id: str) -> str:

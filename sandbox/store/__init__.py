@@ -21,7 +21,7 @@ from .transactions import ItemResult, Transactions
 
 __all__ = ["LIMIT_NAMES", "Database", "ItemResult", "Store"]
 
-_WIPED_ON_RESET = ("terminals", "enrolment_tokens", "nonces", "transactions", "authorisations", "deny_list",
+_WIPED_ON_RESET = ("terminals", "enrolment_tokens", "nonces", "transactions", "authorisations", "deny_list", "cpm_counters",
                    "out_of_funds", "payments", "issuer_keys", "heartbeats")
 
 
@@ -55,7 +55,7 @@ class Store:
         with self.db.transaction() as db:
             for table in _WIPED_ON_RESET:
                 db.execute(f"DELETE FROM {table}")
-            db.execute("DELETE FROM meta WHERE key NOT IN ('sealing_private_key', 'sealing_key_id')")
+            db.execute("DELETE FROM meta WHERE key NOT IN ('sealing_private_key', 'sealing_key_id', 'ack_private_key')")
         # a backend that lost everything: deny-list versions start again from 1
         with self.db.transaction() as db:
             db.execute("DELETE FROM deny_changes")

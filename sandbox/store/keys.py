@@ -21,6 +21,20 @@ class Keys:
         self.db = db
         if not self.db.meta("sealing_private_key"):
             self.rotate_sealing_key()
+        if not self.db.meta("ack_private_key"):
+            with self.db.transaction() as tx:
+                self.db.set_meta(tx, "ack_private_key", Ed25519PrivateKey.generate().private_bytes_raw().hex())
+
+    # -- acknowledgements of terminals' journal heads ----------------------------------------------
+
+    def _ack_key(self) -> Ed25519PrivateKey:
+        return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(self.db.meta("ack_private_key") or ""))
+
+    def ack_public_key(self) -> str:
+        return self._ack_key().public_key().public_bytes_raw().hex()
+
+    def sign_ack(self, digest: bytes) -> str:
+        return self._ack_key().sign(digest).hex()
 
     # -- sealing key ------------------------------------------------------------------------------
 

@@ -45,11 +45,10 @@ class Payments:
                 reason = "deny_listed"
             elif token and db.execute("SELECT 1 FROM out_of_funds WHERE card_token = ?", (token,)).fetchone():
                 reason = "insufficient_funds"
-            elif body.get("sealed_card"):
-                try:
-                    self.keys.open_sealed(body["sealed_card"])
-                except (SecurityError, ValueError):
-                    reason = "sealed_card_unreadable"
+            elif body.get("sealed_card") and not self._sealed_card_opens(body["sealed_card"]):
+                reason = "sealed_card_unreadable"
+            elif body["method"] == "qr_cpm":
+                reason = self._cpm_problem(db, token, body.get("details") or {})
             status = "declined" if reason else "approved"
             code = "".join(secrets.choice(_AUTH_CODE_ALPHABET) for _ in range(6)) if status == "approved" else None
             decided_at = self.db.now_text()
@@ -57,6 +56,31 @@ class Payments:
                        "decided_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (terminal_id, body["id"], digest, status, reason, code, decided_at))
         return {"id": body["id"], "status": status, "reason": reason, "auth_code": code, "decided_at": decided_at}
+
+    def _sealed_card_opens(self, sealed: str) -> bool:
+        try:
+            self.keys.open_sealed(sealed)
+        except (SecurityError, ValueError):
+            return False
+        return True
+
+    @staticmethod
+    def _cpm_problem(db: Any, token: str | None, details: Mapping[str, Any]) -> str | None:
+        """The issuer's checks of a consumer-presented code, as far as a sandbox can make them: it holds
+        no card keys, so it cannot recompute the ARQC; it refuses what no issuer would accept: no
+        cryptogram, an all-zero one, a cryptogram that is not an ARQC (the card asks to go online), and a
+        transaction counter (ATC) this card has already used (a replayed code)."""
+        cryptogram, cid, atc = details.get("cryptogram"), details.get("cid"), details.get("atc")
+        if not isinstance(cryptogram, str) or len(cryptogram) != 16 or set(cryptogram) <= {"0"}:
+            return "cryptogram_missing"
+        if not isinstance(cid, str) or len(cid) != 2 or int(cid, 16) & 0xC0 != 0x80:
+            return "cryptogram_not_arqc"
+        if not isinstance(atc, str) or not token:
+            return "cryptogram_missing"
+        if db.execute("SELECT 1 FROM cpm_counters WHERE card_token = ? AND atc = ?", (token, atc)).fetchone():
+            return "cryptogram_replayed"
+        db.execute("INSERT INTO cpm_counters (card_token, atc) VALUES (?, ?)", (token, atc))
+        return None
 
     def authorisation_count(self) -> int:
         row = self.db.one("SELECT COUNT(*) FROM authorisations")

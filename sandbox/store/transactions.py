@@ -143,6 +143,10 @@ class Transactions:
             )
         return {"highest_contiguous_seq": gaps[0]["first"] - 1 if gaps else high, "gaps": gaps[:100]}
 
+    def row_hash_at(self, terminal_id: str, seq: int) -> str | None:
+        row = self.db.one("SELECT row_hash FROM transactions WHERE terminal_id = ? AND seq = ?", (terminal_id, seq))
+        return str(row[0]) if row else None
+
     def continuity(self, terminal_id: str) -> dict[str, Any]:
         with self.db.lock:
             return self._continuity(self.db.connection, terminal_id)

@@ -109,6 +109,7 @@ class BatchAnswer:
     results: tuple[ItemResult, ...]
     highest_contiguous_seq: int
     gaps: tuple[tuple[int, int], ...]
+    head_ack: dict[str, Any] | None = None  # the backend's signed acknowledgement of the journal head
 
 
 @dataclass(frozen=True, slots=True)

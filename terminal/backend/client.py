@@ -139,6 +139,7 @@ class BackendClient:
                 public_key=self.keys.public_key_bytes.hex(), enrolled_at=answer.str("enrolled_at"),
                 sealing_key_id=seal.str("key_id", KEY_ID),
                 sealing_public_key=bytes.fromhex(seal.str("public_key", HEX64)),
+                ack_public_key=bytes.fromhex(answer.str("ack_public_key", HEX64)),
             )
             if enrolment.terminal_id != self.terminal_id:
                 raise BackendAnswerError(f"enrolment answer names terminal {enrolment.terminal_id}, "
@@ -151,7 +152,7 @@ class BackendClient:
         if self._enrolment is None:
             return
         updated = Enrolment(self._enrolment.terminal_id, self._enrolment.backend_url, self._enrolment.public_key,
-                            self._enrolment.enrolled_at, key_id, public_key)
+                            self._enrolment.enrolled_at, key_id, public_key, self._enrolment.ack_public_key)
         updated.save(self.data_dir)
         self._enrolment = updated
 
@@ -316,7 +317,9 @@ class BackendClient:
         for gap in a.list("gaps"):
             g = Answer(gap, "upload answer gap")
             gaps.append((g.int("first", 1), g.int("last", 1)))
-        return BatchAnswer(tuple(parsed), a.int("highest_contiguous_seq"), tuple(gaps))
+        ack = a.data.get("head_ack") if isinstance(a.data, dict) else None
+        return BatchAnswer(tuple(parsed), a.int("highest_contiguous_seq"), tuple(gaps),
+                           dict(ack) if isinstance(ack, dict) else None)
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[None]:

@@ -24,11 +24,13 @@ class Enrolment:
     enrolled_at: str
     sealing_key_id: str
     sealing_public_key: bytes
+    ack_public_key: bytes | None = None  # the backend's key for acknowledgements of the journal head
 
     def to_dict(self) -> dict[str, Any]:
         return {"terminal_id": self.terminal_id, "backend_url": self.backend_url, "public_key": self.public_key,
                 "enrolled_at": self.enrolled_at,
-                "sealing_key": {"key_id": self.sealing_key_id, "public_key": self.sealing_public_key.hex()}}
+                "sealing_key": {"key_id": self.sealing_key_id, "public_key": self.sealing_public_key.hex()},
+                "ack_public_key": self.ack_public_key.hex() if self.ack_public_key else None}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Enrolment:
@@ -36,8 +38,12 @@ class Enrolment:
         key = bytes.fromhex(seal["public_key"])
         if len(key) != 32:
             raise ValueError("the sealing key must be 32 bytes")
+        ack = data.get("ack_public_key")
+        ack_key = bytes.fromhex(ack) if isinstance(ack, str) else None
+        if ack_key is not None and len(ack_key) != 32:
+            raise ValueError("the acknowledgement key must be 32 bytes")
         return cls(str(data["terminal_id"]), str(data["backend_url"]), str(data["public_key"]),
-                   str(data["enrolled_at"]), str(seal["key_id"]), key)
+                   str(data["enrolled_at"]), str(seal["key_id"]), key, ack_key)
 
     @classmethod
     def load(cls, data_dir: Path) -> Enrolment | None:

@@ -33,7 +33,14 @@ from typing import Any
 from terminal.errors import JournalIntegrityError, StorageError
 from terminal.journal.db import SCHEMA_VERSION, Database, open_read_only
 from terminal.journal.deny import deny_digest
-from terminal.journal.record import AUDIT_SIGNED_FIELDS, GENESIS_HASH, VerifyReport, record_hash, utc_text
+from terminal.journal.record import (
+    AUDIT_SIGNED_FIELDS,
+    GENESIS_HASH,
+    VerifyReport,
+    head_ack_digest,
+    record_hash,
+    utc_text,
+)
 from terminal.journal.session import Session
 from terminal.journal.state import Head, StateBook
 from terminal.journal.txns import TXN_COLUMNS, row_problem, stored_hash
@@ -244,16 +251,24 @@ def _row_hash_at(db: sqlite3.Connection, seq: int) -> str | None:
 
 
 def _check_point(db: sqlite3.Connection, found: _Findings, what: str, point: Mapping[str, Any], head: Head,
-                 key: bytes | None) -> None:
-    """A checkpoint or acknowledgement: signed by `key`, and the rows it names are still there, unchanged."""
+                 key: bytes | None, public_key: bytes) -> None:
+    """A checkpoint (signed by this terminal) or the backend's acknowledgement (signed by the backend,
+    naming the terminal key it knows): signed by `key`, and the row it names is still there, unchanged."""
     try:
         seq, digest = int(point["txn_seq"]), str(point["txn_hash"])
         signature = bytes.fromhex(str(point["signature"]))
+        if "terminal_key" in point:
+            signed = head_ack_digest(str(point["terminal_id"]), seq, digest, str(point["terminal_key"]),
+                                     str(point["at"]))
+        else:
+            signed = checkpoint_digest(point)
     except (KeyError, TypeError, ValueError):
         found.add("meta", None, f"the {what} is unreadable")
         return
-    if key is not None and not verify_signature(key, signature, checkpoint_digest(point)):
+    if key is not None and not verify_signature(key, signature, signed):
         found.add("meta", None, f"the {what} is not signed by the expected key")
+    if "terminal_key" in point and point["terminal_key"] != public_key.hex():
+        found.add("meta", None, f"the {what} names another terminal key: the key file was replaced")
     if seq > head.txn_seq:
         found.add("txn", head.txn_seq + 1, f"rows {head.txn_seq + 1} to {seq} were vouched for by the {what} "
                                            "but are missing: the journal went backwards")
@@ -350,14 +365,15 @@ def _verify_open(db: sqlite3.Connection, found: _Findings, keys: TerminalKeys, *
         found.add("meta", None, exc.message)
         checkpoint = ack = None
     if checkpoint:
-        _check_point(db, found, "last checkpoint", checkpoint, head, public_key)
+        _check_point(db, found, "last checkpoint", checkpoint, head, public_key, public_key)
     if ack:
-        _check_point(db, found, "backend's acknowledgement", ack, head, ack_key)
+        _check_point(db, found, "backend's acknowledgement", ack, head, ack_key, public_key)
     if anchor is not None:
         for what, point in (("anchor file's checkpoint", anchor.get("checkpoint")),
                             ("anchor file's backend acknowledgement", anchor.get("backend_ack"))):
             if isinstance(point, dict):
-                _check_point(db, found, what, point, head, public_key if "checkpoint" in what else ack_key)
+                _check_point(db, found, what, point, head, public_key if "checkpoint" in what else ack_key,
+                             public_key)
     found.checks["head"] = {"txn_seq": head.txn_seq, "audit_seq": head.audit_seq, "hold": head.hold}
     return txn, audit
 

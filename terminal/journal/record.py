@@ -263,3 +263,14 @@ class VerifyReport:
             "checks": dict(self.checks),
             "seconds": round(self.seconds, 3),
         }
+
+
+def head_ack_digest(terminal_id: str, txn_seq: int, txn_hash: str, terminal_key: str, at: str) -> bytes:
+    """What the backend signs when it acknowledges a terminal's journal head: it holds every row up to
+    `txn_seq`, the last of them with hash `txn_hash`, from the terminal enrolled with `terminal_key`
+    (hex public key). The terminal keeps the newest acknowledgement; a journal that later lacks that
+    row, or holds another one there, or is signed by another key, was lost, forked or rewritten."""
+    text = json.dumps({"terminal_id": terminal_id, "txn_seq": txn_seq, "txn_hash": txn_hash,
+                       "terminal_key": terminal_key, "at": at}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(b"walletpos head ack v1\x00" + text.encode()).digest()
+

@@ -21,7 +21,8 @@ from sandbox.spec import load_spec, spec_text
 
 ROOT = Path(__file__).resolve().parents[2]
 # what the sandbox may use of the terminal: the pure modules that define the contract's bytes
-TERMINAL_MODULES_FOR_THE_SANDBOX = {"terminal.wire", "terminal.journal", "terminal.security", "terminal.errors"}
+TERMINAL_MODULES_FOR_THE_SANDBOX = {"terminal.wire", "terminal.journal", "terminal.journal.record", "terminal.security",
+                                    "terminal.errors"}
 
 
 def imports(path: Path) -> list[tuple[str, bool]]:

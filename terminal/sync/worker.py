@@ -33,7 +33,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 from terminal.backend import (
@@ -43,136 +43,33 @@ from terminal.backend import (
     BackendError,
     BackendRefused,
     BatchAnswer,
-    Enrolment,
     HeartbeatAnswer,
-    PaymentStatus,
 )
 from terminal.config import SyncConfig
 from terminal.core.backend_limits import BackendLimits, tighten
 from terminal.errors import StorageError
-from terminal.journal import Journal, TxnRow, parse_utc, utc_text
+from terminal.journal import BACKEND_ACK, Journal, TxnRow, parse_utc, utc_text
+from terminal.journal.record import head_ack_digest
 from terminal.payment import Clock
 from terminal.payments import RuleBook
+from terminal.security import verify_signature
+from terminal.sync.report import (
+    META_LAST_ATTEMPT,
+    META_LAST_ERROR,
+    META_LAST_ERROR_AT,
+    META_LAST_REPORT,
+    SyncReport,
+    SyncStatus,
+)
 
 log = logging.getLogger("walletpos.sync")
 
-META_LAST_ATTEMPT = "sync_last_attempt_at"
-META_LAST_ERROR = "sync_last_error"
-META_LAST_ERROR_AT = "sync_last_error_at"
-META_LAST_REPORT = "sync_last_report"
 GUARD_LIMITS = "backend_limits"  # authenticated: decisions read the limits
 MAX_DENY_PAGES = 10_000
 SKEW_WARNING_MS = 60_000
 SEQ_CONFLICT = "seq_conflict"  # the reason the backend gives for a row whose sequence number it holds otherwise
 HEARTBEAT_REUSE_S = 10.0  # a retry within this long after an answered heartbeat skips the next one
 MAX_DECLINES_LISTED = 100  # in one report; the journal keeps every one (sync_state declined_after_offline)
-
-
-@dataclass
-class SyncReport:
-    """What one sync cycle did."""
-
-    started_at: str
-    forced: bool = False
-    ok: bool = False
-    skipped: str | None = None  # why nothing was attempted (circuit open)
-    finished_at: str | None = None
-    duration_ms: float = 0.0
-    queue_before: int = 0
-    queue_after: int = 0
-    uploaded: int = 0
-    accepted: int = 0
-    duplicate: int = 0
-    declined_after_offline: int = 0
-    rejected: int = 0
-    batches: int = 0
-    requests: int = 0
-    requeued: int = 0
-    gaps: list[tuple[int, int]] = field(default_factory=list)
-    deny_list: dict[str, int] = field(default_factory=dict)
-    limits_version: int | None = None
-    limits_applied: list[str] = field(default_factory=list)
-    issuer_keys_version: int | None = None
-    sealing_key_id: str | None = None
-    clock_skew_ms: int | None = None
-    heartbeat_ok: bool = False
-    heartbeat_reused: bool = False  # a retry soon after an answered heartbeat went straight to the rows
-    backend_answered: bool = False  # the failure was an answer from the backend (not silence)
-    merchant_code_payments: int = 0  # sales journaled for merchant codes paid after they left the screen
-    seq_conflicts: int = 0  # rows the backend holds otherwise under the same sequence number (journal on hold)
-    error: str | None = None
-    retryable: bool = True
-    retry_after_s: float | None = None
-    declined: list[dict[str, Any]] = field(default_factory=list)  # rows declined after offline approval (first 100)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["gaps"] = [list(g) for g in self.gaps]
-        out["duration_ms"] = round(self.duration_ms, 1)
-        return out
-
-    def lines(self) -> list[str]:
-        """What happened, for people."""
-        if self.skipped:
-            return [f"sync skipped: {self.skipped}"]
-        head = "sync OK" if self.ok else "sync FAILED"
-        out = [f"{head} in {self.duration_ms / 1000:.2f} s ({self.requests} requests)"]
-        if self.uploaded or self.queue_before:
-            out.append(f"uploaded {self.uploaded} of {self.queue_before} queued rows in {self.batches} batches: "
-                       f"{self.accepted} accepted, {self.duplicate} already there, "
-                       f"{self.declined_after_offline} declined after offline approval, {self.rejected} rejected")
-        else:
-            out.append("nothing to upload")
-        for row in self.declined:
-            out.append(f"  declined after offline approval: seq {row['seq']} {row['amount_text']} "
-                       f"{row['masked_pan'] or row['card_token'] or ''} ({row['reason']}); card now denied here")
-        if self.deny_list:
-            out.append(f"deny list now version {self.deny_list['version']} (+{self.deny_list['added']} "
-                       f"-{self.deny_list['removed']})")
-        if self.limits_version is not None:
-            applied = ", ".join(self.limits_applied) or "none stricter than local config"
-            out.append(f"backend limits version {self.limits_version} (tightened: {applied})")
-        if self.issuer_keys_version is not None:
-            out.append(f"issuer keys now version {self.issuer_keys_version}")
-        if self.sealing_key_id:
-            out.append(f"sealing key now {self.sealing_key_id}")
-        if self.gaps:
-            out.append(f"backend reports missing sequence numbers {self.gaps}; {self.requeued} rows queued again")
-        if self.error:
-            retry = f" (backend asks to wait {self.retry_after_s:.0f} s)" if self.retry_after_s else ""
-            out.append(f"error: {self.error}{retry}")
-        out.append(f"{self.queue_after} rows still waiting")
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class SyncStatus:
-    """Sync state at a glance (for `walletpos sync --status` and the TUI)."""
-
-    enabled: bool
-    backend_url: str
-    enrolled: bool
-    enrolment_problem: str | None
-    queue_depth: int
-    oldest_pending_at: str | None
-    oldest_pending_age_s: float | None
-    last_success_at: str | None
-    last_attempt_at: str | None
-    last_error: str | None
-    last_error_at: str | None
-    breaker_state: str
-    consecutive_failures: int
-    worker_running: bool
-    next_attempt_in_s: float | None
-    declined_after_offline: int
-    rejected: int
-    deny_list_version: int
-    limits_version: int
-    issuer_keys_version: int
-    hold: str | None = None  # why offline approvals are off (journal integrity, a seq conflict), or None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class SyncWorker:
@@ -195,6 +92,7 @@ class SyncWorker:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._lifecycle = threading.Lock()  # start() and stop() one at a time
         self._failures = 0
         self._beat_ok_at: float | None = None  # monotonic time of the last heartbeat the backend answered
         self._last_cycle_failed = False
@@ -441,6 +339,8 @@ class SyncWorker:
         for token, why in denials:  # first the deny list, then the rows leave the queue
             self.journal.deny_locally(token, why, now=now)
         self.journal.sync.set_sync_results(results, now=now)
+        if answer.head_ack is not None:
+            self._keep_ack(answer.head_ack, now)
         if conflicts:
             # the backend holds other rows under these sequence numbers: this journal was lost and started
             # again, or copied to another terminal; its offline approvals are money nobody can account for
@@ -454,6 +354,34 @@ class SyncWorker:
             report.requeued += requeued
             if requeued:
                 log.warning("backend is missing rows %s; %d rows queued again", list(answer.gaps), requeued)
+
+    def _keep_ack(self, ack: dict[str, Any], now: datetime) -> None:
+        """Keep the backend's signed acknowledgement of the journal head (the anchor a shell on the
+        terminal cannot rewrite alone): when its signature is the backend's and the journal holds that
+        very row. A signed acknowledgement of a row this journal does not hold puts the journal on hold."""
+        enrolment = self.client.enrolment
+        key = enrolment.ack_public_key if enrolment is not None else None
+        try:
+            seq, digest = int(ack["txn_seq"]), str(ack["txn_hash"])
+            signature = bytes.fromhex(str(ack["signature"]))
+            body = head_ack_digest(str(ack["terminal_id"]), seq, digest, str(ack["terminal_key"]), str(ack["at"]))
+        except (KeyError, TypeError, ValueError):
+            log.warning("the backend's acknowledgement of the journal head is unreadable; ignored")
+            return
+        if key is None or not verify_signature(key, signature, body):
+            log.warning("the backend's acknowledgement of the journal head is not signed by its key; ignored")
+            return
+        if ack["terminal_key"] != self.journal.meta("public_key"):
+            self.journal.hold("the backend acknowledged rows of another terminal key: the key file was replaced",
+                              now=now)
+            return
+        ours = self.journal.txns.rows("WHERE seq = ?", (seq,))
+        if ours and ours[0].row_hash != digest:
+            self.journal.hold(f"the backend holds another row {seq} than this journal: the journal was rewritten "
+                              "or forked", now=now)
+            return
+        if ours:
+            self.journal.set_guard(BACKEND_ACK, dict(ack), now=now)
 
     # -- retries and the background worker --------------------------------------------------------
 
@@ -503,13 +431,20 @@ class SyncWorker:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self) -> None:
-        """Sync in a background thread until `stop()`."""
-        if self.running:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="walletpos-sync", daemon=True)
-        self._thread.start()
+    def start(self, *, old_loop_timeout: float = 30.0) -> None:
+        """Sync in a background thread until `stop()`. Never two loops: a loop still finishing a cycle
+        after a `stop()` that timed out is waited for first (a StorageError when it does not end)."""
+        with self._lifecycle:
+            old = self._thread
+            if old is not None and old.is_alive():
+                if not self._stop.is_set():
+                    return  # already running
+                old.join(old_loop_timeout)
+                if old.is_alive():
+                    raise StorageError("the previous sync loop is still finishing a cycle; try again later")
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="walletpos-sync", daemon=True)
+            self._thread.start()
 
     def _loop(self) -> None:
         self._failures = 0
@@ -522,20 +457,29 @@ class SyncWorker:
                 self._failures += 1
                 delay = self.retry_delay(self._failures)
             self._next_at = time.monotonic() + delay
-            self._wake.wait(delay)
-            self._wake.clear()
+            if self._wake.wait(delay):  # cleared only when it woke us: a nudge that comes later is kept
+                self._wake.clear()
         self._next_at = None
 
     def nudge(self) -> None:
         """Start the next cycle now (e.g. the operator pressed 'sync')."""
         self._wake.set()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop the background loop; True when it ended within `timeout`. A loop still in a cycle keeps
+        its thread here, so a later `start()` waits for it instead of running a second loop."""
+        with self._lifecycle:
+            self._stop.set()
+            self._wake.set()
+            thread = self._thread
+            if thread is None:
+                return True
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("the sync loop did not stop within %.0f s (a cycle is still running)", timeout)
+                return False
             self._thread = None
+            return True
 
     def close(self) -> None:
         """Stop the worker and release the backend connections and the authorisation threads."""
@@ -570,26 +514,4 @@ class SyncWorker:
         )
 
 
-def disabled_status(journal: Journal, backend_url: str, clock: Clock) -> SyncStatus:
-    """Status of a terminal whose backend is switched off in config."""
-    head = journal.head()
-    queue = journal.sync.queue_summary()
-    oldest = queue["oldest_pending_at"]
-    counts = head.sync_state_counts()
-    return SyncStatus(
-        enabled=False, backend_url=backend_url, enrolled=False,
-        enrolment_problem="the backend is switched off ([backend] enabled = false)", queue_depth=queue["pending"],
-        oldest_pending_at=oldest,
-        oldest_pending_age_s=round((clock() - parse_utc(oldest)).total_seconds(), 1) if oldest else None,
-        last_success_at=head.last_sync_ok_at, last_attempt_at=journal.meta(META_LAST_ATTEMPT),
-        last_error=journal.meta(META_LAST_ERROR) or None, last_error_at=journal.meta(META_LAST_ERROR_AT) or None,
-        breaker_state="closed", consecutive_failures=0, worker_running=False, next_attempt_in_s=None,
-        declined_after_offline=counts["declined_after_offline"], rejected=counts["rejected"],
-        deny_list_version=head.deny_version, limits_version=0,
-        issuer_keys_version=journal.issuer_keys.version(), hold=head.hold,
-    )
-
-
-__all__ = [
-    "Enrolment", "PaymentStatus", "SyncReport", "SyncStatus", "SyncWorker", "disabled_status",
-]
+__all__ = ["SyncWorker"]
