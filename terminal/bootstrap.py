@@ -89,8 +89,14 @@ def open_storage(config: Config, data_dir: Path, clock: Clock, *, configure_logg
         ensure_private_dir(data_dir)
         if configure_logging:
             setup_logging(data_dir / "logs", config.log.level, config.log.keep_files)
+        path = data_dir / JOURNAL_FILE
+        ran_before = load_keys(data_dir) is not None  # the keys are made with the journal, on first start
+        missing = not path.exists() or path.stat().st_size == 0
         keys = load_or_create_keys(data_dir)
-        journal = Journal(data_dir / JOURNAL_FILE, keys, config.terminal.id, now=clock())
+        journal = Journal(path, keys, config.terminal.id, now=clock())
+        if ran_before and missing:
+            journal.hold("the journal file was missing or empty while the terminal's keys were there: it was "
+                         "deleted or lost", now=clock())
     except (StorageError, SecurityError) as exc:
         log.error("storage unavailable, approvals disabled: %s", exc.message)
         return Storage(keys, None, exc.message)

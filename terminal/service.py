@@ -437,9 +437,13 @@ class Service:
         journal = self.journal
         return journal.integrity_problem() if journal is not None else None
 
+    def resolve_rejected(self, seqs: list[int], *, actor: str, note: str) -> int:
+        """A technician writes off rows the backend rejected (audited): they stop counting as exposure."""
+        return self.require_journal().sync.resolve_rejected(seqs, now=self.clock(), actor=actor, note=note)
+
     def resolve_integrity_hold(self, *, actor: str, note: str) -> str | None:
         """A technician turns offline approvals back on after checking (audited; the damage stays
-        visible to `journal verify`). Returns the hold that was resolved."""
+        listed by `journal verify`). Returns the hold that was resolved."""
         return self.require_journal().resolve_hold(actor=actor, note=note, now=self.clock())
 
     def export_journal(self, since: datetime | None) -> list[dict[str, Any]]:

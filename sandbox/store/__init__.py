@@ -21,8 +21,8 @@ from .transactions import ItemResult, Transactions
 
 __all__ = ["LIMIT_NAMES", "Database", "ItemResult", "Store"]
 
-_WIPED_ON_RESET = ("terminals", "enrolment_tokens", "nonces", "transactions", "authorisations", "deny_list", "cpm_counters",
-                   "out_of_funds", "payments", "issuer_keys", "heartbeats")
+_WIPED_ON_RESET = ("terminals", "enrolment_tokens", "nonces", "transactions", "authorisations", "deny_list",
+                   "cpm_counters", "out_of_funds", "payments", "issuer_keys", "heartbeats")
 
 
 class Store:

@@ -64,3 +64,24 @@ def parse_since(text: str, zone: Any) -> datetime:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
     return moment.astimezone(UTC)
+
+
+def read_pins(args: argparse.Namespace, prompts: list[str]) -> list[str]:
+    """PINs for a command: asked on the terminal, or one per line on standard input with --pin-stdin
+    (scripts). Never an argument (it would land in shell history and `ps`). No terminal and no
+    --pin-stdin is a usage error, not a crash."""
+    import getpass
+    import sys
+
+    if getattr(args, "pin_stdin", False):
+        lines = sys.stdin.read().splitlines()
+        if len(lines) < len(prompts):
+            raise UsageError(f"--pin-stdin: expected {len(prompts)} line(s) on standard input")
+        return [line.strip() for line in lines[: len(prompts)]]
+    if not sys.stdin.isatty():
+        raise UsageError("no terminal to ask the PIN on: give it on standard input with --pin-stdin")
+    try:
+        return [getpass.getpass(p) for p in prompts]
+    except EOFError:
+        raise UsageError("no PIN was given (standard input ended)") from None
+

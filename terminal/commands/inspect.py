@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from terminal import messages
-from terminal.commands.common import Exit, UsageError, open_service, parse_since, print_json
+from terminal.commands.common import Exit, UsageError, open_service, parse_since, print_json, read_pins
 from terminal.config import defaults_toml, load_config
 from terminal.core.money import format_money, parse_amount
 from terminal.core.rules import Method, PaymentRequest, WalletTier
@@ -127,11 +127,43 @@ def cmd_journal_verify(args: argparse.Namespace) -> int:
     elif report.ok:
         print(f"journal OK: {report.rows_checked} transactions and {report.audit_rows_checked} audit rows "
               f"verified ({path})")
+        for hold in report.checks.get("resolved_holds", []):
+            print(f"  on record: hold resolved by {hold['actor']} at {hold['at']} ({hold['note']}): {hold['hold']}")
     else:
         print(f"journal FAILED: {report.problem}", file=sys.stderr)
         for problem in report.problems[1:]:
             print(f"  also: {problem}", file=sys.stderr)
     return Exit.OK if report.ok else Exit.INTEGRITY
+
+
+def _technician(svc: Any, args: argparse.Namespace) -> str:
+    """The technician's id, once their PIN checked (refused: a usage error naming why)."""
+    (pin,) = read_pins(args, [f"Technician {args.technician} PIN: "])
+    check = svc.operators.check(args.technician, pin, now=svc.clock(), purpose="journal_resolve",
+                                require_role="technician")
+    if not check.ok:
+        raise UsageError(f"technician {args.technician}: {check.reason.replace('_', ' ')}")
+    return str(args.technician)
+
+
+def cmd_journal_resolve(args: argparse.Namespace) -> int:
+    with open_service(args) as svc:
+        actor = _technician(svc, args)
+        was = svc.resolve_integrity_hold(actor=actor, note=args.note)
+    if was is None:
+        print("the journal was not on hold: nothing to resolve")
+    else:
+        print(f"integrity hold resolved by {actor} (audited): {was}")
+        print("offline approvals are on again; journal verify lists this resolution from the signed audit")
+    return Exit.OK
+
+
+def cmd_journal_resolve_rejected(args: argparse.Namespace) -> int:
+    with open_service(args) as svc:
+        actor = _technician(svc, args)
+        count = svc.resolve_rejected(args.seqs, actor=actor, note=args.note)
+    print(f"{count} rejected row(s) written off by {actor} (audited)")
+    return Exit.OK if count else Exit.USAGE
 
 
 def cmd_journal_export(args: argparse.Namespace) -> int:
@@ -189,6 +221,19 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     v.add_argument("--json", action="store_true", help="print JSON")
     v.add_argument("--signatures", action="store_true", help="also check every row's Ed25519 signature (slower)")
     v.set_defaults(handler=cmd_journal_verify)
+    r = jsub.add_parser("resolve", parents=[common],
+                        help="a technician turns offline approvals back on after checking an integrity hold")
+    r.add_argument("--technician", required=True, metavar="ID", help="the technician's operator id (PIN asked)")
+    r.add_argument("--note", required=True, help="what was checked and why approvals may go on (audited)")
+    r.add_argument("--pin-stdin", action="store_true", help="read the PIN from standard input")
+    r.set_defaults(handler=cmd_journal_resolve)
+    w = jsub.add_parser("resolve-rejected", parents=[common],
+                        help="a technician writes off rows the backend rejected (they stop counting as exposure)")
+    w.add_argument("seqs", nargs="+", type=int, metavar="SEQ", help="sequence numbers of rejected rows")
+    w.add_argument("--technician", required=True, metavar="ID", help="the technician's operator id (PIN asked)")
+    w.add_argument("--note", required=True, help="the support case or reason (audited)")
+    w.add_argument("--pin-stdin", action="store_true", help="read the PIN from standard input")
+    w.set_defaults(handler=cmd_journal_resolve_rejected)
     x = jsub.add_parser("export", parents=[common], help="write transactions as JSON lines")
     x.add_argument("--since", help="from this time: 2026-11-20, 2026-11-20T08:00 (local), 24h, 7d")
     x.add_argument("--output", "-o", help="file to write (default: standard output)")

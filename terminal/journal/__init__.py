@@ -26,7 +26,7 @@ from typing import Any
 
 from terminal.errors import JournalIntegrityError, StorageError
 from terminal.journal.audit import AuditLog
-from terminal.journal.chain import ANCHOR_FILE, BACKEND_ACK, CHECKPOINT, Chain, verify_journal
+from terminal.journal.chain import ANCHOR_FILE, BACKEND_ACK, CHECKPOINT, Chain, read_anchor, verify_journal
 from terminal.journal.db import SCHEMA, SCHEMA_VERSION, Database
 from terminal.journal.deny import DenyList, deny_digest
 from terminal.journal.ids import new_txn_id
@@ -135,6 +135,41 @@ class Journal:
         self.merchant_codes = MerchantCodes(self.db)
         self.audit = AuditLog(self.db, self.session)
         self.chain = Chain(self.db, keys, self.state, self.session)
+        self._check_anchor(now or datetime.now(UTC))
+
+    def _check_anchor(self, now: datetime) -> None:
+        """At open: the anchor file beside the journal (the last checkpoint and the backend's
+        acknowledgement, written outside the database) must not be ahead of the journal. A journal that
+        went backwards (deleted and made anew, restored from an old copy) is put on hold at once."""
+        try:
+            anchor = read_anchor(self.anchor_path)
+        except JournalIntegrityError as exc:
+            self.hold(exc.message, now=now)
+            return
+        if anchor is None:
+            return
+        try:
+            head = self.head()
+        except JournalIntegrityError:
+            return  # the first session finds it and holds
+        for what in ("checkpoint", "backend_ack"):
+            point = anchor.get(what)
+            if not isinstance(point, dict):
+                continue
+            seq, digest = point.get("txn_seq"), point.get("txn_hash")
+            if not isinstance(seq, int) or not isinstance(digest, str):
+                continue
+            if seq > head.txn_seq:
+                self.hold(f"the journal went backwards: the anchor file's {what.replace('_', ' ')} vouches for rows "
+                          f"up to {seq}, the journal ends at {head.txn_seq} (deleted, replaced or restored from an "
+                          "old copy)", now=now)
+                return
+            if seq > head.archived_seq:
+                rows = self.txns.rows("WHERE seq = ?", (seq,))
+                if rows and rows[0].row_hash != digest:
+                    self.hold(f"row {seq} differs from the one the anchor file's {what.replace('_', ' ')} vouches "
+                              "for: the journal was rewritten", now=now)
+                    return
 
     @property
     def anchor_path(self) -> Path:

@@ -305,6 +305,10 @@ def verify_journal(path: Path, keys: TerminalKeys, *, signatures: bool = False, 
     try:
         with contextlib.closing(db):
             db.execute("BEGIN")  # one consistent snapshot for every check
+            page_size, size = db.execute("PRAGMA page_size").fetchone()[0], path.stat().st_size
+            if size % page_size:
+                found.add(None, None, f"the journal file is {size} bytes, not a whole number of {page_size}-byte "
+                                      "pages: it was truncated or extended")
             txn, audit = _verify_open(db, found, keys, signatures=signatures, anchor=anchor, ack_key=ack_key,
                                       public_key=public_key)
     except sqlite3.Error as exc:
@@ -375,7 +379,23 @@ def _verify_open(db: sqlite3.Connection, found: _Findings, keys: TerminalKeys, *
                 _check_point(db, found, what, point, head, public_key if "checkpoint" in what else ack_key,
                              public_key)
     found.checks["head"] = {"txn_seq": head.txn_seq, "audit_seq": head.audit_seq, "hold": head.hold}
+    found.checks["resolved_holds"] = _resolved_holds(db)
     return txn, audit
+
+
+def _resolved_holds(db: sqlite3.Connection, limit: int = 10) -> list[dict[str, Any]]:
+    """The holds technicians resolved (newest first), from the signed audit chain: damage that was
+    accepted stays on record with who accepted it and why."""
+    found = []
+    for seq, at, actor, details in db.execute(
+            "SELECT seq, at, actor, details FROM audit WHERE event = 'integrity_hold_resolved' "
+            "ORDER BY seq DESC LIMIT ?", (limit,)):
+        try:
+            info = json.loads(details)
+        except ValueError:
+            info = {}
+        found.append({"audit_seq": seq, "at": at, "actor": actor, "hold": info.get("hold"), "note": info.get("note")})
+    return found
 
 
 def _check_card_days(db: sqlite3.Connection, found: _Findings, state: StateBook) -> None:
