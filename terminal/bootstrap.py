@@ -155,7 +155,8 @@ def bootstrap(
                    merchant_codes=merchant_codes, backend=client, sync=sync, checkout=checkout)
 
 
-def verify_data_dir(config: Config, data_dir: Path, *, signatures: bool = False) -> tuple[VerifyReport, Path]:
+def verify_data_dir(config: Config, data_dir: Path, *, signatures: bool = False,
+                    progress: Callable[[int, int], None] | None = None) -> tuple[VerifyReport, Path]:
     """`journal verify`: the data directory's journal checked without writing anything (no journal,
     key or directory is created; a technician's read-only copy works too)."""
     path = data_dir / JOURNAL_FILE
@@ -173,7 +174,8 @@ def verify_data_dir(config: Config, data_dir: Path, *, signatures: bool = False)
     else:
         unreadable = None
     ack_key = enrolment.ack_public_key if enrolment is not None else None
-    report = verify_journal(path, keys, signatures=signatures, ack_key=ack_key, expect_journal=True)
+    report = verify_journal(path, keys, signatures=signatures, ack_key=ack_key, expect_journal=True,
+                            progress=progress)
     extra = [unreadable] if unreadable else []
     if enrolment is not None and enrolment.public_key != keys.public_key_bytes.hex():
         extra.append("the terminal key differs from the one enrolled at the backend: the key file was replaced")

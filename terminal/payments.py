@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -30,6 +30,9 @@ from terminal.payment import STORAGE_FAILURE, CardFacts, Clock, OnlineAnswer, On
 from terminal.security import TerminalKeys
 
 log = logging.getLogger("walletpos.payments")
+
+ARCHIVE_EVERY = timedelta(hours=1)  # retention runs at most this often, from housekeeping...
+ARCHIVE_ROWS_PER_RUN = 20_000  # ...and moves at most this many rows a run (in short write sessions)
 
 NO_FACTS = CardFacts()  # a payment with nothing known about the payer beyond the request
 
@@ -82,6 +85,7 @@ class Payments:
         self.rules = RuleBook(RuleSet.from_config(config))
         self.currency: Currency = config.currency
         self.zone: ZoneInfo = config.terminal.zone
+        self._next_archive: datetime | None = None
 
     # -- basics ---------------------------------------------------------------------------------
 
@@ -111,8 +115,13 @@ class Payments:
         verify puts the journal on hold (offline approvals off) and is logged."""
         journal = self.storage.journal
         if journal is not None:
+            now = self.clock()
             try:
-                journal.housekeeping(self.clock())
+                journal.housekeeping(now)
+                if self._next_archive is None or now >= self._next_archive:
+                    self._next_archive = now + ARCHIVE_EVERY
+                    journal.archive(keep_days=self.config.journal.keep_days, today=self.business_date(now), now=now,
+                                    max_rows=ARCHIVE_ROWS_PER_RUN)
             except (StorageError, JournalIntegrityError) as exc:
                 log.warning("housekeeping: %s", exc.message)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -30,7 +30,7 @@ from terminal.core.money import Currency, Money
 from terminal.core.reports import DayReport
 from terminal.core.rules import PaymentRequest, RuleOutcome, RuleSet, TerminalState
 from terminal.errors import JournalIntegrityError, StorageError, WalletposError
-from terminal.journal import CodeClaim, Journal, TxnRow, VerifyReport, utc_text
+from terminal.journal import ArchiveResult, CodeClaim, Journal, TxnRow, VerifyJob, VerifyReport, utc_text
 from terminal.operators import Operators, PinCheck
 from terminal.payment import CardFacts, Clock, PaymentResult
 from terminal.payments import NO_FACTS, Payments
@@ -427,6 +427,10 @@ class Service:
         """The whole journal checked, read-only (`terminal.journal.chain.verify_journal`)."""
         return self.require_journal().verify(signatures=signatures, ack_key=self.backend_ack_key())
 
+    def verify_journal_in_background(self, *, signatures: bool = False) -> VerifyJob:
+        """The full verify in a thread, with its progress (`VerifyJob.progress`, `.wait()`)."""
+        return self.require_journal().verify_in_background(signatures=signatures, ack_key=self.backend_ack_key())
+
     def backend_ack_key(self) -> bytes | None:
         """The backend's key for its acknowledgements of the journal head (None until enrolled)."""
         enrolment = self._backend.enrolment if self._backend is not None else None
@@ -446,8 +450,16 @@ class Service:
         listed by `journal verify`). Returns the hold that was resolved."""
         return self.require_journal().resolve_hold(actor=actor, note=note, now=self.clock())
 
-    def export_journal(self, since: datetime | None) -> list[dict[str, Any]]:
-        return [row.to_dict() for row in self.require_journal().txns.rows_since(since)]
+    def export_journal(self, since: datetime | None) -> Iterator[dict[str, Any]]:
+        """Every row (created at or after `since`, found by the time index) as a dict, streamed in pages."""
+        return (row.to_dict() for row in self.require_journal().txns.rows_since(since))
+
+    def archive_journal(self, *, keep_days: int | None = None) -> ArchiveResult:
+        """Retention now (housekeeping runs it hourly): rows the backend holds, older than `keep_days`
+        (default: [journal] keep_days) business days, leave the device behind a signed checkpoint."""
+        now = self.clock()
+        return self.require_journal().archive(keep_days=keep_days or self.config.journal.keep_days,
+                                              today=self.payments.business_date(now), now=now)
 
     # -- backend: sync and online authorisation ---------------------------------------------------
 

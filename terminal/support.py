@@ -89,7 +89,7 @@ def write_bundle(service: Service, out: Path | None = None) -> Path:
             else:
                 bundle.writestr("config.toml", "# embedded defaults (no file): `walletpos config defaults`\n")
             if service.storage_problem is None:
-                rows = service.export_journal(None)[-LAST_TRANSACTIONS:]
+                rows = [row.to_dict() for row in reversed(service.recent_transactions(LAST_TRANSACTIONS))]
                 lines = [json.dumps({k: v for k, v in row.items() if k not in _DROPPED_FIELDS}, default=str,
                                     ensure_ascii=False) for row in rows]
                 bundle.writestr("transactions.jsonl", redact("\n".join(lines) + ("\n" if lines else "")))

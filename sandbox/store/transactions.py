@@ -101,6 +101,10 @@ class Transactions:
             return rejected("wrong_terminal")
         if computed_hash != rec["row_hash"]:
             return rejected("hash_mismatch")
+        sealed = rec.get("sealed_card")
+        if sealed is not None and (rec["sealed_card_sha256"] is None
+                                   or hashlib.sha256(sealed.encode("utf-8")).hexdigest() != rec["sealed_card_sha256"]):
+            return rejected("sealed_card_mismatch")
         known = by_id.get(rid)
         if known is not None:
             if known[0] != rec["row_hash"]:

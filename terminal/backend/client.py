@@ -290,7 +290,7 @@ class BackendClient:
     def upload(self, rows: Sequence[TxnRow]) -> BatchAnswer:
         records = []
         for row in rows:
-            record = row.signed_record()
+            record = row.upload_record()
             record["row_hash"], record["signature"] = row.row_hash, row.signature
             records.append(record)
         data = self._call("POST", "/v1/transactions/batches", body={"terminal_id": self.terminal_id,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 from terminal import messages
@@ -119,8 +120,15 @@ def cmd_journal_verify(args: argparse.Namespace) -> int:
     from terminal.bootstrap import resolve_data_dir, verify_data_dir
 
     config = load_config(getattr(args, "config", None))
+    last = [0.0]
+
+    def progress(checked: int, total: int) -> None:  # a line every tenth of the way, on stderr
+        if total and checked / total >= last[0] + 0.1:
+            last[0] = checked / total
+            print(f"verify: {checked} of {total} rows checked", file=sys.stderr, flush=True)
+
     report, journal_path = verify_data_dir(config, resolve_data_dir(getattr(args, "data_dir", None)),
-                                           signatures=args.signatures)
+                                           signatures=args.signatures, progress=progress if args.progress else None)
     path = str(journal_path)
     if args.json:
         print_json({"journal": path, **report.to_dict()})
@@ -169,16 +177,32 @@ def cmd_journal_resolve_rejected(args: argparse.Namespace) -> int:
 def cmd_journal_export(args: argparse.Namespace) -> int:
     with open_service(args) as svc:
         since = parse_since(args.since, svc.config.terminal.zone) if args.since else None
-        rows = svc.export_journal(since)
-    lines = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
-    if args.output and args.output != "-":
+        to_file = bool(args.output and args.output != "-")
+        count = 0
         try:
-            Path(args.output).write_text(lines, encoding="utf-8")
+            target = os.fdopen(os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w",
+                               encoding="utf-8") if to_file else contextlib.nullcontext(sys.stdout)
+            with target as out:
+                for row in svc.export_journal(since):  # streamed: memory stays flat at any journal size
+                    out.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+                    count += 1
         except OSError as exc:
             raise StorageError(f"cannot write {args.output}: {exc.strerror}") from None
-        print(f"{len(rows)} transactions written to {args.output}", file=sys.stderr)
+    if to_file:
+        print(f"{count} transactions written to {args.output}", file=sys.stderr)
+    return Exit.OK
+
+
+def cmd_journal_archive(args: argparse.Namespace) -> int:
+    if args.keep_days is not None and not 8 <= args.keep_days <= 3650:
+        raise UsageError("--keep-days must be 8 to 3650 (the refund window needs a week of sales)")
+    with open_service(args) as svc:
+        result = svc.archive_journal(keep_days=args.keep_days)
+    if args.json:
+        print_json(result.to_dict())
     else:
-        sys.stdout.write(lines)
+        print(f"{result.archived} rows archived (the journal now starts after row {result.through_seq}; days "
+              f"before {result.cutoff} may leave)" + (f"; stopped: {result.stopped_by}" if result.stopped_by else ""))
     return Exit.OK
 
 
@@ -220,6 +244,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         help="check the journal (read-only): structure, chains, state, checkpoints, anchor")
     v.add_argument("--json", action="store_true", help="print JSON")
     v.add_argument("--signatures", action="store_true", help="also check every row's Ed25519 signature (slower)")
+    v.add_argument("--progress", action="store_true", help="say on stderr how far the check has got")
     v.set_defaults(handler=cmd_journal_verify)
     r = jsub.add_parser("resolve", parents=[common],
                         help="a technician turns offline approvals back on after checking an integrity hold")
@@ -234,6 +259,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     w.add_argument("--note", required=True, help="the support case or reason (audited)")
     w.add_argument("--pin-stdin", action="store_true", help="read the PIN from standard input")
     w.set_defaults(handler=cmd_journal_resolve_rejected)
+    a = jsub.add_parser("archive", parents=[common],
+                        help="retention now: rows the backend holds, older than keep_days, leave the device")
+    a.add_argument("--keep-days", type=int, help="business days to keep (default: [journal] keep_days, at least 8)")
+    a.add_argument("--json", action="store_true", help="print JSON")
+    a.set_defaults(handler=cmd_journal_archive)
     x = jsub.add_parser("export", parents=[common], help="write transactions as JSON lines")
     x.add_argument("--since", help="from this time: 2026-11-20, 2026-11-20T08:00 (local), 24h, 7d")
     x.add_argument("--output", "-o", help="file to write (default: standard output)")

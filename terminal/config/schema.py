@@ -231,6 +231,17 @@ class LogConfig:
                               minimum=1, maximum=100)
 
 
+@section(
+    "The journal on this terminal: how long rows stay on the device. Rows the backend has not\n"
+    "accepted always stay; older rows leave behind a signed checkpoint (the backend keeps them)."
+)
+@dataclass(frozen=True, kw_only=True)
+class JournalConfig:
+    keep_days: int = setting(
+        31, "Business days of rows kept on the device once the backend holds them (at least the refund window).",
+        minimum=8, maximum=3650)
+
+
 def _check_backend_url(value: str) -> str | None:
     from urllib.parse import urlsplit
 
@@ -439,6 +450,7 @@ class Config:
     operators: OperatorPolicy
     receipts: ReceiptConfig
     log: LogConfig
+    journal: JournalConfig
     backend: BackendConfig
     sync: SyncConfig
     camera: CameraConfig

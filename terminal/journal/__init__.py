@@ -20,13 +20,22 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from terminal.errors import JournalIntegrityError, StorageError
 from terminal.journal.audit import AuditLog
-from terminal.journal.chain import ANCHOR_FILE, BACKEND_ACK, CHECKPOINT, Chain, read_anchor, verify_journal
+from terminal.journal.chain import (
+    ANCHOR_FILE,
+    BACKEND_ACK,
+    CHECKPOINT,
+    Chain,
+    Progress,
+    VerifyJob,
+    read_anchor,
+    verify_journal,
+)
 from terminal.journal.db import SCHEMA, SCHEMA_VERSION, Database
 from terminal.journal.deny import DenyList, deny_digest
 from terminal.journal.ids import new_txn_id
@@ -49,6 +58,7 @@ from terminal.journal.record import (
     record_hash,
     utc_text,
 )
+from terminal.journal.retention import ArchiveResult, Retention
 from terminal.journal.session import Session
 from terminal.journal.state import COUNTERS, CardDay, Head, StateBook
 from terminal.journal.syncbook import SyncBook
@@ -135,7 +145,12 @@ class Journal:
         self.merchant_codes = MerchantCodes(self.db)
         self.audit = AuditLog(self.db, self.session)
         self.chain = Chain(self.db, keys, self.state, self.session)
+        self.retention = Retention(self.db, self.session, self._checkpoint_seq)
         self._check_anchor(now or datetime.now(UTC))
+
+    def _checkpoint_seq(self) -> int:
+        last = self.chain.last_checkpoint()
+        return int(last.get("txn_seq", 0)) if last else 0
 
     def _check_anchor(self, now: datetime) -> None:
         """At open: the anchor file beside the journal (the last checkpoint and the backend's
@@ -197,9 +212,15 @@ class Journal:
         except StorageError as exc:
             return exc.message
 
-    def verify(self, *, signatures: bool = False, ack_key: bytes | None = None) -> VerifyReport:
+    def verify(self, *, signatures: bool = False, ack_key: bytes | None = None,
+               progress: Progress | None = None) -> VerifyReport:
         """`terminal.journal.chain.verify_journal` on this journal's file (read-only)."""
-        return verify_journal(self.path, self._keys, signatures=signatures, ack_key=ack_key, expect_journal=True)
+        return verify_journal(self.path, self._keys, signatures=signatures, ack_key=ack_key, expect_journal=True,
+                              progress=progress)
+
+    def verify_in_background(self, *, signatures: bool = False, ack_key: bytes | None = None) -> VerifyJob:
+        """The full verify in its own thread, with its progress (the TUI's diagnostics, a technician's sign-in)."""
+        return VerifyJob(lambda progress: self.verify(signatures=signatures, ack_key=ack_key, progress=progress))
 
     # -- settings -------------------------------------------------------------------------------
 
@@ -260,6 +281,16 @@ class Journal:
             raise
         self.chain.checkpoint(now)
 
+    def archive(self, *, keep_days: int, today: date, now: datetime, max_rows: int | None = None) -> ArchiveResult:
+        """Retention (terminal/journal/retention.py): rows the backend holds, older than `keep_days`
+        business days, leave the device behind a fresh signed checkpoint; then another checkpoint
+        vouches for the new start."""
+        self.housekeeping(now)
+        result = self.retention.archive(keep_days=keep_days, today=today, now=now, max_rows=max_rows)
+        if result.archived:
+            self.chain.checkpoint(now)
+        return result
+
     def resolve_hold(self, *, actor: str, note: str, now: datetime) -> str | None:
         """A technician resolves the integrity hold: the counters and today's card totals are counted
         again from the rows as they are, the deny list is fetched whole from the backend at the next
@@ -294,7 +325,29 @@ class Journal:
 
 
 __all__ = [
-    "AUDIT_SIGNED_FIELDS", "BACKEND_ACK", "CHECKPOINT", "GENESIS_HASH", "SCHEMA", "SCHEMA_VERSION", "SIGNED_FIELDS",
-    "SYNC_STATES", "CardDay", "CodeClaim", "Head", "Journal", "NewTransaction", "PayerTotals", "Session", "TxnRow",
-    "VerifyReport", "canonical_bytes", "canonical_txn_parts", "new_txn_id", "parse_utc", "record_hash", "utc_text",
+    "AUDIT_SIGNED_FIELDS",
+    "BACKEND_ACK",
+    "CHECKPOINT",
+    "GENESIS_HASH",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "SIGNED_FIELDS",
+    "SYNC_STATES",
+    "ArchiveResult",
+    "CardDay",
+    "CodeClaim",
+    "Head",
+    "Journal",
+    "NewTransaction",
+    "PayerTotals",
+    "Session",
+    "TxnRow",
+    "VerifyJob",
+    "VerifyReport",
+    "canonical_bytes",
+    "canonical_txn_parts",
+    "new_txn_id",
+    "parse_utc",
+    "record_hash",
+    "utc_text",
 ]

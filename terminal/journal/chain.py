@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -167,7 +168,11 @@ def _pages(db: sqlite3.Connection, sql: str, after: int) -> Iterator[tuple[Any, 
         after = rows[-1][0]
 
 
-def walk_txn(db: sqlite3.Connection, after: int, prev: str, public_key: bytes, *, signatures: bool) -> Walk:
+Progress = Callable[[int, int], None]  # (rows checked, rows to check)
+
+
+def walk_txn(db: sqlite3.Connection, after: int, prev: str, public_key: bytes, *, signatures: bool,
+             progress: Progress | None = None, total: int = 0) -> Walk:
     """Rows after `after` (whose hash is `prev`): contiguous, each linked to the one before, each hash
     recomputed from the stored values; signatures checked when asked."""
     walk = Walk(last_seq=after, last_hash=prev)
@@ -200,6 +205,8 @@ def walk_txn(db: sqlite3.Connection, after: int, prev: str, public_key: bytes, *
         walk.checked += 1
         walk.last_seq, walk.last_hash = seq, values[20].hex()
         expected += 1
+        if progress is not None and not walk.checked % PAGE:
+            progress(walk.checked, total)
     return walk
 
 
@@ -277,10 +284,11 @@ def _check_point(db: sqlite3.Connection, found: _Findings, what: str, point: Map
 
 
 def verify_journal(path: Path, keys: TerminalKeys, *, signatures: bool = False, ack_key: bytes | None = None,
-                   expect_journal: bool = False) -> VerifyReport:
+                   expect_journal: bool = False, progress: Progress | None = None) -> VerifyReport:
     """Check the journal file at `path` without writing to it (see the module docstring), with the
     anchor file beside it. `ack_key`: the backend's acknowledgement key (from the enrolment);
-    `expect_journal`: the terminal has run before (its keys exist), so a missing journal is damage."""
+    `expect_journal`: the terminal has run before (its keys exist), so a missing journal is damage;
+    `progress(checked, total)` is called every few thousand rows of the walk (a long check's progress)."""
     started = time.perf_counter()
     found = _Findings()
     txn = audit = Walk()
@@ -310,14 +318,15 @@ def verify_journal(path: Path, keys: TerminalKeys, *, signatures: bool = False, 
                 found.add(None, None, f"the journal file is {size} bytes, not a whole number of {page_size}-byte "
                                       "pages: it was truncated or extended")
             txn, audit = _verify_open(db, found, keys, signatures=signatures, anchor=anchor, ack_key=ack_key,
-                                      public_key=public_key)
+                                      public_key=public_key, progress=progress)
     except sqlite3.Error as exc:
         found.add(None, None, f"the journal file is damaged ({exc})")
     return _report(found, txn, audit, started)
 
 
 def _verify_open(db: sqlite3.Connection, found: _Findings, keys: TerminalKeys, *, signatures: bool,
-                 anchor: Mapping[str, Any] | None, ack_key: bytes | None, public_key: bytes) -> tuple[Walk, Walk]:
+                 anchor: Mapping[str, Any] | None, ack_key: bytes | None, public_key: bytes,
+                 progress: Progress | None = None) -> tuple[Walk, Walk]:
     quick = [r[0] for r in db.execute("PRAGMA quick_check").fetchall()]
     found.checks["sqlite_quick_check"] = "ok" if quick == ["ok"] else quick[:5]
     if quick != ["ok"]:
@@ -338,7 +347,8 @@ def _verify_open(db: sqlite3.Connection, found: _Findings, keys: TerminalKeys, *
         head = Head()
     if head.hold:
         found.add("meta", None, f"the terminal put its journal on hold: {head.hold}")
-    txn = walk_txn(db, head.archived_seq, head.archived_hash, public_key, signatures=signatures)
+    txn = walk_txn(db, head.archived_seq, head.archived_hash, public_key, signatures=signatures, progress=progress,
+                   total=head.txn_seq - head.archived_seq)
     if txn.problem:
         found.add("txn", txn.bad_seq, txn.problem)
     found.checks["transactions"] = {"verified": txn.checked, "unsigned": txn.unsigned,
@@ -396,6 +406,41 @@ def _resolved_holds(db: sqlite3.Connection, limit: int = 10) -> list[dict[str, A
             info = {}
         found.append({"audit_seq": seq, "at": at, "actor": actor, "hold": info.get("hold"), "note": info.get("note")})
     return found
+
+
+class VerifyJob:
+    """A full verify in a background thread (a million rows take tens of seconds): `progress` is the
+    fraction walked so far, `report` the result once `done` is set."""
+
+    def __init__(self, run: Callable[[Progress], VerifyReport]) -> None:
+        self.checked = 0
+        self.total = 0
+        self.report: VerifyReport | None = None
+        self.done = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(run,), name="journal-verify", daemon=True)
+        self._thread.start()
+
+    def _run(self, run: Callable[[Progress], VerifyReport]) -> None:
+        try:
+            self.report = run(self._progress)
+        except Exception as exc:  # the report says what stopped the check; the thread never dies silently
+            problem = f"the check stopped: {exc}"
+            self.report = VerifyReport(False, self.checked, 0, problem=problem, problems=(problem,))
+        finally:
+            self.done.set()
+
+    def _progress(self, checked: int, total: int) -> None:
+        self.checked, self.total = checked, total
+
+    @property
+    def progress(self) -> float:
+        if self.done.is_set():
+            return 1.0
+        return min(1.0, self.checked / self.total) if self.total else 0.0
+
+    def wait(self, timeout: float | None = None) -> VerifyReport | None:
+        self.done.wait(timeout)
+        return self.report
 
 
 def _check_card_days(db: sqlite3.Connection, found: _Findings, state: StateBook) -> None:

@@ -32,7 +32,7 @@ from terminal.security import check_not_writable_by_others
 
 log = logging.getLogger("walletpos.journal")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS txn (
     reference TEXT,
     operator TEXT,
     sealed_card TEXT,
+    sealed_card_sha256 BLOB,
     details TEXT NOT NULL,
     prev_hash BLOB NOT NULL,
     row_hash BLOB NOT NULL,
@@ -69,9 +70,11 @@ CREATE TABLE IF NOT EXISTS txn (
 CREATE INDEX IF NOT EXISTS txn_payer_day ON txn (card_token, business_date) WHERE card_token IS NOT NULL;
 CREATE INDEX IF NOT EXISTS txn_reference ON txn (reference) WHERE reference IS NOT NULL;
 CREATE INDEX IF NOT EXISTS txn_pending ON txn (seq) WHERE sync_state = 'pending';
+CREATE INDEX IF NOT EXISTS txn_rejected ON txn (seq) WHERE sync_state = 'rejected';
 CREATE INDEX IF NOT EXISTS txn_day ON txn (business_date);
 CREATE INDEX IF NOT EXISTS txn_created ON txn (created_at);
 CREATE INDEX IF NOT EXISTS txn_short_ref ON txn (short_ref);
+CREATE INDEX IF NOT EXISTS txn_id_tail ON txn (substr(id, -8));
 CREATE INDEX IF NOT EXISTS txn_last4 ON txn (substr(masked_pan, -4)) WHERE masked_pan IS NOT NULL;
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL, mac BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deny_list (

@@ -4,6 +4,10 @@ Signed record canonical form: the fields of `SIGNED_FIELDS` as one JSON object, 
 separators ("," ":"), UTF-8, no floats; `row_hash` = SHA-256 of those bytes (hex); `signature` =
 Ed25519 over the 32 hash bytes (hex). The first row's `prev_hash` is 64 zeros.
 
+Sealed card data (the card's number and expiry encrypted to the backend, hundreds of bytes) is signed
+through its SHA-256 (`sealed_card_sha256`), not itself: once the backend has accepted a row, the
+terminal drops the blob and the row still verifies.
+
 The sandbox backend verifies what terminals send with these same functions.
 """
 
@@ -28,7 +32,7 @@ SYNC_STATES = ("pending", "accepted", "duplicate", "declined_after_offline", "re
 SIGNED_FIELDS: tuple[str, ...] = (
     "seq", "id", "terminal_id", "created_at", "business_date", "kind", "amount", "currency",
     "method", "scheme", "card_token", "masked_pan", "decision", "reasons", "auth_mode",
-    "reference", "operator", "sealed_card", "details", "prev_hash",
+    "reference", "operator", "sealed_card_sha256", "details", "prev_hash",
 )
 AUDIT_SIGNED_FIELDS: tuple[str, ...] = ("seq", "terminal_id", "at", "event", "actor", "details", "prev_hash")
 
@@ -66,7 +70,7 @@ def canonical_txn_parts(
     *, amount: int, auth_mode: str, business_date: str, card_token: str | None, created_at: str,
     currency: str, decision: str, details_json: str, id: str, kind: str, masked_pan: str | None,
     method: str, operator: str | None, reasons_json: str, reference: str | None, scheme: str | None,
-    sealed_card: str | None, terminal_id: str,
+    sealed_card_sha256: str | None, terminal_id: str,
 ) -> tuple[str, str, str]:
     """The canonical JSON of a transaction record (what `canonical_json(record)` gives, keys in sorted order)
     in three pieces around the two values only known inside the write transaction:
@@ -83,7 +87,7 @@ def canonical_txn_parts(
     middle = (
         f',"reasons":{reasons_json},"reference":{"null" if reference is None else json_str(reference)},'
         f'"scheme":{"null" if scheme is None else json_str(scheme)},'
-        f'"sealed_card":{"null" if sealed_card is None else json_str(sealed_card)},"seq":'
+        f'"sealed_card_sha256":{"null" if sealed_card_sha256 is None else json_str(sealed_card_sha256)},"seq":'
     )
     return head, middle, f',"terminal_id":{json_str(terminal_id)}}}'
 
@@ -109,6 +113,11 @@ def check_plain(value: Any, where: str) -> None:
             check_plain(v, where)
         return
     raise ValueError(f"{where}: {type(value).__name__} values cannot be journaled (no floats)")
+
+
+def sealed_digest(sealed_card: str | None) -> bytes | None:
+    """The SHA-256 of sealed card data (its UTF-8 text), what the signed record carries."""
+    return None if sealed_card is None else hashlib.sha256(sealed_card.encode("utf-8")).digest()
 
 
 def canonical_bytes(record: Mapping[str, Any], names: Sequence[str] = SIGNED_FIELDS) -> bytes:
@@ -169,7 +178,7 @@ class TxnRow(NamedTuple):
     auth_mode: str
     reference: str | None
     operator: str | None
-    sealed_card: str | None
+    sealed_card: str | None  # None once the backend has accepted the row (its digest stays signed)
     details: Mapping[str, Any]
     prev_hash: str
     row_hash: str
@@ -180,6 +189,7 @@ class TxnRow(NamedTuple):
     sync_reason: str | None
     synced_at: datetime | None
     short_ref: str | None = None  # the human reference: the row's number within its business day
+    sealed_card_sha256: str | None = None
 
     @property
     def approved(self) -> bool:
@@ -209,13 +219,17 @@ class TxnRow(NamedTuple):
             "auth_mode": self.auth_mode,
             "reference": self.reference,
             "operator": self.operator,
-            "sealed_card": self.sealed_card,
+            "sealed_card_sha256": self.sealed_card_sha256,
             "details": dict(self.details),
             "prev_hash": self.prev_hash,
         }
 
+    def upload_record(self) -> dict[str, Any]:
+        """What the backend receives: the signed record and the sealed card data it vouches for."""
+        return {**self.signed_record(), "sealed_card": self.sealed_card}
+
     def to_dict(self) -> dict[str, Any]:
-        out = self.signed_record()
+        out = self.upload_record()
         out.update(
             row_hash=self.row_hash,
             signature=self.signature,

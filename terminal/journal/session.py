@@ -35,6 +35,7 @@ from terminal.journal.record import (
     json_str,
     reasons_json,
     record_hash,
+    sealed_digest,
     utc_text,
 )
 from terminal.journal.state import OFFLINE_MODES, SALE_KINDS, ZERO_CARD, CardDay, Head, StateBook
@@ -44,8 +45,9 @@ log = logging.getLogger("walletpos.journal")
 
 INSERT_TXN = (
     "INSERT INTO txn (seq, id, terminal_id, created_at, business_date, kind, amount, currency, method, scheme, "
-    "card_token, masked_pan, decision, reasons, auth_mode, reference, operator, sealed_card, details, prev_hash, "
-    "row_hash, short_ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "card_token, masked_pan, decision, reasons, auth_mode, reference, operator, sealed_card, sealed_card_sha256, "
+    "details, prev_hash, row_hash, short_ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+    "?, ?)"
 )
 
 
@@ -170,12 +172,13 @@ class Session:
         amount = txn.amount
         cur = amount.currency.alpha
         reasons_text, details_json = reasons_json(txn.reasons), (canonical_json(details) if details else "{}")
+        sealed = sealed_digest(txn.sealed_card)
         head_json, middle_json, tail_json = canonical_txn_parts(
             amount=amount.minor, auth_mode=txn.auth_mode, business_date=day, card_token=txn.card_token,
             created_at=created_at, currency=cur, decision=txn.decision, details_json=details_json, id=txn_id,
             kind=txn.kind, masked_pan=txn.masked_pan, method=txn.method, operator=txn.operator,
             reasons_json=reasons_text, reference=txn.reference, scheme=txn.scheme,
-            sealed_card=txn.sealed_card, terminal_id=self.terminal_id,
+            sealed_card_sha256=None if sealed is None else sealed.hex(), terminal_id=self.terminal_id,
         )
         approved = txn.decision == "approved"
         token = txn.card_token
@@ -189,7 +192,7 @@ class Session:
         db = self.db
         db.execute(INSERT_TXN, (seq, txn_id, self.terminal_id, created_at, day, txn.kind, amount.minor, cur,
                                 txn.method, txn.scheme, txn.card_token, txn.masked_pan, txn.decision, reasons_text,
-                                txn.auth_mode, txn.reference, txn.operator, txn.sealed_card, details_json,
+                                txn.auth_mode, txn.reference, txn.operator, txn.sealed_card, sealed, details_json,
                                 bytes.fromhex(prev), raw_digest, short_ref))
         if claim is not None:
             try:
@@ -216,7 +219,8 @@ class Session:
         return TxnRow(seq, txn_id, self.terminal_id, now if now.tzinfo is UTC else now.astimezone(UTC),
                       business_date, txn.kind, amount, txn.method, txn.scheme, txn.card_token, txn.masked_pan,
                       txn.decision, txn.reasons, txn.auth_mode, txn.reference, txn.operator, txn.sealed_card,
-                      details, prev, digest, None, "pending", 0, None, None, None, short_ref)
+                      details, prev, digest, None, "pending", 0, None, None, None, short_ref,
+                      None if sealed is None else sealed.hex())
 
     def audit(self, event: str, *, now: datetime, actor: str | None = None,
               details: Mapping[str, Any] | None = None) -> int:

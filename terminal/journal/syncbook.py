@@ -4,7 +4,8 @@ The sync state of each row is an unsigned column (it changes after the row is wr
 the terminal decides with (queue depth, unsynced exposure, rows per state) live in the journal's
 authenticated head and change in the same write session as the rows' states, so editing a row's
 state by hand changes no decision: the exposure of a row counts until the backend accepted it, or a
-technician resolved it.
+technician resolved it. Once the backend holds a row, its sealed card data is dropped (the signed
+record keeps its SHA-256).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from terminal.journal.session import Session
 from terminal.journal.state import EXPOSED_STATES, OFFLINE_MODES, SALE_KINDS, Head
 from terminal.journal.txns import Transactions
 
+DELIVERED = ("accepted", "duplicate", "declined_after_offline")  # states in which the backend holds the row
 _COUNTED = {"pending": "pending", "accepted": "accepted", "duplicate": "duplicate",
             "declined_after_offline": "declined_after_offline", "rejected": "rejected", "resolved": "resolved"}
 
@@ -92,9 +94,11 @@ class SyncBook:
                         new_state, _ = by_id[row[0]]
                         if row[1] != new_state:
                             changes.extend(self._change_states(session, [row], new_state))
+                # the backend holds what it accepted: the sealed card data goes (its digest stays signed)
                 db.executemany(
-                    "UPDATE txn SET sync_state = ?, sync_reason = ?, synced_at = ?, sync_error = NULL WHERE id = ?",
-                    [(state, reason, utc_text(now), txn_id) for txn_id, state, reason in results])
+                    "UPDATE txn SET sync_state = ?, sync_reason = ?, synced_at = ?, sync_error = NULL, "
+                    "sealed_card = CASE WHEN ? THEN NULL ELSE sealed_card END WHERE id = ?",
+                    [(state, reason, utc_text(now), state in DELIVERED, txn_id) for txn_id, state, reason in results])
                 if changes:
                     session.update_head(**_moved(session.head, changes))
         except sqlite3.Error as exc:

@@ -28,6 +28,7 @@ from terminal.journal.record import (
     canonical_txn_parts,
     json_str,
     parse_utc,
+    sealed_digest,
     utc_text,
 )
 from terminal.journal.session import Session
@@ -38,9 +39,10 @@ log = logging.getLogger("walletpos.journal")
 
 TXN_COLUMNS = (
     "seq, id, terminal_id, created_at, business_date, kind, amount, currency, method, scheme, "
-    "card_token, masked_pan, decision, reasons, auth_mode, reference, operator, sealed_card, details, "
-    "prev_hash, row_hash, signature, sync_state, sync_attempts, sync_error, sync_reason, synced_at, short_ref"
-)
+    "card_token, masked_pan, decision, reasons, auth_mode, reference, operator, sealed_card_sha256, details, "
+    "prev_hash, row_hash, signature, sync_state, sync_attempts, sync_error, sync_reason, synced_at, short_ref, "
+    "sealed_card"
+)  # the first 20 are the signed record's fields
 SEARCH_WINDOW = 50_000  # word searches (scheme, method, result) look at this many newest rows
 SIGN_BATCH = 2000
 
@@ -52,15 +54,16 @@ def _hex(value: Any) -> str:
 def row_of(values: Sequence[Any]) -> TxnRow:
     """A stored row (the columns of TXN_COLUMNS, in order) as a TxnRow."""
     (seq, id_, terminal_id, created_at, business_date, kind, amount, cur, method, scheme,
-     card_token, masked_pan, decision, reasons, auth_mode, reference, operator, sealed_card,
+     card_token, masked_pan, decision, reasons, auth_mode, reference, operator, sealed_sha,
      details, prev_hash, row_hash, signature, sync_state, sync_attempts, sync_error,
-     sync_reason, synced_at, short_ref) = values
+     sync_reason, synced_at, short_ref, sealed_card) = values
     return TxnRow(
         seq, id_, terminal_id, parse_utc(created_at), date.fromisoformat(business_date), kind,
         Money(amount, currency(cur)), method, scheme, card_token, masked_pan, decision, tuple(json.loads(reasons)),
         auth_mode, reference, operator, sealed_card, json.loads(details), _hex(prev_hash), _hex(row_hash),
         _hex(signature) if signature is not None else None,
         sync_state, sync_attempts, sync_error, sync_reason, parse_utc(synced_at) if synced_at else None, short_ref,
+        _hex(sealed_sha) if sealed_sha is not None else None,
     )
 
 
@@ -68,18 +71,18 @@ def stored_hash(values: Sequence[Any]) -> bytes:
     """The SHA-256 of the canonical record of a stored row (the first 20 columns of TXN_COLUMNS),
     computed from the stored text as it is: what `verify` and `sign_pending` compare with row_hash."""
     (seq, id_, terminal_id, created_at, business_date, kind, amount, cur, method, scheme,
-     card_token, masked_pan, decision, reasons, auth_mode, reference, operator, sealed_card,
+     card_token, masked_pan, decision, reasons, auth_mode, reference, operator, sealed_sha,
      details, prev_hash) = values[:20]
     head, middle, tail = canonical_txn_parts(
         amount=amount, auth_mode=auth_mode, business_date=business_date, card_token=card_token,
         created_at=created_at, currency=cur, decision=decision, details_json=details, id=id_, kind=kind,
         masked_pan=masked_pan, method=method, operator=operator, reasons_json=reasons, reference=reference,
-        scheme=scheme, sealed_card=sealed_card, terminal_id=terminal_id)
+        scheme=scheme, sealed_card_sha256=None if sealed_sha is None else _hex(sealed_sha), terminal_id=terminal_id)
     return hashlib.sha256(f"{head}{json_str(_hex(prev_hash))}{middle}{seq}{tail}".encode()).digest()
 
 
 _TEXT = (1, 2, 3, 4, 5, 7, 8, 12, 13, 14, 18)  # columns that are always text
-_OPTIONAL_TEXT = (9, 10, 11, 15, 16, 17)  # text or NULL
+_OPTIONAL_TEXT = (9, 10, 11, 15, 16, 28)  # text or NULL
 
 
 def row_problem(values: Sequence[Any]) -> str | None:
@@ -92,12 +95,16 @@ def row_problem(values: Sequence[Any]) -> str | None:
         return "its hashes are not 32 bytes"
     if values[21] is not None and (type(values[21]) is not bytes or len(values[21]) != 64):
         return "its signature is not 64 bytes"
+    if values[17] is not None and (type(values[17]) is not bytes or len(values[17]) != 32):
+        return "its sealed card digest is not 32 bytes"
     for i in _TEXT:
         if type(values[i]) is not str:
             return "it cannot be read (a text field holds something else)"
     for i in _OPTIONAL_TEXT:
         if values[i] is not None and type(values[i]) is not str:
             return "it cannot be read (a text field holds something else)"
+    if values[28] is not None and (values[17] is None or sealed_digest(values[28]) != values[17]):
+        return "its sealed card data is not the data it was signed with: it was replaced"
     return None
 
 
@@ -122,50 +129,66 @@ class Transactions:
 
     def sign_pending(self) -> int:
         """Sign the rows not signed yet, after checking that they chain up to the authenticated head
-        (so a row edited before it was signed is never vouched for). Returns how many were signed."""
-        signed = 0
-        while True:
-            with self._d.reader() as db:
-                db.execute("BEGIN")  # one snapshot: the head and the rows it vouches for
+        (so a row edited before it was signed is never vouched for). Two passes over pages of
+        SIGN_BATCH rows, so memory stays flat however many rows wait: first the whole unsigned run is
+        checked against the head in one snapshot, then each page is signed in a short write session
+        (a row whose hash changed in between is left unsigned, and the next pass finds it). Returns
+        how many were signed."""
+        with self._d.reader() as db:
+            db.execute("BEGIN")  # one snapshot: the head and the rows it vouches for
+            try:
                 head = self._state.read_head(db)
                 first = max(head.signed_seq, head.archived_seq) + 1
                 if first > head.txn_seq:
-                    db.execute("COMMIT")
-                    return signed
-                rows = db.execute(f"SELECT {TXN_COLUMNS} FROM txn WHERE seq >= ? AND seq <= ? ORDER BY seq",
-                                  (first, head.txn_seq)).fetchall()
+                    return 0
                 before = db.execute("SELECT row_hash FROM txn WHERE seq = ?", (first - 1,)).fetchone()
+                prev = _hex(before[0]) if before else (head.archived_hash if first == head.archived_seq + 1 else None)
+                if prev is None:
+                    raise JournalIntegrityError(
+                        f"transaction row {first - 1}, before the first unsigned row, is missing")
+                expected = first
+                while expected <= head.txn_seq:
+                    page = db.execute(f"SELECT {TXN_COLUMNS} FROM txn WHERE seq >= ? AND seq <= ? ORDER BY seq "
+                                      "LIMIT ?", (expected, head.txn_seq, SIGN_BATCH)).fetchall()
+                    if not page:
+                        break
+                    for values in page:
+                        problem = row_problem(values)
+                        if problem is None and values[0] != expected:
+                            problem = f"row {expected} is missing"
+                        if problem is None and _hex(values[19]) != prev:
+                            problem = "its previous-row hash does not match: rows were removed or reordered"
+                        if problem is None and stored_hash(values) != values[20]:
+                            problem = "its content does not match its hash: the row was edited"
+                        if problem:
+                            raise JournalIntegrityError(f"unsigned transaction row {expected}: {problem}")
+                        prev = _hex(values[20])
+                        expected += 1
+                if prev != head.txn_hash or expected != head.txn_seq + 1:
+                    raise JournalIntegrityError("the unsigned rows do not end at the head the journal vouches for")
+            finally:
                 db.execute("COMMIT")
-            prev = _hex(before[0]) if before else (head.archived_hash if first == head.archived_seq + 1 else None)
-            if prev is None:
-                raise JournalIntegrityError(f"transaction row {first - 1}, before the first unsigned row, is missing")
-            expected = first
-            for values in rows:
-                problem = row_problem(values)
-                if problem is None and values[0] != expected:
-                    problem = f"row {expected} is missing"
-                if problem is None and _hex(values[19]) != prev:
-                    problem = "its previous-row hash does not match: rows were removed or reordered"
-                if problem is None and stored_hash(values) != values[20]:
-                    problem = "its content does not match its hash: the row was edited"
-                if problem:
-                    raise JournalIntegrityError(f"unsigned transaction row {expected}: {problem}")
-                prev = _hex(values[20])
-                expected += 1
-            if prev != head.txn_hash:
-                raise JournalIntegrityError("the unsigned rows do not end at the head the journal vouches for")
-            batch = rows[:SIGN_BATCH]
-            updates = [(self._keys.sign(values[20]), values[0], values[20]) for values in batch]
+        signed, after = 0, first - 1
+        while after < head.txn_seq:
+            with self._d.reader() as db:
+                page = db.execute("SELECT seq, row_hash FROM txn WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                                  (after, head.txn_seq, SIGN_BATCH)).fetchall()
+            if not page:
+                break
+            updates = [(self._keys.sign(row_hash), seq, row_hash) for seq, row_hash in page]
             try:
                 with self._session() as session:
-                    session.db.executemany("UPDATE txn SET signature = ? WHERE seq = ? AND row_hash = ?", updates)
-                    if session.head.signed_seq < batch[-1][0]:
-                        session.update_head(signed_seq=batch[-1][0])
+                    done = session.db.executemany("UPDATE txn SET signature = ? WHERE seq = ? AND row_hash = ?",
+                                                  updates).rowcount
+                    if done != len(updates):
+                        return signed  # a row changed since the check: left unsigned for the next pass
+                    if session.head.signed_seq < page[-1][0]:
+                        session.update_head(signed_seq=page[-1][0])
             except sqlite3.Error as exc:
                 raise self._d.fail(exc, "sign transactions") from None
             signed += len(updates)
-            if len(rows) <= SIGN_BATCH:
-                return signed
+            after = page[-1][0]
+        return signed
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -193,9 +216,14 @@ class Transactions:
         if len(text) < 6 or not all(c in "0123456789abcdef-" for c in text):
             return []
         found = self.rows("WHERE id >= ? AND id < ?", (text, text + "\uffff"), order="seq DESC", limit=20)
-        if len(text) <= 12:  # the random end of the id (what receipts and lists showed as a short reference)
-            found += [r for r in self.rows("WHERE id LIKE ?", ("%" + text,), order="seq DESC", limit=20)
-                      if r not in found]
+        if len(text) <= 12:  # the random end of the id (what lists show as a short reference: its last 8)
+            if len(text) >= 8:  # by the index of the ids' last eight characters
+                tail = self.rows("WHERE substr(id, -8) = ?", (text[-8:],), order="seq DESC", limit=20)
+            else:  # shorter: among the newest rows only (bounded work at any journal size)
+                newest = self._d.read("SELECT COALESCE(MAX(seq), 0) FROM txn")[0][0]
+                tail = self.rows("WHERE seq > ? AND id LIKE ?", (newest - SEARCH_WINDOW, "%" + text),
+                                 order="seq DESC", limit=20)
+            found += [r for r in tail if r.id.endswith(text) and r not in found]
         return found
 
     def recent(self, limit: int = 50, *, search: str | None = None) -> list[TxnRow]:

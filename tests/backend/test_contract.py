@@ -37,7 +37,8 @@ def test_the_sandbox_serves_exactly_the_operations_of_the_file(tmp_path):
 
 def test_the_record_is_the_journal_signed_record():
     record = SPEC["components"]["schemas"]["TransactionRecord"]
-    assert set(record["required"]) == set(record["properties"]) == {*SIGNED_FIELDS, "row_hash", "signature"}
+    assert set(record["required"]) == set(record["properties"]) == {*SIGNED_FIELDS, "sealed_card", "row_hash",
+                                                                           "signature"}
     assert record["additionalProperties"] is False
 
 

@@ -54,7 +54,7 @@ def records(svc, n: int) -> list[dict[str, Any]]:
     svc.housekeeping()  # the rows are signed (what the sync worker uploads)
     out = []
     for row in svc.require_journal().sync.pending(n):
-        record = row.signed_record()
+        record = row.upload_record()
         record.update(row_hash=row.row_hash, signature=row.signature)
         out.append(record)
     return out

@@ -59,7 +59,7 @@ def test_profile_outcome(service, profile: str) -> None:
     result = _tap(service, profile)
     assert result.outcome == outcome, result.message
     assert reason in result.reasons
-    rows = service.export_journal(None)
+    rows = list(service.export_journal(None))
     if apdus is None:
         assert result.read is None and rows == [], "a card that was not read leaves no journal row"
         return
@@ -127,7 +127,7 @@ def test_unplugged_reader_mid_tap_is_a_clear_outcome(service) -> None:
     reader.unplug()
     result = service.pay_card(session, Money(500, CNY))
     assert result.outcome == "reader_unavailable"
-    assert service.export_journal(None) == []
+    assert list(service.export_journal(None)) == []
 
 
 # -- the command line, and no clear card number anywhere ------------------------------------------

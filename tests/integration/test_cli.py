@@ -130,3 +130,34 @@ def test_config_defaults_is_valid_and_complete(cli_env, tmp_path):
     path = tmp_path / "d.toml"
     path.write_text(text)
     assert "config OK" in run(cli_env, "--config", str(path), "config", "check").stdout
+
+
+def test_journal_archive_keeps_unsent_rows_and_verify_green(cli_env, data_dir, tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from tests.conftest import FixedClock
+
+    clock = FixedClock(datetime.now(UTC) - timedelta(days=20))
+    config = tmp_path / "t.toml"
+    config.write_text("[backend]\nenabled = false\n[offline]\ncard_daily_count = 100\n", encoding="utf-8")
+    with bootstrap(config_path=config, data_dir=data_dir, clock=clock, env={}) as svc:
+        rows = []
+        for _ in range(20):  # one payment a day for 20 days
+            rows.append(svc.pay(PaymentRequest(Money(1000, svc.currency), Method.CARD, card_token="tokX"),
+                                CardFacts(scheme="unionpay", masked_pan="622202******1234")).row)
+            clock.advance(days=1)
+        journal = svc.require_journal()
+        journal.sync.set_sync_results([(r.id, "accepted", None) for r in rows if r.seq != 6], now=clock())
+    cli_env = {**cli_env, "WALLETPOS_CONFIG": str(config)}
+    refused = run(cli_env, "journal", "archive", "--keep-days", "3", ok=False)
+    assert refused.returncode == 2 and "8 to 3650" in refused.stderr
+    out = json.loads(run(cli_env, "journal", "archive", "--keep-days", "8", "--json").stdout)
+    print(f"\n20 days, row 6 unsent, keep 8 days: {out}")
+    assert out["archived"] == 5 and out["through_seq"] == 5 and out["stopped_by"] == "unsent"
+    verify = json.loads(run(cli_env, "journal", "verify", "--json").stdout)
+    assert verify["ok"] and verify["rows_checked"] == 15 and verify["checks"]["transactions"]["archived_below"] == 5
+    exported = [json.loads(line)["seq"] for line in run(cli_env, "journal", "export").stdout.splitlines()]
+    assert exported == list(range(6, 21))
+    target = tmp_path / "out.jsonl"
+    run(cli_env, "journal", "export", "-o", str(target))
+    assert target.stat().st_mode & 0o777 == 0o600

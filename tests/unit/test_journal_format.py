@@ -27,7 +27,7 @@ plain = st.recursive(st.none() | st.booleans() | st.integers() | text,
        card_token=maybe, created_at=text, currency=text, decision=text,
        details=st.dictionaries(text, plain, max_size=4), id=text, kind=text, masked_pan=maybe, method=text,
        operator=maybe, reasons=st.lists(text, max_size=3),
-       reference=maybe, scheme=maybe, sealed_card=maybe, terminal_id=text, prev_hash=text,
+       reference=maybe, scheme=maybe, sealed_card_sha256=maybe, terminal_id=text, prev_hash=text,
        seq=st.integers(min_value=1, max_value=2**62))
 def test_hand_built_canonical_json_is_byte_for_byte_the_generic_one(prev_hash, seq, details, reasons, **fields):
     record = dict(fields, details=details, reasons=reasons, prev_hash=prev_hash, seq=seq)
