@@ -173,8 +173,7 @@ def support_bundle() -> Response:
     except (binascii.Error, ValueError):
         raise Refused(422, "invalid_request", "bundle: not base64") from None
     if hashlib.sha256(data).hexdigest() != body["sha256"]:
-        raise Refused(422, "invalid_request", "bundle: its SHA-256 is not the one given (damaged on the way?)")
-    if not data.startswith(b"PK\x03\x04"):
-        raise Refused(422, "invalid_request", "bundle: not a zip file")
+        raise Refused(409, "bundle_damaged", "the bundle's bytes do not match its sha256 (damaged on the way); "
+                                             "send it again")
     ticket = backend().store.support.receive(terminal_id, body["reason"], body["file_name"], body["sha256"], data)
     return json_response(ticket)

@@ -36,6 +36,7 @@ from terminal.doctor.checks import (
     EXIT_WARNINGS,
     Check,
     DoctorReport,
+    advice,
     order,
 )
 from terminal.doctor.context import DoctorContext
@@ -70,7 +71,7 @@ def _guarded(area: str, run: AreaCheck, ctx: DoctorContext) -> list[Check]:
     except Exception as exc:  # a bug in one check must not hide the others; the log has the traceback
         log.exception("doctor check %s crashed", area)
         return [Check(area, "internal", "fail", f"check crashed: {type(exc).__name__}", str(exc)[:300],
-                      "send a support bundle (the log has the details)", ms=(time.perf_counter() - t0) * 1000)]
+                      ms=(time.perf_counter() - t0) * 1000, **advice("internal"))]
 
 
 def run_doctor(ctx: DoctorContext, areas: Iterable[str] | None = None) -> DoctorReport:
@@ -85,7 +86,7 @@ def run_doctor(ctx: DoctorContext, areas: Iterable[str] | None = None) -> Doctor
     with concurrent.futures.ThreadPoolExecutor(len(runners), thread_name_prefix="walletpos-doctor") as pool:
         futures = [pool.submit(_guarded, name, RUNNERS[name], ctx) for name in sorted(runners)]
         checks = [check for future in futures for check in future.result()]
-    checks = [c for c in checks if c.area in wanted or c.area == "internal" or c.name == "internal"]
+    checks = [c for c in checks if c.area in wanted or c.name == "internal"]
     return DoctorReport(order(checks), utc_text(started), (time.perf_counter() - t0) * 1000,
                         ctx.config.terminal.id)
 

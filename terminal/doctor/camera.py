@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from drivers.base import ReaderUnavailableError
-from terminal.doctor.checks import Check
+from terminal.doctor.checks import Check, advice
 from terminal.doctor.context import DoctorContext
 
 if TYPE_CHECKING:
@@ -157,27 +157,24 @@ def _judge(s: Sample, name: str) -> list[Check]:
     checks = [Check(AREA, "camera", "pass", f"{name} {s.width}x{s.height}",
                     f"opened; {s.frames} frames in {s.seconds:.1f} s", measured=measured)]
     if s.frames == 0:
-        checks[0] = Check(AREA, "camera", "fail", f"{name} no frames",
-                          "the camera opened but delivered no picture",
-                          "unplug and plug the camera in again; if it stays dark, replace the cable or the camera",
-                          measured)
+        checks[0] = Check(AREA, "camera", "fail", f"{name} no frames", "the camera opened but delivered no picture",
+                          measured=measured, **advice("camera_dark"))
         return checks
     if s.width < MIN_WIDTH or s.height < MIN_HEIGHT:
         checks[0] = Check(AREA, "camera", "warn", f"{name} {s.width}x{s.height}",
-                          "the picture is smaller than 640x480: small codes will not be read",
-                          "set [camera] width and height to what the camera supports (1280x720)", measured)
+                          "the picture is smaller than 640x480: small codes will not be read", measured=measured,
+                          **advice("camera_resolution"))
     if not s.live:
         checks.append(Check(AREA, "frame_rate", "skip", f"{s.frames} frames from a file",
                             "a file is read as fast as it decodes; the frame rate of a camera is measured live"))
     elif s.fps < FPS_FAIL:
         checks.append(Check(AREA, "frame_rate", "fail", f"{s.fps:.1f} fps",
                             "the camera delivers too few frames to read a code from a moving phone",
-                            "use a USB 2/3 port directly (no hub), more light, or a lower [camera] width/height",
-                            measured))
+                            measured=measured, **advice("camera_fps_low")))
     elif s.fps < FPS_WARN:
         checks.append(Check(AREA, "frame_rate", "warn", f"{s.fps:.1f} fps",
-                            "codes will be read late; dim light lengthens the exposure",
-                            "add light at the code window, or use a USB port without a hub", measured))
+                            "codes will be read late; dim light lengthens the exposure", measured=measured,
+                            **advice("camera_fps_warn")))
     else:
         checks.append(Check(AREA, "frame_rate", "pass", f"{s.fps:.1f} fps", "measured over live frames",
                             measured=measured))
@@ -187,9 +184,8 @@ def _judge(s: Sample, name: str) -> list[Check]:
                             "judged; hold a code to the camera"))
     elif s.sharpness < SHARP_ENOUGH:
         checks.append(Check(AREA, "sharpness", "warn", f"{s.sharpness:.0f}",
-                            f"the picture is blurred (below {SHARP_ENOUGH:.0f})",
-                            "clean the lens and check its focus at the distance customers hold their phones",
-                            measured))
+                            f"the picture is blurred (below {SHARP_ENOUGH:.0f})", measured=measured,
+                            **advice("camera_blurred")))
     else:
         checks.append(Check(AREA, "sharpness", "pass", f"{s.sharpness:.0f}", "variance of the Laplacian",
                             measured=measured))
@@ -199,8 +195,8 @@ def _judge(s: Sample, name: str) -> list[Check]:
                             measured=measured))
     elif s.located:
         checks.append(Check(AREA, "decode", "warn", f"0 of {s.frames} frames, a code seen {s.located} times",
-                            "a code is in view but cannot be read", "check focus, glare and light at the code "
-                            "window; hold the code still", measured))
+                            "a code is in view but cannot be read", measured=measured,
+                            **advice("camera_unreadable")))
     else:
         checks.append(Check(AREA, "decode", "skip", "no code in view",
                             "hold a payment code to the camera and run walletpos doctor again (the diagnostics "
@@ -217,12 +213,10 @@ def check_camera(ctx: DoctorContext) -> list[Check]:
     except ReaderUnavailableError as exc:
         watched = f" (the checkout sees it as {ctx.camera_status.state})" if ctx.camera_status else ""
         return [Check(AREA, "camera", "fail", f"{name} cannot be opened", exc.message + watched,
-                      "plug the camera in (ls /dev/video* lists it), close any other program using it, or set "
-                      "[camera] source", {"source": name}, (time.perf_counter() - t0) * 1000)]
+                      measured={"source": name}, ms=(time.perf_counter() - t0) * 1000, **advice("camera_open"))]
     except ImportError as exc:
-        return [Check(AREA, "camera", "fail", "OpenCV missing", str(exc),
-                      "install opencv-python-headless (see the system packages check)",
-                      ms=(time.perf_counter() - t0) * 1000)]
+        return [Check(AREA, "camera", "fail", "OpenCV missing", str(exc), ms=(time.perf_counter() - t0) * 1000,
+                      **advice("install_packages", how="pip install opencv-python-headless"))]
     ms = (time.perf_counter() - t0) * 1000
     checks = _judge(result, name)
     from dataclasses import replace

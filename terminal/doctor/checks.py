@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from terminal.i18n import t
+
 Status = Literal["pass", "warn", "fail", "skip"]
 STATUSES: tuple[Status, ...] = ("pass", "warn", "fail", "skip")
 
@@ -33,11 +35,25 @@ class Check:
     next_step: str = ""
     measured: Mapping[str, Any] = field(default_factory=dict)
     ms: float = 0.0
+    step_key: str = ""  # the next step's message key (a screen shows it in its language)
+    step_values: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"area": self.area, "name": self.name, "status": self.status, "figure": self.figure,
-                "detail": self.detail, "next_step": self.next_step or None, "measured": dict(self.measured),
-                "ms": round(self.ms, 1)}
+                "detail": self.detail, "next_step": self.next_step or None, "step_key": self.step_key or None,
+                "measured": dict(self.measured), "ms": round(self.ms, 1)}
+
+    def step_in(self, locale: str) -> str:
+        """The next step in `locale` (the English text when the check has no message key)."""
+        return t(locale, self.step_key, **self.step_values) if self.step_key else self.next_step
+
+
+def advice(key: str, **values: Any) -> dict[str, Any]:
+    """A check's next step by its message key (`doctor.step.<key>` in the locale catalogues): the
+    English text, and the key and values a screen shows in its own language. Use as
+    `Check(..., **advice("start_pcscd"))`."""
+    full = f"doctor.step.{key}"
+    return {"next_step": t("en", full, **values), "step_key": full, "step_values": dict(values)}
 
 
 def timed(make: Callable[[], Check]) -> Check:
@@ -87,4 +103,4 @@ def order(checks: Sequence[Check]) -> tuple[Check, ...]:
 
 
 __all__ = ["AREAS", "EXIT_FAILURES", "EXIT_HEALTHY", "EXIT_WARNINGS", "STATUSES", "Check", "DoctorReport", "Status",
-           "order", "timed"]
+           "advice", "order", "timed"]

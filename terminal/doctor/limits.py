@@ -7,7 +7,7 @@ from typing import Any
 
 from terminal.core.backend_limits import tighten
 from terminal.core.money import Money
-from terminal.doctor.checks import Check, timed
+from terminal.doctor.checks import Check, advice, timed
 from terminal.doctor.context import DoctorContext
 
 AREA = "limits"
@@ -42,12 +42,11 @@ def _limits(ctx: DoctorContext) -> Check:
     if ctx.stored_limits is not None:
         problem = tighten(local, ctx.stored_limits).problem
         if problem:
-            return Check(AREA, "limits", "warn", "backend limits not applied", problem,
-                         "ask the bank to set this terminal's limits in its currency", measured)
+            return Check(AREA, "limits", "warn", "backend limits not applied", problem, measured=measured,
+                         **advice("limits_currency"))
     if current.offline_max_payment.minor == 0 or current.exposure_cap.minor == 0 or current.card_daily_count == 0:
         return Check(AREA, "limits", "warn", figure, "with these limits nothing is approved offline",
-                     "if the terminal should approve offline, raise [offline] max_payment / exposure_cap / "
-                     "card_daily_count (or ask the bank about its limits)", measured)
+                     measured=measured, **advice("limits_offline_off"))
     floor = f"floor {_text(current.floor_limit)}, offline cap {_text(current.offline_max_payment)}, exposure cap " \
             f"{_text(current.exposure_cap)}"
     return Check(AREA, "limits", "pass", figure, f"in force: {floor}", measured=measured)

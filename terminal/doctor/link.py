@@ -16,10 +16,11 @@ import ssl
 import statistics
 import time
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from terminal.backend import BackendError, CertificatePinMismatch, NotEnrolled, spki_sha256
-from terminal.doctor.checks import Check
+from terminal.doctor.checks import Check, advice
 from terminal.doctor.context import DoctorContext
 
 AREA = "backend"
@@ -42,11 +43,10 @@ def _stopped(done: list[Check], failed: Check, rest: list[str], why: str, clock_
     return [*done, failed, *_skip_rest(rest, why), _clock_skip(clock_why)]
 
 
-def _network_step(host: str, port: int) -> str:
+def _network_step(host: str, port: int) -> dict[str, Any]:
     if host in ("127.0.0.1", "localhost", "::1"):
-        return f"start the backend on this machine (nothing listens on port {port}), or fix [backend] url"
-    return (f"check the network from this terminal to {host}:{port} (cable or Wi-Fi, firewall, proxy); if it is "
-            "fine, ask the bank whether the backend is up")
+        return advice("backend_local_down", port=port)
+    return advice("backend_unreachable", host=host, port=port)
 
 
 def _tls(ctx: DoctorContext, host: str, port: int, timeout: float) -> tuple[list[Check], bool]:
@@ -60,7 +60,7 @@ def _tls(ctx: DoctorContext, host: str, port: int, timeout: float) -> tuple[list
         context = ssl.create_default_context(cafile=cfg.ca_file or certifi.where())
     except (OSError, ssl.SSLError) as exc:
         return [Check(AREA, "tls", "fail", "CA file unreadable", f"[backend] ca_file {cfg.ca_file}: {exc}",
-                      "point [backend] ca_file at the bank's CA certificate (PEM)"),
+                      **advice("ca_file")),
                 *_skip_rest(["pin"], "no TLS connection")], False
     try:
         with socket.create_connection((host, port), timeout=timeout) as raw, \
@@ -70,13 +70,11 @@ def _tls(ctx: DoctorContext, host: str, port: int, timeout: float) -> tuple[list
             version = tls.version() or "?"
     except ssl.SSLCertVerificationError as exc:
         return [Check(AREA, "tls", "fail", "certificate not trusted", f"{exc.verify_message or exc}",
-                      "set [backend] ca_file to the CA that signs the backend's certificate; if it is set, check "
-                      "the terminal's clock (a wrong date makes a good certificate look expired)",
-                      ms=(time.perf_counter() - t0) * 1000), *_skip_rest(["pin"], "no trusted TLS connection")], False
+                      ms=(time.perf_counter() - t0) * 1000, **advice("cert_untrusted")),
+                *_skip_rest(["pin"], "no trusted TLS connection")], False
     except (OSError, ssl.SSLError) as exc:
-        return [Check(AREA, "tls", "fail", "handshake failed", str(exc),
-                      "check that [backend] url is the backend's https address (a proxy or captive portal "
-                      "answers otherwise)", ms=(time.perf_counter() - t0) * 1000),
+        return [Check(AREA, "tls", "fail", "handshake failed", str(exc), ms=(time.perf_counter() - t0) * 1000,
+                      **advice("tls_handshake")),
                 *_skip_rest(["pin"], "no TLS connection")], False
     cert = x509.load_der_x509_certificate(der)
     days = (cert.not_valid_after_utc - datetime.now(UTC)).days
@@ -84,9 +82,8 @@ def _tls(ctx: DoctorContext, host: str, port: int, timeout: float) -> tuple[list
                 "not_after": cert.not_valid_after_utc.isoformat(), "days_left": days}
     figure = f"{version}, {handshake_ms:.1f} ms, certificate valid {days} more days"
     checks = [Check(AREA, "tls", "warn" if days < CERT_WARN_DAYS else "pass", figure,
-                    f"certificate of {cert.subject.rfc4514_string()}",
-                    "tell the bank that the backend's certificate expires soon" if days < CERT_WARN_DAYS else "",
-                    measured, (time.perf_counter() - t0) * 1000)]
+                    f"certificate of {cert.subject.rfc4514_string()}", measured=measured,
+                    ms=(time.perf_counter() - t0) * 1000, **(advice("cert_expiring") if days < CERT_WARN_DAYS else {}))]
     digest = spki_sha256(der)
     if not cfg.pin_sha256:
         checks.append(Check(AREA, "pin", "skip", "no pin configured",
@@ -99,10 +96,8 @@ def _tls(ctx: DoctorContext, host: str, port: int, timeout: float) -> tuple[list
         return checks, True
     checks.append(Check(AREA, "pin", "fail", "server key is not pinned",
                         f"the backend presented key sha256 {digest}, which [backend] pin_sha256 does not list; "
-                        "the terminal sends it nothing",
-                        "call the bank before changing anything: either the bank changed its key (they give the new "
-                        "pin for [backend] pin_sha256) or someone is intercepting the link",
-                        {"spki_sha256": digest, "pins": list(cfg.pin_sha256)}))
+                        "the terminal sends it nothing", measured={"spki_sha256": digest, "pins": list(cfg.pin_sha256)},
+                        **advice("pin_mismatch")))
     return checks, False
 
 
@@ -127,16 +122,15 @@ def _latency_and_clock(ctx: DoctorContext) -> list[Check]:
             middle = before + (after - before) / 2
             skews.append((middle - beat.server_time).total_seconds())
     except CertificatePinMismatch as exc:
-        return [Check(AREA, "latency", "fail", "refused: pin", exc.message, "see the pin check"),
+        return [Check(AREA, "latency", "fail", "refused: pin", exc.message, **advice("see_pin")),
                 _clock_skip("no answer from the backend")]
     except NotEnrolled as exc:
         return [Check(AREA, "latency", "fail", "the backend does not know this terminal", exc.message,
-                      "enrol again: walletpos backend enrol --token T (a new token from the bank)"),
+                      **advice("enrol_again")),
                 _clock_skip("no answer from the backend")]
     except BackendError as exc:
-        return [Check(AREA, "latency", "fail", "no good answer", exc.message,
-                      "run walletpos sync --once to see the failing request; if the backend answers errors, call "
-                      "the bank", ms=(time.perf_counter() - t0) * 1000),
+        return [Check(AREA, "latency", "fail", "no good answer", exc.message, ms=(time.perf_counter() - t0) * 1000,
+                      **advice("sync_once")),
                 _clock_skip("no answer from the backend")]
     ms = (time.perf_counter() - t0) * 1000
     ordered = sorted(rtts)
@@ -149,26 +143,22 @@ def _latency_and_clock(ctx: DoctorContext) -> list[Check]:
     if p50 >= deadline:
         latency = Check(AREA, "latency", "fail", figure,
                         f"slower than the online authorisation deadline ({deadline} ms): every payment above the "
-                        "floor limit falls back to the offline answer",
-                        "check the network link (signal, congestion) or ask the bank about the backend's speed",
-                        measured, ms)
+                        "floor limit falls back to the offline answer", measured=measured, ms=ms,
+                        **advice("link_slow"))
     elif p95 >= deadline / 2:
         latency = Check(AREA, "latency", "warn", figure, f"close to the online authorisation deadline ({deadline} ms)",
-                        "check the network link (signal, congestion); some online authorisations will time out",
-                        measured, ms)
+                        measured=measured, ms=ms, **advice("link_sluggish"))
     else:
         latency = Check(AREA, "latency", "pass", figure, "signed requests answered", measured=measured, ms=ms)
     skew = statistics.median(skews)
     measured_skew = {"skew_s": round(skew, 3), "samples_s": [round(s, 3) for s in skews]}
     direction = "ahead of" if skew > 0 else "behind"
     figure = f"{abs(skew):.1f} s {direction} the backend" if abs(skew) >= 0.05 else "in step with the backend"
-    step = ("set the clock right: turn on network time (timedatectl set-ntp true) and check the NTP server; "
-            "the backend refuses requests more than 300 s off")
     if abs(skew) >= SKEW_FAIL_S:
-        clock = Check(CLOCK, "skew", "fail", figure, "receipts, sync ages and request signatures use this clock", step,
-                      measured_skew)
+        clock = Check(CLOCK, "skew", "fail", figure, "receipts, sync ages and request signatures use this clock",
+                      measured=measured_skew, **advice("set_clock"))
     elif abs(skew) >= SKEW_WARN_S:
-        clock = Check(CLOCK, "skew", "warn", figure, "the clock drifts", step, measured_skew)
+        clock = Check(CLOCK, "skew", "warn", figure, "the clock drifts", measured=measured_skew, **advice("set_clock"))
     else:
         clock = Check(CLOCK, "skew", "pass", figure, "middle of each heartbeat's round trip against the backend's time",
                       measured=measured_skew)
@@ -197,8 +187,7 @@ def check_link(ctx: DoctorContext) -> list[Check]:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
             failed = Check(AREA, "dns", "fail", f"{host} not found", f"name resolution failed: {exc}",
-                           "check the DNS settings of this terminal (/etc/resolv.conf) and its network link, or the "
-                           "host name in [backend] url", ms=(time.perf_counter() - t0) * 1000)
+                           ms=(time.perf_counter() - t0) * 1000, **advice("dns"))
             return _stopped([], failed, layers, "the backend's name does not resolve", "no backend answer")
         addresses = sorted({str(info[4][0]) for info in infos})
         checks.append(Check(AREA, "dns", "pass", f"{host} -> {', '.join(addresses[:3])}",
@@ -210,13 +199,13 @@ def check_link(ctx: DoctorContext) -> list[Check]:
             connect_ms = (time.perf_counter() - t1) * 1000
     except TimeoutError:
         failed = Check(AREA, "tcp", "fail", f"no answer from {host}:{port} within {timeout:g} s",
-                       "the connection attempt timed out", _network_step(host, port),
-                       ms=(time.perf_counter() - t1) * 1000)
+                       "the connection attempt timed out", ms=(time.perf_counter() - t1) * 1000,
+                       **_network_step(host, port))
         return _stopped(checks, failed, layers[1:], "no TCP connection", "no backend answer")
     except OSError as exc:
         why = "refused" if isinstance(exc, ConnectionRefusedError) else (exc.strerror or str(exc))
         failed = Check(AREA, "tcp", "fail", f"{host}:{port} {why}", f"connecting failed: {exc}",
-                       _network_step(host, port), ms=(time.perf_counter() - t1) * 1000)
+                       ms=(time.perf_counter() - t1) * 1000, **_network_step(host, port))
         return _stopped(checks, failed, layers[1:], "no TCP connection", "no backend answer")
     checks.append(Check(AREA, "tcp", "pass", f"{host}:{port} in {connect_ms:.1f} ms", "connection opened",
                         measured={"connect_ms": round(connect_ms, 2)}, ms=connect_ms))
@@ -230,12 +219,12 @@ def check_link(ctx: DoctorContext) -> list[Check]:
     if client is None:
         failed = Check(AREA, "enrolment", "fail", "no backend client",
                        ctx.storage_problem or "the journal is not open, so nothing can be synced",
-                       "fix the journal first (see the journal checks)")
+                       **advice("fix_journal_first"))
         return _stopped(checks, failed, ["latency"], "no backend client", "no backend answer")
     enrolment = client.enrolment
     if enrolment is None:
         failed = Check(AREA, "enrolment", "fail", "not enrolled", client.enrolment_problem or "this terminal is not "
-                       "enrolled", "enrol with the bank's one-time token: walletpos backend enrol --token T")
+                       "enrolled", **advice("enrol"))
         return _stopped(checks, failed, ["latency"], "requests of a terminal that is not enrolled are refused",
                         "no answer from the backend")
     checks.append(Check(AREA, "enrolment", "pass", f"enrolled as {enrolment.terminal_id}",

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import statistics
 import time
+from typing import Any
 
 from drivers.base import CardReader, ReaderUnavailableError
 from terminal.core.atr import describe_atr
-from terminal.doctor.checks import Check, Status
+from terminal.doctor.checks import Check, Status, advice
 from terminal.doctor.context import DoctorContext, reader_kind
 from terminal.errors import CardError, ConfigError
 
@@ -24,18 +25,14 @@ RTT_WARN_MS = 50.0
 RTT_FAIL_MS = 200.0
 
 
-def _next_step(kind: str, message: str) -> str:
+def _next_step(kind: str, message: str) -> dict[str, Any]:
     if kind == "pcsc":
         if "service not available" in message or ("pcscd" in message and "running" in message):
-            return "start pcscd (see the system pcscd check), then run walletpos doctor again"
-        return ("plug the reader in (pcsc_scan lists what pcscd sees), or set [reader] device to a pattern of "
-                "one of the listed readers")
+            return advice("start_pcscd")
+        return advice("plug_pcsc_reader")
     if kind == "nfc":
-        if "udp" in message:
-            return "start the simulated card link the udp device points at (python -m drivers.sim.nfc_card)"
-        return ("plug the reader in; check that this user may open the USB device (a udev rule) and that the "
-                "kernel's pn533_usb driver does not hold it (sudo modprobe -r pn533_usb)")
-    return "plug the simulated reader in again (Ctrl+R in the demo)"
+        return advice("start_udp_card") if "udp" in message else advice("plug_nfc_reader")
+    return advice("plug_sim_reader")
 
 
 def _probe(ctx: DoctorContext, kind: str) -> tuple[CardReader, bool]:
@@ -70,20 +67,17 @@ def _round_trip(reader: CardReader) -> Check:
                 sw = answer[-2:].hex().upper()
     except (CardError, ReaderUnavailableError) as exc:
         return Check(AREA, "select", "fail", "no answer", f"the card did not answer a SELECT: {exc.message}",
-                     "hold the card flat on the reader's mark and run walletpos doctor again; if every card fails, "
-                     "the reader's antenna or firmware is at fault", ms=(time.perf_counter() - t0) * 1000)
+                     ms=(time.perf_counter() - t0) * 1000, **advice("card_no_answer"))
     median = statistics.median(times)
     measured = {"round_trip_ms": [round(t, 3) for t in times], "median_ms": round(median, 3), "sw": sw}
     figure = f"{median:.1f} ms median of {len(times)} (SW {sw})"
     ms = (time.perf_counter() - t0) * 1000
     if median >= RTT_FAIL_MS:
         return Check(AREA, "select", "fail", figure, "a SELECT takes longer than a whole payment should",
-                     "move the reader to another USB port without a hub and another cable; if it stays slow, "
-                     "replace the reader", measured, ms)
+                     measured=measured, ms=ms, **advice("reader_slow"))
     if median >= RTT_WARN_MS:
         return Check(AREA, "select", "warn", figure, "the reader answers slowly; taps will feel sluggish",
-                     "move the reader to another USB port without a hub, away from metal and other readers",
-                     measured, ms)
+                     measured=measured, ms=ms, **advice("reader_sluggish"))
     return Check(AREA, "select", "pass", figure, "SELECT PPSE round trip to the card on the reader", measured=measured,
                  ms=ms)
 
@@ -96,15 +90,14 @@ def check_reader(ctx: DoctorContext) -> list[Check]:
         reader, owned = _probe(ctx, kind)
     except (ConfigError, ImportError) as exc:
         return [Check(AREA, "reader", "fail", "cannot be opened", f"{spec}: {exc}",
-                      "install the reader's driver packages (see the system packages check) or fix [reader] device",
-                      ms=(time.perf_counter() - t0) * 1000)]
+                      ms=(time.perf_counter() - t0) * 1000, **advice("reader_driver"))]
     checks: list[Check] = []
     try:
         try:
             info = reader.describe()
         except ReaderUnavailableError as exc:
-            return [Check(AREA, "reader", "fail", "not found", exc.message, _next_step(kind, exc.message),
-                          {"device": spec}, (time.perf_counter() - t0) * 1000)]
+            return [Check(AREA, "reader", "fail", "not found", exc.message, measured={"device": spec},
+                          ms=(time.perf_counter() - t0) * 1000, **_next_step(kind, exc.message))]
         name = info.get("reader") or info.get("device") or spec
         made = " ".join(v for v in (info.get("vendor"), info.get("model")) if v)
         firmware = info.get("firmware")
@@ -125,14 +118,13 @@ def check_reader(ctx: DoctorContext) -> list[Check]:
         atr = describe_atr(bytes.fromhex(atr_hex))
         measured = {"atr": atr.hex, "kind": atr.kind, "protocols": list(atr.protocols), "historical": atr.historical}
         if atr.kind == "invalid":
-            checks.append(Check(AREA, "card", "fail", f"ATR {atr.hex}", atr.meaning,
-                                "try another card; if every card gives a broken ATR, the reader garbles data: "
-                                "replace it", measured, (time.perf_counter() - t1) * 1000))
+            checks.append(Check(AREA, "card", "fail", f"ATR {atr.hex}", atr.meaning, measured=measured,
+                                ms=(time.perf_counter() - t1) * 1000, **advice("atr_invalid")))
             return checks
         status: Status = "pass" if atr.can_pay else "warn"
-        checks.append(Check(AREA, "card", status, f"ATR {atr.hex}", atr.meaning,
-                            "" if atr.can_pay else "this card cannot pay; present a payment card or phone",
-                            measured, (time.perf_counter() - t1) * 1000))
+        checks.append(Check(AREA, "card", status, f"ATR {atr.hex}", atr.meaning, measured=measured,
+                            ms=(time.perf_counter() - t1) * 1000,
+                            **({} if atr.can_pay else advice("not_a_payment_card"))))
         if kind == "sim" or not owned:
             why = "the simulated reader has no radio" if kind == "sim" else "the checkout holds this reader"
             checks.append(Check(AREA, "select", "skip", "measured by the test tap",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from terminal.doctor.checks import Check, timed
+from terminal.doctor.checks import Check, advice, timed
 from terminal.doctor.context import DoctorContext
 from terminal.errors import WalletposError
 
@@ -17,20 +17,16 @@ DISK_FAIL = 50 * MB
 DISK_WARN = 500 * MB
 WAL_WARN = 64 * MB
 
-DAMAGE_STEP = ("offline approvals stay off until a technician resolves it: run walletpos journal verify, send a "
-               "support bundle to the bank, and do not edit, copy over or delete the journal")
-
-
 def _integrity(ctx: DoctorContext) -> Check:
     if ctx.storage_problem is not None:
         return Check(AREA, "integrity", "fail", "journal not open", ctx.storage_problem,
-                     f"make {ctx.data_dir} writable with free space (see the disk check), then restart the terminal")
+                     **advice("journal_not_open", data_dir=str(ctx.data_dir)))
     try:
         report = ctx.verify_journal()
         hold = ctx.integrity_problem()
         checkpoint = ctx.last_checkpoint()
     except WalletposError as exc:
-        return Check(AREA, "integrity", "fail", "cannot be checked", exc.message, DAMAGE_STEP)
+        return Check(AREA, "integrity", "fail", "cannot be checked", exc.message, **advice("journal_damaged"))
     since = ""
     measured: dict[str, object] = {"rows_checked": report.rows_checked, "seconds": round(report.seconds, 3),
                                    "audit_rows_checked": report.audit_rows_checked}
@@ -41,11 +37,10 @@ def _integrity(ctx: DoctorContext) -> Check:
         measured.update(first_bad_seq=report.first_bad_seq, table=report.table, problems=list(report.problems[:5]))
         return Check(AREA, "integrity", "fail", f"damaged: {report.problem}",
                      f"{len(report.problems)} problem(s) found in {report.seconds * 1000:.0f} ms{since}",
-                     DAMAGE_STEP, measured)
+                     measured=measured, **advice("journal_damaged"))
     if hold:
         return Check(AREA, "integrity", "fail", "on hold", f"offline approvals are off: {hold}",
-                     "send a support bundle to the bank and follow its answer; releasing the hold is a technician's "
-                     "audited decision", {**measured, "hold": hold})
+                     measured={**measured, "hold": hold}, **advice("journal_hold"))
     return Check(AREA, "integrity", "pass", f"{report.rows_checked} rows verified",
                  f"hash chains, signed head, deny list and checkpoints intact, in {report.seconds * 1000:.0f} ms"
                  + since,
@@ -66,8 +61,7 @@ def _files(ctx: DoctorContext) -> Check:
     figure = f"journal {size / MB:.1f} MB, WAL {wal / MB:.1f} MB"
     if wal >= WAL_WARN:
         return Check(AREA, "files", "warn", figure, "the write-ahead log keeps growing: something holds a read open",
-                     "close other programs reading the journal (a copy tool, sqlite3), then restart the terminal",
-                     measured)
+                     measured=measured, **advice("wal_growing"))
     return Check(AREA, "files", "pass", figure, str(path), measured=measured)
 
 
@@ -79,16 +73,16 @@ def _disk(ctx: DoctorContext) -> Check:
         usage = shutil.disk_usage(directory)
     except OSError as exc:
         return Check(AREA, "disk", "fail", "unknown", f"{ctx.data_dir}: {exc.strerror or exc}",
-                     "check that the data directory's disk is mounted")
+                     **advice("disk_mount"))
     free = usage.free
     measured = {"free_bytes": free, "total_bytes": usage.total}
     figure = f"{free / MB:,.0f} MB free of {usage.total / MB:,.0f} MB"
-    step = f"free space on the disk of {ctx.data_dir} (old support bundles, logs, reports)"
+    step = advice("free_disk", data_dir=str(ctx.data_dir))
     if free < DISK_FAIL:
-        return Check(AREA, "disk", "fail", figure, "payments are declined when the journal cannot record", step,
-                     measured)
+        return Check(AREA, "disk", "fail", figure, "payments are declined when the journal cannot record",
+                     measured=measured, **step)
     if free < DISK_WARN:
-        return Check(AREA, "disk", "warn", figure, "the disk is filling up", step, measured)
+        return Check(AREA, "disk", "warn", figure, "the disk is filling up", measured=measured, **step)
     return Check(AREA, "disk", "pass", figure, str(ctx.data_dir), measured=measured)
 
 

@@ -3,7 +3,7 @@ against the sync age after which the offline rules stop approving."""
 
 from __future__ import annotations
 
-from terminal.doctor.checks import Check, timed
+from terminal.doctor.checks import Check, advice, timed
 from terminal.doctor.context import DoctorContext
 from terminal.errors import WalletposError
 
@@ -17,7 +17,7 @@ def _queue(ctx: DoctorContext) -> Check:
         status = ctx.sync_status()
         last_sync = ctx.last_sync_at()
     except WalletposError as exc:
-        return Check(AREA, "queue", "fail", "unreadable", exc.message, "see the journal checks")
+        return Check(AREA, "queue", "fail", "unreadable", exc.message, **advice("fix_journal_first"))
     now = ctx.clock()
     age = status.oldest_pending_age_s
     since_sync = max(0.0, (now - last_sync).total_seconds())
@@ -37,17 +37,14 @@ def _queue(ctx: DoctorContext) -> Check:
     if status.queue_depth and since_sync >= limit:
         return Check(AREA, "queue", "fail", figure,
                      f"no successful sync for {_age(since_sync)}: offline approvals have stopped (limit {_age(limit)})"
-                     + (f"; {error}" if error else ""),
-                     "get the backend link working (see the backend checks), then run walletpos sync --once",
-                     measured)
+                     + (f"; {error}" if error else ""), measured=measured, **advice("sync_stopped"))
     if status.rejected:
         return Check(AREA, "queue", "warn", figure, f"{status.rejected} row(s) rejected by the backend",
-                     "send a support bundle: the bank must look at the rejected rows (walletpos sync --status lists "
-                     "them)", measured)
+                     measured=measured, **advice("rejected_rows"))
     if status.queue_depth and (since_sync >= limit / 2 or status.last_error):
         return Check(AREA, "queue", "warn", figure,
                      error or f"no successful sync for {_age(since_sync)} (offline approvals stop at {_age(limit)})",
-                     "run walletpos sync --once and read its error; see the backend checks", measured)
+                     measured=measured, **advice("sync_once"))
     return Check(AREA, "queue", "pass", figure,
                  f"last successful sync {status.last_success_at or 'never'}", measured=measured)
 

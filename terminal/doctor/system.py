@@ -10,7 +10,7 @@ import shutil
 import time
 from pathlib import Path
 
-from terminal.doctor.checks import Check, timed
+from terminal.doctor.checks import Check, advice, timed
 from terminal.doctor.context import DoctorContext, reader_kind
 
 AREA = "system"
@@ -61,13 +61,13 @@ def _packages(ctx: DoctorContext) -> Check:
     figure = f"Python {platform.python_version()}, reader {kind}, camera {camera or 'none'}"
     if missing:
         names = ", ".join(name for name, _ in missing)
-        return Check(AREA, "packages", "fail", f"missing: {names}",
-                     f"the configured devices need {names}", f"install them: {'; '.join(how for _, how in missing)}",
-                     {"missing": [n for n, _ in missing]})
+        return Check(AREA, "packages", "fail", f"missing: {names}", f"the configured devices need {names}",
+                     measured={"missing": [n for n, _ in missing]},
+                     **advice("install_packages", how="; ".join(how for _, how in missing)))
     if optional:
         return Check(AREA, "packages", "warn", f"missing: {optional[0][0]}",
                      "without zbar the camera decodes with zxing-cpp alone (fewer damaged codes are read)",
-                     f"install it: {optional[0][1]}", {"missing": [n for n, _ in optional]})
+                     measured={"missing": [n for n, _ in optional]}, **advice("install_packages", how=optional[0][1]))
     return Check(AREA, "packages", "pass", figure, "everything the configured devices need is installed")
 
 
@@ -78,21 +78,20 @@ def _pcscd(ctx: DoctorContext) -> Check:
     binary = pcscd_binary()
     if binary is None:
         return Check(AREA, "pcscd", "fail", "not installed", "the reader is a PC/SC reader and pcscd is missing",
-                     "install it: apt-get install pcscd")
+                     **advice("install_packages", how="apt-get install pcscd"))
     pid = pcscd_pid()
     try:
         from smartcard import scard
     except ImportError:
         return Check(AREA, "pcscd", "fail", "pyscard missing", "the PC/SC client library cannot be loaded",
-                     "install pyscard (see the packages check)")
+                     **advice("install_packages", how="pip install pyscard"))
     t0 = time.perf_counter()
     hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
     if hresult != scard.SCARD_S_SUCCESS:
         text = str(scard.SCardGetErrorMessage(hresult)).strip().rstrip(".")
         state = f"running as pid {pid} but not answering" if pid else "not running"
         return Check(AREA, "pcscd", "fail", state, f"the PC/SC service does not answer: {text}",
-                     "start it: sudo systemctl start pcscd.socket (or run pcscd -f); then run walletpos doctor again",
-                     {"pid": pid})
+                     measured={"pid": pid}, **advice("start_pcscd"))
     try:
         hresult, names = scard.SCardListReaders(context, [])
     finally:
