@@ -243,19 +243,19 @@ def preview(ctx: DoctorContext, *, stop: threading.Event, show: Callable[[Previe
             rows: int = 12, every_s: float = 0.25, window_s: float = 3.0) -> None:
     """Show the camera until `stop`: every `every_s` a picture and the figures of the last
     `window_s` seconds of frames. Raises ReaderUnavailableError when the camera cannot be opened."""
+    last = [0.0]
+
+    def on_frame(image: np.ndarray, so_far: Sample) -> None:
+        now = time.perf_counter()
+        if now - last[0] >= every_s:
+            last[0] = now
+            show(PreviewFrame(half_blocks(image, columns, rows), so_far.sharpness, so_far.contrast, so_far.fps,
+                              so_far.decode_rate, so_far.decoded, so_far.frames, so_far.width, so_far.height))
+
     with camera_source(ctx) as source:
-        last = [0.0]
-
-        def on_frame(image: np.ndarray, so_far: Sample) -> None:
-            now = time.perf_counter()
-            if now - last[0] >= every_s:
-                last[0] = now
-                show(PreviewFrame(half_blocks(image, columns, rows), so_far.sharpness, so_far.contrast,
-                                      so_far.fps, so_far.decode_rate, so_far.decoded, so_far.frames, so_far.width,
-                                      so_far.height))
-
+        while not stop.is_set():
             window = sample(source, window_s, stop=stop, on_frame=on_frame)
-            if window.frames == 0:
+            if window.frames == 0 and not stop.is_set():
                 if not source.live:
                     return
                 raise ReaderUnavailableError("the camera delivers no frames")

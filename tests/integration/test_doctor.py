@@ -88,7 +88,8 @@ def test_a_healthy_terminal_passes_every_check(pcscd, card_on_reader, https_back
             ("backend", "latency"), ("clock", "skew"), ("journal", "integrity"), ("queue", "queue"),
             ("limits", "limits")} <= names
     card = report.find("reader", "card")
-    assert card.measured["kind"] == "contactless_iso14443_4" and card.measured["atr"] == make_card("visa").atr.hex().upper()
+    assert card.measured["kind"] == "contactless_iso14443_4"
+    assert card.measured["atr"] == make_card("visa").atr.hex().upper()
     assert report.find("reader", "select").measured["sw"] == "9000"
     assert report.find("camera", "decode").measured["decoded"] > 0
     latency = report.find("backend", "latency").measured

@@ -128,7 +128,8 @@ def test_bundle_onto_a_removable_drive(data_dir: Path, clock, tmp_path: Path) ->
         assert "status.json" in bundle.namelist()
     from terminal.errors import StorageError
 
-    with bootstrap(data_dir=data_dir, clock=clock, env={}) as service, pytest.raises(StorageError, match="not a mounted"):
+    with bootstrap(data_dir=data_dir, clock=clock, env={}) as service, \
+            pytest.raises(StorageError, match="not a mounted"):
         service.support_bundle_to_drive(tmp_path / "not-there")
 
 

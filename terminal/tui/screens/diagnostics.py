@@ -48,11 +48,11 @@ class DiagnosticsScreen(BaseScreen):
     DiagnosticsScreen #preview { width: 42; height: 13; }
     DiagnosticsScreen #camera-figures { width: 1fr; padding: 0 1; }
     """
-    BINDINGS = [Binding("f5", "refresh", "action.diagnostics"),
+    BINDINGS = [Binding("f5", "refresh", "action.check_again"),
                 Binding("t,T", "test_tap", "action.test_tap"),
-                Binding("r,R", "replay", "action.replay"),
+                Binding("r,R", "replay", "action.replay", show=False),
                 Binding("c,C", "camera", "action.camera"),
-                Binding("l,L", "log_level", "action.log_level"),
+                Binding("l,L", "log_level", "action.log_level", show=False),
                 Binding("b,B", "support_bundle", "action.support_bundle"),
                 Binding("u,U", "support_upload", "action.support_upload", show=False),
                 Binding("d,D", "support_drive", "action.support_drive", show=False),
