@@ -41,7 +41,8 @@ def _integrity(ctx: DoctorContext) -> Check:
     if hold:
         return Check(AREA, "integrity", "fail", "on hold", f"offline approvals are off: {hold}",
                      measured={**measured, "hold": hold}, **advice("journal_hold"))
-    return Check(AREA, "integrity", "pass", f"{report.rows_checked} rows verified",
+    rows = report.rows_checked
+    return Check(AREA, "integrity", "pass", f"{rows} row{'' if rows == 1 else 's'} verified",
                  f"hash chains, signed head, deny list and checkpoints intact, in {report.seconds * 1000:.0f} ms"
                  + since,
                  measured=measured)
