@@ -22,6 +22,7 @@ import json
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,13 @@ def main() -> None:
         card = VpcdCardServer(port=pcscd.vpcd_port)
         card.insert(make_card("visa"))
         reader = f"pcsc:{pcscd.reader}"
+        from drivers.pcsc import PcscReader
+
+        look = PcscReader(pcscd.reader, share="shared")
+        deadline = time.monotonic() + 3  # pcscd sees the card at its next presence poll (every 400 ms)
+        while look.status().state != "card_present" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        look.close()
     except PcscdUnavailable as exc:
         print(f"no PC/SC stack ({exc}); the reader is the simulated one", file=sys.stderr)
         reader = "sim:"

@@ -105,7 +105,8 @@ class CardPayments:
         try:
             return prepare_card_payment(self.payments, self.aids, recorder, amount)
         except CardError as exc:
-            self._keep_failed(recorder, exc.outcome, exc.message, amount, "payment")
+            self._keep_failed(recorder, exc.outcome, exc.message, amount, "payment",
+                              reader=str(getattr(transport, "reader_name", "") or ""))
             raise
 
     def pay(self, transport: ApduTransport, amount: Money, *, operator: str | None = None,
@@ -113,7 +114,8 @@ class CardPayments:
         recorder = RecordingTransport(transport)
         result = pay_card(self.payments, self.aids, recorder, amount, operator=operator, started=started)
         if result.read is None and result.outcome in READ_FAILURES:
-            self._keep_failed(recorder, result.outcome, result.message, amount, "payment")
+            self._keep_failed(recorder, result.outcome, result.message, amount, "payment",
+                              reader=str(getattr(transport, "reader_name", "") or ""))
         return result
 
     def check_tap(self, transport: ApduTransport, amount: Money, *, reader: str = "", source: str = "card",

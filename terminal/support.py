@@ -28,7 +28,7 @@ import json
 import os
 import platform
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
 from importlib import metadata
 from io import BytesIO
@@ -223,12 +223,5 @@ def write_to_drive(source: BundleSource, drive: Path) -> Path:
     return target
 
 
-def bundle_summary(path_or_bytes: Path | bytes) -> Mapping[str, int]:
-    """The bundle's member names and sizes (for tests and the screen)."""
-    data = path_or_bytes.read_bytes() if isinstance(path_or_bytes, Path) else path_or_bytes
-    with zipfile.ZipFile(BytesIO(data)) as bundle:
-        return {info.filename: info.file_size for info in bundle.infolist()}
-
-
-__all__ = ["BUNDLE_AREAS", "BundleSource", "bundle_name", "bundle_summary", "collect", "make_bundle",
-           "removable_drives", "write_bundle", "write_to_drive"]
+__all__ = ["BUNDLE_AREAS", "BundleSource", "bundle_name", "collect", "make_bundle", "removable_drives",
+           "write_bundle", "write_to_drive"]

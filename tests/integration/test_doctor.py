@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,12 +57,25 @@ def https_backend(tmp_path_factory) -> Iterator[tuple]:
     sandbox.stop()
 
 
+def wait_for_reader(reader, state: str, *, present: bool, timeout: float = 3.0) -> None:
+    """pcscd notices a card coming or going at its next presence poll of vpcd (every 400 ms)."""
+    deadline = time.monotonic() + timeout
+    while (reader.status().state == state) != present and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def card_on_reader(pcscd) -> Iterator[VpcdCardServer]:
+    from drivers.pcsc import PcscReader
+
     server = VpcdCardServer(port=pcscd.vpcd_port)
+    watcher = PcscReader(pcscd.reader, share="shared")
     server.insert(make_card("visa"))
+    wait_for_reader(watcher, "card_present", present=True)
     yield server
     server.close()
+    wait_for_reader(watcher, "card_present", present=False)  # the next test starts with an empty reader
+    watcher.close()
 
 
 @pytest.mark.pcsc
@@ -209,3 +223,17 @@ def test_the_command_prints_each_check_and_exits_for_monitoring(cli_env: dict[st
                           capture_output=True, text=True, timeout=60)
     assert text.returncode == EXIT_HEALTHY, text.stdout + text.stderr
     assert "[✓] journal  integrity" in text.stdout and "(exit 0)" in text.stdout
+
+
+def test_status_names_reader_camera_and_backend(cli_env: dict[str, str]):
+    run = subprocess.run([*WALLETPOS, "status", "--json"], env=cli_env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    status = json.loads(run.stdout)
+    assert status["devices"]["reader"]["configured"] == "sim:" and status["devices"]["camera"]["configured"] == "sim:"
+    assert status["backend"] == {**status["backend"], "enabled": True, "url": "http://127.0.0.1:8765",
+                                 "enrolled": False}
+    assert "walletpos backend enrol" in status["backend"]["problem"]
+    text = subprocess.run([*WALLETPOS, "status"], env=cli_env, capture_output=True, text=True, timeout=60).stdout
+    lines = {line.split()[0]: line for line in text.splitlines() if line.strip()}
+    assert lines["reader"].startswith("reader      sim:") and lines["camera"].startswith("camera      sim:")
+    assert "http://127.0.0.1:8765  NOT ENROLLED" in lines["backend"]
