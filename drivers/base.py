@@ -80,6 +80,11 @@ class CardReader(abc.ABC):
     @abc.abstractmethod
     def status(self) -> ReaderStatus: ...
 
+    def describe(self) -> dict[str, str]:
+        """What the driver can tell about the device (driver, model, firmware, the card's ATR), for
+        diagnostics; the default names the driver only. Raises ReaderUnavailableError like a wait."""
+        return {"driver": type(self).__name__}
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release the reader (idempotent)."""

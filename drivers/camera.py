@@ -23,6 +23,7 @@ images from a folder are separate presentations (each file is reported on its ow
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -180,6 +181,21 @@ class CameraScanner(CodeScanner):
         if self._opened:
             self.source.close()
             self._opened = False
+
+    @contextlib.contextmanager
+    def borrowed_source(self) -> Iterator[FrameSource]:
+        """The frame source itself, for a technician's look (preview, frame rate, focus) while no code
+        is being read from this scanner: opened for the time of the borrow when the scanner has not
+        opened it yet (and closed again after), used as it is when it has. Raises
+        ReaderUnavailableError when the source cannot be opened."""
+        opened_here = not self._opened
+        if opened_here:
+            self.source.open()
+        try:
+            yield self.source
+        finally:
+            if opened_here:
+                self.source.close()
 
     def _wait(self, seconds: float, deadline: float | None) -> None:
         if deadline is not None:

@@ -216,6 +216,18 @@ class NfcReader(CardReader):
     def status(self) -> ReaderStatus:
         return self._status
 
+    def describe(self) -> dict[str, str]:
+        """The device as nfcpy knows it (opened if it is not yet): vendor, product and chipset."""
+        clf = self._frontend()
+        device = clf.device
+        out = {"driver": "nfcpy", "device": self.path}
+        if device is not None:
+            for key, value in (("vendor", device.vendor_name), ("model", device.product_name),
+                               ("chipset", device.chipset_name)):
+                if value:
+                    out[key] = str(value)
+        return out
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

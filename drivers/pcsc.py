@@ -317,6 +317,42 @@ class PcscReader(CardReader):
             return ReaderStatus("card_present", self.name, name)
         return ReaderStatus("ready", self.name, name)
 
+    def describe(self) -> dict[str, str]:
+        """The reader's name, its state and the ATR of a card on it (from the reader state, without
+        connecting to the card), and what the IFD handler tells of the device: vendor, model,
+        firmware version and serial number (SCardGetAttrib over a direct connection; readers and
+        drivers that do not say are left out)."""
+        name = self._find_reader()
+        ctx = self._context()
+        out = {"driver": "PC/SC (pcscd)", "reader": name}
+        hresult, states = scard.SCardGetStatusChange(ctx, 0, [(name, scard.SCARD_STATE_UNAWARE)])
+        if _code(hresult) == OK:
+            event, atr = states[0][1], bytes(states[0][2] or b"")
+            out["card"] = "present" if event & _PRESENT and not event & _MUTE else (
+                "mute" if event & _MUTE else "none")
+            if atr and event & _PRESENT:
+                out["atr"] = atr.hex().upper()
+        hresult, hcard, _protocol = scard.SCardConnect(ctx, name, scard.SCARD_SHARE_DIRECT, 0)
+        if _code(hresult) != OK:
+            out["attributes"] = f"not readable ({pcsc_message(hresult)})"
+            return out
+        try:
+            for key, attr in (("vendor", "SCARD_ATTR_VENDOR_NAME"), ("model", "SCARD_ATTR_VENDOR_IFD_TYPE"),
+                              ("firmware", "SCARD_ATTR_VENDOR_IFD_VERSION"),
+                              ("serial", "SCARD_ATTR_VENDOR_IFD_SERIAL_NO")):
+                hresult, value = scard.SCardGetAttrib(hcard, getattr(scard, attr))
+                raw = bytes(value or b"")
+                if _code(hresult) != OK or not raw:
+                    continue
+                if key == "firmware" and len(raw) == 4:  # DWORD 0xMMmmbbbb: major, minor, build
+                    number = int.from_bytes(raw, "little")
+                    out[key] = f"{number >> 24}.{(number >> 16) & 0xFF}.{number & 0xFFFF}"
+                else:
+                    out[key] = raw.rstrip(b"\0").decode("ascii", "replace").strip()
+        finally:
+            scard.SCardDisconnect(hcard, scard.SCARD_LEAVE_CARD)
+        return out
+
     def cancel(self) -> None:
         """Wake a `wait_for_card` blocked in another thread (it returns None)."""
         ctx = self._ctx

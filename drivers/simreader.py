@@ -160,6 +160,17 @@ class SimReader(CardReader):
                 return ReaderStatus("card_present", self.name)
             return ReaderStatus("ready", self.name)
 
+    def describe(self) -> dict[str, str]:
+        """The simulated reader and the card in its field (without taking a tap out of the queue)."""
+        with self._cond:
+            self._check_available()
+            card = self._field or (self._taps[0] if self._taps else None)
+            out = {"driver": "walletpos simulated reader (in-process, no radio)", "reader": self.name,
+                   "card": "present" if card is not None else "none"}
+            if card is not None:
+                out["atr"] = card.atr.hex().upper()
+            return out
+
     def close(self) -> None:
         with self._cond:
             self._closed = True

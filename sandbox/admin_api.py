@@ -212,6 +212,27 @@ def forget() -> Response:
     return json_response({"forgotten": backend().store.transactions.forget(_text(body, "terminal_id"), seqs)})
 
 
+@admin_api.post("/terminals/<terminal_id>/support-request")
+def request_support_bundle(terminal_id: str) -> Response:
+    """Support asks the terminal for a bundle at its next heartbeat."""
+    note = _text(admin_json(), "note", required=False) or ""
+    return json_response({"terminal_id": terminal_id, "requested_at": backend().store.support.request(terminal_id,
+                                                                                                      note)})
+
+
+@admin_api.get("/support-bundles")
+def support_bundles() -> Response:
+    return json_response({"bundles": backend().store.support.bundles(request.args.get("terminal_id"))})
+
+
+@admin_api.get("/support-bundles/<ticket>")
+def support_bundle(ticket: str) -> Response:
+    data = backend().store.support.bundle(ticket)
+    if data is None:
+        raise Refused(404, "unknown_ticket", f"no support bundle {ticket}")
+    return json_response({"ticket": ticket, "bundle": base64.b64encode(data).decode()})
+
+
 @admin_api.post("/reset")
 def reset() -> Response:
     store, faults = backend().store, backend().faults

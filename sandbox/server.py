@@ -187,6 +187,19 @@ class AdminClient:
     def reset(self) -> None:
         self._call("POST", "/admin/reset")
 
+    def request_support_bundle(self, terminal_id: str, note: str = "") -> str:
+        """Support asks the terminal for a support bundle at its next heartbeat."""
+        return self._call("POST", f"/admin/terminals/{terminal_id}/support-request", {"note": note})["requested_at"]
+
+    def support_bundles(self, terminal_id: str | None = None) -> list[dict[str, Any]]:
+        if terminal_id:
+            return self._call("GET", "/admin/support-bundles", terminal_id=terminal_id)["bundles"]
+        return self._call("GET", "/admin/support-bundles")["bundles"]
+
+    def support_bundle(self, ticket: str) -> bytes:
+        """The zip a terminal sent under `ticket`."""
+        return base64.b64decode(self._call("GET", f"/admin/support-bundles/{ticket}")["bundle"])
+
 
 @dataclass
 class Sandbox:

@@ -7,6 +7,9 @@ signature header's form and time before reading it."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import re
 from datetime import datetime
 from typing import Any
@@ -33,7 +36,9 @@ from .signed_requests import (
 terminal_api = Blueprint("terminal", __name__, url_prefix="/v1")
 
 AUTHORISATION_BODY = 1024 * 1024  # sealed card data and signed details
-_BODY_LIMITS = {"terminal.upload": MAX_BODY, "terminal.authorise": AUTHORISATION_BODY}
+SUPPORT_BUNDLE_BODY = 12 * 1024 * 1024  # a zip of at most 8 MiB, base64, in JSON
+_BODY_LIMITS = {"terminal.upload": MAX_BODY, "terminal.authorise": AUTHORISATION_BODY,
+                "terminal.support_bundle": SUPPORT_BUNDLE_BODY}
 _HEX_KEY = re.compile(r"[0-9a-f]{64}")
 
 
@@ -88,7 +93,8 @@ def heartbeat() -> Response:
                           "deny_list_version": store.risk.deny_list_version(),
                           "config_version": store.risk.config()["version"],
                           "issuer_keys_version": store.keys.issuer_keys_version(),
-                          "sealing_key_id": store.keys.sealing_key_id()})
+                          "sealing_key_id": store.keys.sealing_key_id(),
+                          "support_bundle_requested": store.support.requested(terminal_id)})
 
 
 @terminal_api.post("/transactions/batches")
@@ -171,3 +177,19 @@ def issuer_keys() -> Response:
 def sealing_key() -> Response:
     authenticate()
     return json_response(backend().store.keys.sealing_key())
+
+
+@terminal_api.post("/support-bundles")
+def support_bundle() -> Response:
+    terminal_id = authenticate()
+    body = json_body("SupportBundleUpload")
+    _same_terminal(body, terminal_id)
+    try:
+        data = base64.b64decode(body["bundle"], validate=True)
+    except (binascii.Error, ValueError):
+        raise Refused(422, "invalid_request", "bundle: not base64") from None
+    if hashlib.sha256(data).hexdigest() != body["sha256"]:
+        raise Refused(409, "bundle_damaged", "the bundle's bytes do not match its sha256 (damaged on the way); "
+                                             "send it again")
+    ticket = backend().store.support.receive(terminal_id, body["reason"], body["file_name"], body["sha256"], data)
+    return json_response(ticket)

@@ -31,6 +31,7 @@ from terminal.errors import CardError, SecurityError, StorageError, TlvError
 from terminal.payment import CardFacts, PaymentResult
 from terminal.payments import Payments
 from terminal.security import mask_pan, seal_for_backend
+from terminal.tapstore import READ_FAILURES, TRACES_DIR, FailedTaps, RecordingTransport, TapCheck
 
 log = logging.getLogger("walletpos.cardpay")
 
@@ -70,6 +71,20 @@ class CardPayment:
     facts: CardFacts
 
 
+def _tokenizer(payments: Payments) -> Callable[[str], str]:
+    """The keyed card token of a card number (a number the keys refuse: try another card)."""
+    keys = payments.storage.require_keys()
+
+    def tokenize(pan: str) -> str:
+        try:
+            return keys.card_token(pan)
+        except SecurityError:
+            raise CardError("the card number on the card is not valid; try another card",
+                            outcome="try_another_card") from None
+
+    return tokenize
+
+
 def _sealer(payments: Payments) -> Callable[[bytes], str] | None:
     key = payments.sealing_key()
     if key is None:
@@ -83,30 +98,66 @@ class CardPayments:
     def __init__(self, payments: Payments) -> None:
         self.payments = payments
         self.aids = supported_aids(payments.config)
+        self.failed_taps = FailedTaps(payments.data_dir / TRACES_DIR, payments.config.terminal.id)
 
     def prepare(self, transport: ApduTransport, amount: Money) -> CardPayment:
-        return prepare_card_payment(self.payments, self.aids, transport, amount)
+        recorder = RecordingTransport(transport)
+        try:
+            return prepare_card_payment(self.payments, self.aids, recorder, amount)
+        except CardError as exc:
+            self._keep_failed(recorder, exc.outcome, exc.message, amount, "payment",
+                              reader=str(getattr(transport, "reader_name", "") or ""))
+            raise
 
     def pay(self, transport: ApduTransport, amount: Money, *, operator: str | None = None,
             started: float | None = None) -> CardPayResult:
-        return pay_card(self.payments, self.aids, transport, amount, operator=operator, started=started)
+        recorder = RecordingTransport(transport)
+        result = pay_card(self.payments, self.aids, recorder, amount, operator=operator, started=started)
+        if result.read is None and result.outcome in READ_FAILURES:
+            self._keep_failed(recorder, result.outcome, result.message, amount, "payment",
+                              reader=str(getattr(transport, "reader_name", "") or ""))
+        return result
+
+    def check_tap(self, transport: ApduTransport, amount: Money, *, reader: str = "", source: str = "card",
+                  started: float | None = None) -> TapCheck:
+        """The technician's test tap (or a replay): the kernel reads the card and nothing is journaled,
+        sealed or sent; a card that cannot be read is kept as a failed tap like a payment's."""
+        t0 = started if started is not None else time.perf_counter()
+        recorder = RecordingTransport(transport)
+        atr = recorder.atr.hex().upper() if recorder.atr else None
+        try:
+            read = read_card_only(self.payments, self.aids, recorder, amount)
+        except CardError as exc:
+            message = exc.message
+            if isinstance(exc, TlvError):
+                message = f"the card's answer is malformed ({exc.message}); try another card"
+            saved = None
+            if source == "card":
+                saved = self._keep_failed(recorder, exc.outcome, message, amount, "test tap", reader=reader)
+            return TapCheck(exc.outcome, message, reader, None, tuple(recorder.exchanges), atr,
+                            (time.perf_counter() - t0) * 1000, saved, source)
+        except ReaderUnavailableError as exc:
+            return TapCheck("reader_unavailable", exc.message, reader, None, tuple(recorder.exchanges), atr,
+                            (time.perf_counter() - t0) * 1000, None, source)
+        except StorageError as exc:
+            return TapCheck("storage", exc.message, reader, None, tuple(recorder.exchanges), atr,
+                            (time.perf_counter() - t0) * 1000, None, source)
+        return TapCheck("read", f"{read.scheme} {read.masked_pan} read in {read.apdu_count} commands", reader, read,
+                        tuple(recorder.exchanges), atr, (time.perf_counter() - t0) * 1000, None, source)
+
+    def _keep_failed(self, recorder: RecordingTransport, outcome: str, message: str, amount: Money, origin: str,
+                     *, reader: str = "") -> str | None:
+        return self.failed_taps.save(recorder.exchanges, outcome=outcome, message=message,
+                                     now=self.payments.clock(), origin=origin, reader=reader, atr=recorder.atr,
+                                     details={"amount": amount.minor, "currency": amount.currency.alpha})
 
 
 def prepare_card_payment(payments: Payments, aids: tuple[emv.SupportedAid, ...], transport: ApduTransport,
                          amount: Money) -> CardPayment:
     """Run the kernel and turn its read into a payment request. Raises CardError (and whatever the
     transport raises: CardRemovedError, ReaderUnavailableError) when the card cannot be read."""
-    keys = payments.storage.require_keys()
-
-    def tokenize(pan: str) -> str:
-        try:
-            return keys.card_token(pan)
-        except SecurityError:
-            raise CardError("the card number on the card is not valid; try another card",
-                            outcome="try_another_card") from None
-
-    read = emv.read_card(transport, terminal_params(payments, aids, amount), tokenize=tokenize, mask=mask_pan,
-                         seal=_sealer(payments))
+    read = emv.read_card(transport, terminal_params(payments, aids, amount), tokenize=_tokenizer(payments),
+                         mask=mask_pan, seal=_sealer(payments))
     details: dict[str, Any] = {
         "aid": read.aid, "label": read.label, "cid": read.cid, "atc": read.atc, "cryptogram": read.cryptogram,
         "iad": read.iad, "ctq": read.ctq, "aip": read.aip, "cvm": read.cvm, "apdu_count": read.apdu_count,
@@ -116,6 +167,14 @@ def prepare_card_payment(payments: Payments, aids: tuple[emv.SupportedAid, ...],
     request = PaymentRequest(amount=amount, method=Method.CARD, card_token=read.card_token, expiry=read.expiry,
                              cvm_performed=read.cdcvm_performed, card_declined=read.cid == "AAC")
     return CardPayment(read, request, facts)
+
+
+def read_card_only(payments: Payments, aids: tuple[emv.SupportedAid, ...], transport: ApduTransport,
+                   amount: Money) -> emv.CardRead:
+    """The kernel alone, for a test tap: the card number becomes the token and the masked PAN, nothing
+    is sealed. Raises as `prepare_card_payment` does."""
+    return emv.read_card(transport, terminal_params(payments, aids, amount), tokenize=_tokenizer(payments),
+                         mask=mask_pan)
 
 
 @dataclass(frozen=True)

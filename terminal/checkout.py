@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from drivers.base import (
     CardReader,
@@ -46,6 +46,7 @@ from terminal.security import seal_for_backend
 log = logging.getLogger("walletpos.checkout")
 
 Progress = Callable[..., None]  # progress(i18n_key, **values)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -359,6 +360,33 @@ class Checkout:
         pending = PendingCvm(found.request, facts, found.claim) if result.outcome == "need_cvm" else None
         self._pending = pending
         return CheckoutResult.from_payment(amount, result, facts, pending)
+
+    def with_next_card(self, read: Callable[[CardSession], T], *, cancel: threading.Event,
+                       timeout_s: float) -> T | None:
+        """The technician's test tap: only the reader armed, `read(session)` on the next card, then
+        the card released as after a sale. None when no card came before `cancel` or `timeout_s`."""
+        reader = self.reader
+        if reader is None:
+            raise ReaderError("no card reader is attached to this terminal")
+        self._drain()
+        reader.armed.set()
+        deadline = time.monotonic() + timeout_s
+        try:
+            while not cancel.is_set() and time.monotonic() < deadline:
+                try:
+                    kind, item = self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if kind != "card":
+                    continue
+                reader.armed.clear()
+                try:
+                    return read(item)
+                finally:
+                    self._release(kind, item)
+            return None
+        finally:
+            reader.armed.clear()
 
     # -- the terminal's own code (merchant-presented QR) ---------------------------------------------
 

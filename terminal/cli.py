@@ -3,7 +3,8 @@
 Exit codes: 0 success (payment approved), 2 usage error, 3 config error, 4 storage error,
 5 journal integrity failure, 10 payment declined, 11 online authorisation needed but failed,
 12 customer verification (PIN/CDCVM) needed, 13 card or code could not be read, 14 no card presented
-in time, 15 card reader unavailable, 70 internal error.
+in time, 15 card reader unavailable, 70 internal error. `walletpos doctor`: 0 healthy, 20 warnings,
+21 a check failed.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "terminal.commands.sync",
     "terminal.commands.tap",
     "terminal.commands.tui",
+    "terminal.commands.doctor",
 )
 
 

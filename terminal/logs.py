@@ -14,6 +14,7 @@ from pathlib import Path
 from terminal.core.cardmask import mask_card_numbers
 
 LOG_FILE = "walletpos.log"
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def redact(text: str) -> str:
@@ -50,3 +51,18 @@ def setup_logging(log_dir: Path, level: str = "INFO", keep_files: int = 5) -> Pa
     handler._walletpos = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     return log_dir / LOG_FILE
+
+
+def current_level() -> str:
+    """The level the `walletpos` loggers write from now (DEBUG, INFO, WARNING or ERROR)."""
+    return logging.getLevelName(logging.getLogger("walletpos").getEffectiveLevel())
+
+
+def set_level(level: str) -> str:
+    """Change the level at run time (until the next start, when `[log] level` applies again)."""
+    name = level.strip().upper()
+    if name not in LEVELS:
+        raise ValueError(f"log level {level!r}: one of {', '.join(LEVELS)}")
+    logging.getLogger("walletpos").setLevel(name)
+    logging.getLogger("walletpos.logs").warning("log level set to %s", name)
+    return name

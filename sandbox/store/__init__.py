@@ -5,7 +5,8 @@ repository per aggregate over it:
 - `transactions`: the journal rows each terminal uploaded, checked row by row;
 - `payments`: online authorisations and the terminals' merchant QR codes;
 - `risk`: the deny list and its change log, wallets out of funds, the limits set for terminals;
-- `keys`: the sealing key and the issuer keys.
+- `keys`: the sealing key and the issuer keys;
+- `support`: support's requests for a terminal's support bundle, and the bundles terminals sent.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from .database import Database
 from .keys import Keys
 from .payments import Payments
 from .risk import LIMIT_NAMES, Risk
+from .support import Support
 from .terminals import Terminals
 from .transactions import ItemResult, Transactions
 
 __all__ = ["LIMIT_NAMES", "Database", "ItemResult", "Store"]
 
 _WIPED_ON_RESET = ("terminals", "enrolment_tokens", "nonces", "transactions", "authorisations", "deny_list",
-                   "cpm_counters", "out_of_funds", "payments", "issuer_keys", "heartbeats")
+                   "cpm_counters", "out_of_funds", "payments", "issuer_keys", "heartbeats", "support_requests",
+                   "support_bundles")
 
 
 class Store:
@@ -34,6 +37,7 @@ class Store:
         self.transactions = Transactions(self.db)
         self.payments = Payments(self.db, self.keys)
         self.risk = Risk(self.db)
+        self.support = Support(self.db)
 
     @property
     def clock_offset_s(self) -> float:

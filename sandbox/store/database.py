@@ -63,6 +63,13 @@ CREATE TABLE IF NOT EXISTS issuer_keys (
     retired_at TEXT
 );
 CREATE TABLE IF NOT EXISTS heartbeats (terminal_id TEXT PRIMARY KEY, received_at TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS support_requests (
+    terminal_id TEXT PRIMARY KEY, requested_at TEXT NOT NULL, note TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS support_bundles (
+    ticket TEXT PRIMARY KEY, terminal_id TEXT NOT NULL, received_at TEXT NOT NULL, reason TEXT NOT NULL,
+    file_name TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, data BLOB NOT NULL
+);
 """
 
 # columns added to a table after sandbox files with the older table existed

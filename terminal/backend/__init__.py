@@ -33,6 +33,7 @@ from terminal.backend.answers import (
     HeartbeatAnswer,
     ItemResult,
     PaymentStatus,
+    SupportTicket,
     TerminalLimits,
 )
 from terminal.backend.authorizer import BackendAuthorizer
@@ -57,5 +58,6 @@ __all__ = [
     "COMPRESS_ABOVE", "ENROLMENT_FILE", "ITEM_STATES", "LIMIT_NAMES", "AuthorisationAnswer", "BackendAnswerError",
     "BackendAuthorizer", "BackendClient", "BackendError", "BackendRefused", "BackendUnreachable", "BatchAnswer",
     "CertificatePinMismatch", "CircuitBreaker", "DenyDelta", "Enrolment", "HeartbeatAnswer", "ItemResult",
-    "NotEnrolled", "PaymentStatus", "TerminalLimits", "retry_after_seconds", "signing_session", "spki_sha256",
+    "NotEnrolled", "PaymentStatus", "SupportTicket", "TerminalLimits", "retry_after_seconds", "signing_session",
+    "spki_sha256",
 ]

@@ -93,6 +93,17 @@ class HeartbeatAnswer:
     config_version: int
     issuer_keys_version: int
     sealing_key_id: str
+    support_bundle_requested: bool = False  # support asks for a support bundle (absent: False)
+
+
+@dataclass(frozen=True, slots=True)
+class SupportTicket:
+    """The backend's receipt for a support bundle: the ticket id the technician reads out."""
+
+    ticket: str
+    received_at: datetime
+    size: int
+    sha256: str
 
 
 @dataclass(frozen=True, slots=True)

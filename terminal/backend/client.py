@@ -5,8 +5,10 @@ signing clock once and signs again."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gzip
+import hashlib
 import json
 import logging
 import re
@@ -34,6 +36,7 @@ from terminal.backend.answers import (
     HeartbeatAnswer,
     ItemResult,
     PaymentStatus,
+    SupportTicket,
     TerminalLimits,
 )
 from terminal.backend.breaker import CircuitBreaker
@@ -54,6 +57,8 @@ from terminal.security import TerminalKeys
 log = logging.getLogger("walletpos.backend")
 
 COMPRESS_ABOVE = 1024
+SUPPORT_BUNDLE_MAX = 8 * 1024 * 1024  # the contract's limit for one support bundle (zip bytes)
+SUPPORT_TICKET = re.compile(r"SB-[0-9A-HJ-NP-Z]{6}")
 
 
 def _plain(value: Any, depth: int = 0) -> Any:
@@ -283,9 +288,31 @@ class BackendClient:
         data = self._call("POST", "/v1/heartbeat", body=body)
         with self._reading():
             a = Answer(data, "heartbeat answer")
+            requested = data.get("support_bundle_requested", False)  # optional in the contract
+            if not isinstance(requested, bool):
+                raise BackendAnswerError("heartbeat answer: field support_bundle_requested must be true or false")
             return HeartbeatAnswer(a.time("server_time"), a.opt_int("clock_skew_ms", minimum=-(2**62)),
                                    a.int("deny_list_version"), a.int("config_version"), a.int("issuer_keys_version"),
-                                   a.str("sealing_key_id"))
+                                   a.str("sealing_key_id"), requested)
+
+    def upload_support_bundle(self, bundle: bytes, *, file_name: str, reason: str) -> SupportTicket:
+        """Hand a support bundle (zip bytes) to the bank's support; the answer's ticket id is what the
+        technician reads out. `reason`: technician, or backend_request (the heartbeat asked)."""
+        if len(bundle) > SUPPORT_BUNDLE_MAX:
+            raise BackendRefused(f"the support bundle is {len(bundle) // 1024} KiB, more than the "
+                                 f"{SUPPORT_BUNDLE_MAX // 1024 // 1024} MiB the backend takes; write it to a drive "
+                                 "instead", status=413, code="too_large")
+        digest = hashlib.sha256(bundle).hexdigest()
+        body = {"terminal_id": self.terminal_id, "reason": reason, "file_name": file_name, "sha256": digest,
+                "bundle": base64.b64encode(bundle).decode("ascii")}
+        data = self._call("POST", "/v1/support-bundles", body=body, timeout_ms=max(self.cfg.request_timeout_ms, 30_000))
+        with self._reading():
+            a = Answer(data, "support bundle receipt")
+            ticket = SupportTicket(a.str("ticket", SUPPORT_TICKET), a.time("received_at"), a.int("size"),
+                                   a.str("sha256", HEX64))
+            if ticket.sha256 != digest or ticket.size != len(bundle):
+                raise BackendAnswerError("support bundle receipt: the backend received other bytes than were sent")
+            return ticket
 
     def upload(self, rows: Sequence[TxnRow]) -> BatchAnswer:
         records = []

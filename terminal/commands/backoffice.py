@@ -181,17 +181,38 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_support_bundle(args: argparse.Namespace) -> int:
-    from terminal.support import write_bundle
-
     with open_service(args) as svc:
-        path = write_bundle(svc, Path(args.out) if args.out else None)
+        if args.upload:
+            from terminal.backend import BackendError
+
+            try:
+                ticket = svc.upload_support_bundle("technician")
+            except BackendError as exc:
+                print(f"walletpos: {exc.title}: {exc.message}", file=sys.stderr)
+                return Exit.ONLINE_FAILED
+            if args.json:
+                print(json.dumps({"ticket": ticket.ticket, "size": ticket.size, "sha256": ticket.sha256,
+                                  "received_at": ticket.received_at.isoformat()}, indent=2))
+            else:
+                print(f"support bundle sent ({ticket.size // 1024} KiB); ticket {ticket.ticket}")
+            return Exit.OK
+        if args.drive is not None:
+            path = svc.support_bundle_to_drive(Path(args.drive) if args.drive else None)
+        else:
+            path = svc.support_bundle(Path(args.out) if args.out else None)
     print(path)
     return Exit.OK
 
 
 def register_support(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("support-bundle", parents=[common],
-                       help="write a zip for support: status, devices, sync, config, recent transactions, logs "
-                            "(no keys, no card numbers)")
-    p.add_argument("--out", metavar="FILE", help="zip file to write (default: <data dir>/support/...)")
+                       help="a zip for support: status, doctor checks, devices, sync, config, recent transactions, "
+                            "logs, failed taps (no keys, no card numbers)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--out", metavar="FILE", help="zip file to write (default: <data dir>/support/...)")
+    where.add_argument("--drive", metavar="DIR", nargs="?", const="",
+                       help="write it onto a removable drive: its mount point (alone: the first one mounted)")
+    where.add_argument("--upload", action="store_true",
+                       help="send it to the backend; prints the ticket id to read out to support")
+    p.add_argument("--json", action="store_true", help="with --upload: print the ticket as JSON")
     p.set_defaults(handler=cmd_support_bundle)

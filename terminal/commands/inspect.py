@@ -27,6 +27,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"walletpos {status['version']}  terminal {status['terminal_id']} ({status['mode']})")
     print(f"config      {status['config_file']}")
     print(f"data dir    {status['data_dir']}")
+    for line in device_lines(status):
+        print(line)
     if not status["storage"]["ok"]:
         print(f"STORAGE     FAILED: {status['storage']['problem']}")
         print("approvals   DISABLED until the journal can record again")
@@ -41,6 +43,27 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"deny list   version {status['deny_list']['version']}, {status['deny_list']['entries']} entries")
     print(f"approvals   {status['approvals']}")
     return Exit.OK
+
+
+def device_lines(status: dict[str, Any]) -> list[str]:
+    """Reader, camera and backend as `status` names them."""
+    lines = []
+    for kind in ("reader", "camera"):
+        dev = status["devices"][kind]
+        state = dev["state"] if dev["state"] != "not attached" else "not watched by this command (walletpos doctor " \
+                                                                     "checks it)"
+        name = f", {dev['name']}" if dev["name"] else ""
+        detail = f" - {dev['detail']}" if dev["detail"] else ""
+        lines.append(f"{kind:<11} {dev['configured']}{name}  {state}{detail}")
+    backend = status["backend"]
+    if not backend["enabled"]:
+        lines.append("backend     switched off ([backend] enabled = false): offline-only terminal")
+    else:
+        state = "enrolled" if backend["enrolled"] else f"NOT ENROLLED ({backend['problem']})"
+        last = f", last sync {backend.get('last_success_at') or 'never'}" if backend["enrolled"] else ""
+        error = f", last error: {backend['last_error']}" if backend.get("last_error") else ""
+        lines.append(f"backend     {backend['url']}  {state}{last}{error}")
+    return lines
 
 
 def cmd_rules_explain(args: argparse.Namespace) -> int:

@@ -3,6 +3,10 @@
 Exit codes: 0 approved, 10 declined, 11 online authorisation needed but the backend did not answer
 (and the offline rules declined), 12 customer verification needed, 13 the card could not be read,
 14 no card within the timeout, 15 reader unavailable, 4 storage.
+
+`walletpos tap --replay FILE` reads a recorded card (a kept failed tap, `terminal.tapstore`, or a
+shared vectors' transcript) through the kernel and prints the exchange, decoded and masked, with the
+time of each command; nothing is journaled. Exit 0 when the kernel read the card, 13 when it did not.
 """
 
 from __future__ import annotations
@@ -20,11 +24,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("tap", parents=[common], help="take one contactless card payment",
                        description="Wait for a card on the reader, run the EMV kernel, apply the offline rules "
                                    "(online when they say so), journal the result and print it.")
-    p.add_argument("--amount", required=True, help="amount in the terminal currency, e.g. 12.34")
+    p.add_argument("--amount", help="amount in the terminal currency, e.g. 12.34 (required but with --replay)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--reader", metavar="PATTERN", help="PC/SC reader whose name contains PATTERN")
     which.add_argument("--nfc", metavar="DEVICE", help="nfcpy device, e.g. usb:072f:2200 or udp:localhost:54321")
     which.add_argument("--device", metavar="SPEC", help="reader as in [reader] device: sim:, pcsc:..., nfc:...")
+    which.add_argument("--replay", metavar="FILE",
+                       help="read a recorded card instead: a failed tap the terminal kept (<data dir>/traces/) or "
+                            "a transcript in the shared vectors' format; the kernel reads it, nothing is journaled "
+                            "(exit 0 read, 13 not read)")
     p.add_argument("--sim-card", metavar="PROFILE",
                    help="with the simulated reader: tap this virtual card (visa, mastercard, unionpay, ...)")
     p.add_argument("--timeout", type=float, metavar="S", help="seconds to wait for a card "
@@ -81,10 +89,46 @@ def _print(result: Any, args: argparse.Namespace, svc: Any) -> None:
         print(f"    > {line['command']}  < {line['sw']} {line['response']}")
 
 
+def print_tap_check(check: Any, *, as_json: bool) -> None:
+    """A test tap or replay (`terminal.tapstore.TapCheck`): outcome, card, each command with its time
+    and the card's answer decoded (card numbers masked)."""
+    if as_json:
+        print(json.dumps(check.to_dict(), ensure_ascii=False, indent=2))
+        return
+    print(f"{check.outcome.upper().replace('_', ' ')}  {check.message}")
+    print(f"  reader      {check.reader}" + (f"  ATR {check.atr}" if check.atr else ""))
+    if check.read is not None:
+        read = check.read
+        print(f"  card        {read.scheme} {read.masked_pan}  ({read.label}, AID {read.aid}, cryptogram {read.cid})")
+    if check.saved:
+        print(f"  kept as     {check.saved}")
+    print(f"  total       {check.total_ms:.2f} ms")
+    for shown in check.shown():
+        print(f"  > {shown.name:<28} {shown.sw}  {shown.ms:8.3f} ms   {shown.command}")
+        for line in shown.tree:
+            print(f"      {line}")
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from terminal.commands.qr import _amount
+
+    with open_service(args) as svc:
+        amount = _amount(svc, args.amount) if args.amount else None
+        check = svc.replay_tap(Path(args.replay), amount)
+    print_tap_check(check, as_json=args.json)
+    return Exit.OK if check.ok else Exit.READ_ERROR
+
+
 def cmd_tap(args: argparse.Namespace) -> int:
     from drivers.base import ReaderUnavailableError
     from terminal.commands.qr import _amount
 
+    if args.replay:
+        return cmd_replay(args)
+    if not args.amount:
+        raise UsageError("--amount is required (e.g. --amount 12.34)")
     with open_service(args) as svc:
         try:
             args.money = _amount(svc, args.amount)

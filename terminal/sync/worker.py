@@ -97,7 +97,13 @@ class SyncWorker:
         self._beat_ok_at: float | None = None  # monotonic time of the last heartbeat the backend answered
         self._last_cycle_failed = False
         self._next_at: float | None = None
+        self._support_requested: Callable[[], None] | None = None
         self.apply_stored_limits()
+
+    def on_support_request(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (in the sync thread, so it must return at once) whenever a heartbeat answer
+        says support asks this terminal for a support bundle (the service uploads one)."""
+        self._support_requested = callback
 
     # -- one cycle --------------------------------------------------------------------------------
 
@@ -170,6 +176,8 @@ class SyncWorker:
         if beat.clock_skew_ms is not None and abs(beat.clock_skew_ms) > SKEW_WARNING_MS:
             log.warning("terminal clock is %+.1f s off the backend's; check the time source",
                         beat.clock_skew_ms / 1000)
+        if beat.support_bundle_requested and self._support_requested is not None:
+            self._support_requested()
         self._pull_deny_list(beat, report)
         self._pull_limits(beat, limits, report)
         self._pull_issuer_keys(beat, report)

@@ -26,15 +26,15 @@ from tests.backend.conftest import TERMINAL, fill
 pytestmark = pytest.mark.timeout(60)
 
 
-def self_signed(directory: Path, name: str) -> tuple[Path, Path, str]:
-    """A certificate for 127.0.0.1 signed by its own key: (cert PEM, key PEM, SPKI sha256)."""
+def self_signed(directory: Path, name: str, *, days: int = 1) -> tuple[Path, Path, str]:
+    """A certificate for 127.0.0.1 signed by its own key, valid `days`: (cert PEM, key PEM, SPKI sha256)."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"walletpos sandbox {name}")])
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
                        critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)

@@ -101,7 +101,7 @@ async def test_technician_lands_on_diagnostics(app_factory):
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert isinstance(app.screen, DiagnosticsScreen)
-        assert "verify    OK" in text_of(app, "#report")
+        assert "✓ Journal · integrity: 0 rows verified" in text_of(app, "#report")
 
 
 async def test_amount_entry_items_and_note(app_factory):

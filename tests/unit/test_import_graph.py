@@ -30,13 +30,18 @@ LAYERS: dict[str, int] = {
     "terminal.journal": 1, "drivers": 1, "terminal.messages": 1,
     # 2: what the payment path shares, the backend client, operators, receipts
     "terminal.payment": 2, "terminal.backend": 3, "terminal.operators": 2, "terminal.receipts": 2,
+    # what a technician sees of a tap: the recording, the kept failed taps, their replay as a card
+    "terminal.tapstore": 2, "terminal.tapreplay": 2,
     # 4: the one payment path
     "terminal.payments": 4,
     # 5: payment modules over it
     "terminal.cardpay": 5, "terminal.codepay": 5, "terminal.backoffice": 5, "terminal.sync": 5,
     "terminal.checkout": 6,
+    # what reports on the terminal's parts, below the service that offers it: the doctor's checks and
+    # the support bundle (which reads the terminal through a protocol)
+    "terminal.doctor": 6, "terminal.support": 6,
     # 7: the service, 8: its bootstrap and what reports on a built service
-    "terminal.service": 7, "terminal.bootstrap": 8, "terminal.support": 8,
+    "terminal.service": 7, "terminal.bootstrap": 8,
     # 9: user interfaces and entry points
     "terminal.tui": 9, "terminal.commands": 9, "terminal.cli": 10, "terminal.demo": 9,
     # the sandbox backend: a program of its own beside the terminal, using its pure record module
@@ -44,8 +49,9 @@ LAYERS: dict[str, int] = {
 }
 
 # Production modules that may load the simulation rigs (virtual cards, phone scenes) of `drivers.sim`:
-# the demo (its whole point) and `walletpos tap --sim-card` (a virtual card on the simulated reader).
-SIM_RIG_USERS = {"terminal.demo", "terminal.commands.tap"}
+# the demo (its whole point), `walletpos tap --sim-card` (a virtual card on the simulated reader) and
+# the replay of a recorded tap as a card (`walletpos tap --replay`, the diagnostics screen).
+SIM_RIG_USERS = {"terminal.demo", "terminal.commands.tap", "terminal.tapreplay"}
 # The demo is the only product module that starts the sandbox backend.
 SANDBOX_USERS = {"terminal.demo"}
 
