@@ -54,7 +54,6 @@ CREATE TABLE IF NOT EXISTS txn (
     auth_mode TEXT NOT NULL,
     reference TEXT,
     operator TEXT,
-    sealed_card TEXT,
     sealed_card_sha256 BLOB,
     details TEXT NOT NULL,
     prev_hash BLOB NOT NULL,
@@ -76,6 +75,7 @@ CREATE INDEX IF NOT EXISTS txn_created ON txn (created_at);
 CREATE INDEX IF NOT EXISTS txn_short_ref ON txn (short_ref);
 CREATE INDEX IF NOT EXISTS txn_id_tail ON txn (substr(id, -8));
 CREATE INDEX IF NOT EXISTS txn_last4 ON txn (substr(masked_pan, -4)) WHERE masked_pan IS NOT NULL;
+CREATE TABLE IF NOT EXISTS sealed_card (seq INTEGER PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL, mac BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deny_list (
     card_token TEXT PRIMARY KEY,

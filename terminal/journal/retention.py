@@ -134,6 +134,7 @@ class Retention:
         approved = sum(1 for r in run if r[1] == "approved")
         by_state = {name: sum(1 for r in run if r[3] == name) for name in HELD}
         db.execute("DELETE FROM txn WHERE seq > ? AND seq <= ?", (head.archived_seq, last_seq))
+        db.execute("DELETE FROM sealed_card WHERE seq <= ?", (last_seq,))  # rows written off may still have theirs
         session.update_head(
             archived_seq=last_seq, archived_hash=last_hash.hex(), approved=head.approved - approved,
             declined=head.declined - (len(run) - approved), accepted=head.accepted - by_state["accepted"],

@@ -45,9 +45,8 @@ log = logging.getLogger("walletpos.journal")
 
 INSERT_TXN = (
     "INSERT INTO txn (seq, id, terminal_id, created_at, business_date, kind, amount, currency, method, scheme, "
-    "card_token, masked_pan, decision, reasons, auth_mode, reference, operator, sealed_card, sealed_card_sha256, "
-    "details, prev_hash, row_hash, short_ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-    "?, ?)"
+    "card_token, masked_pan, decision, reasons, auth_mode, reference, operator, sealed_card_sha256, details, "
+    "prev_hash, row_hash, short_ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -192,8 +191,10 @@ class Session:
         db = self.db
         db.execute(INSERT_TXN, (seq, txn_id, self.terminal_id, created_at, day, txn.kind, amount.minor, cur,
                                 txn.method, txn.scheme, txn.card_token, txn.masked_pan, txn.decision, reasons_text,
-                                txn.auth_mode, txn.reference, txn.operator, txn.sealed_card, sealed, details_json,
+                                txn.auth_mode, txn.reference, txn.operator, sealed, details_json,
                                 bytes.fromhex(prev), raw_digest, short_ref))
+        if txn.sealed_card is not None:  # its own table: dropped once the backend holds the row, its pages reused
+            db.execute("INSERT INTO sealed_card (seq, data) VALUES (?, ?)", (seq, txn.sealed_card))
         if claim is not None:
             try:
                 db.execute("INSERT INTO used_codes (wallet_id, counter, key_id, txn_id, used_at) "

@@ -94,11 +94,12 @@ class SyncBook:
                         new_state, _ = by_id[row[0]]
                         if row[1] != new_state:
                             changes.extend(self._change_states(session, [row], new_state))
-                # the backend holds what it accepted: the sealed card data goes (its digest stays signed)
                 db.executemany(
-                    "UPDATE txn SET sync_state = ?, sync_reason = ?, synced_at = ?, sync_error = NULL, "
-                    "sealed_card = CASE WHEN ? THEN NULL ELSE sealed_card END WHERE id = ?",
-                    [(state, reason, utc_text(now), state in DELIVERED, txn_id) for txn_id, state, reason in results])
+                    "UPDATE txn SET sync_state = ?, sync_reason = ?, synced_at = ?, sync_error = NULL WHERE id = ?",
+                    [(state, reason, utc_text(now), txn_id) for txn_id, state, reason in results])
+                # the backend holds what it accepted: the sealed card data goes (its digest stays signed)
+                db.executemany("DELETE FROM sealed_card WHERE seq = (SELECT seq FROM txn WHERE id = ?)",
+                               [(txn_id,) for txn_id, state, _ in results if state in DELIVERED])
                 if changes:
                     session.update_head(**_moved(session.head, changes))
         except sqlite3.Error as exc:

@@ -41,7 +41,7 @@ TXN_COLUMNS = (
     "seq, id, terminal_id, created_at, business_date, kind, amount, currency, method, scheme, "
     "card_token, masked_pan, decision, reasons, auth_mode, reference, operator, sealed_card_sha256, details, "
     "prev_hash, row_hash, signature, sync_state, sync_attempts, sync_error, sync_reason, synced_at, short_ref, "
-    "sealed_card"
+    "(SELECT data FROM sealed_card WHERE sealed_card.seq = txn.seq)"
 )  # the first 20 are the signed record's fields
 SEARCH_WINDOW = 50_000  # word searches (scheme, method, result) look at this many newest rows
 SIGN_BATCH = 2000
@@ -233,8 +233,12 @@ class Transactions:
         if not text:
             return self.rows(order="seq DESC", limit=limit)
         if len(text) == 4 and text.isdigit():  # a short reference or the last four card digits, newest first
-            return self.rows("WHERE short_ref = ? OR (substr(masked_pan, -4) = ? AND masked_pan IS NOT NULL)",
-                             (text, text), order="seq DESC", limit=limit)
+            # two index walks newest first, each stopping at `limit` (one OR query would sort every match)
+            found = self.rows("WHERE short_ref = ?", (text,), order="seq DESC", limit=limit)
+            found += self.rows("WHERE substr(masked_pan, -4) = ? AND masked_pan IS NOT NULL", (text,),
+                               order="seq DESC", limit=limit)
+            unique = {row.seq: row for row in found}
+            return [unique[seq] for seq in sorted(unique, reverse=True)[:limit]]
         if text.isdigit() and len(text) <= 6:  # a short reference of a busy day (5 or 6 digits)
             return self.rows("WHERE short_ref = ?", (text.zfill(4),), order="seq DESC", limit=limit)
         if len(text) >= 6 and all(c in "0123456789abcdef-" for c in text):

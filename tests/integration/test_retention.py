@@ -143,8 +143,7 @@ def test_sealed_card_data_leaves_once_the_backend_accepted_the_row(journal, keys
     verified(journal, keys)
     # a sealed blob swapped for another row's is caught: the signed record carries its digest
     db = sqlite3.connect(journal.path)
-    db.execute("UPDATE txn SET sealed_card = (SELECT 'sealed-blob-other' || sealed_card FROM txn WHERE seq = 5) "
-               "WHERE seq = 4")
+    db.execute("UPDATE sealed_card SET data = (SELECT data FROM sealed_card WHERE seq = 5) WHERE seq = 4")
     db.commit()
     db.close()
     report = verify_journal(journal.path, keys)
