@@ -47,7 +47,7 @@ PACKAGES = ("walletpos", "textual", "pyscard", "nfcpy", "opencv-python-headless"
             "cryptography")
 LAST_TRANSACTIONS = 200
 BUNDLE_AREAS = ("system", "backend", "clock", "journal", "queue", "limits")
-_DROPPED_FIELDS = frozenset({"sealed_card"})
+_DROPPED_FIELDS = frozenset({"sealed_card", "sealed_card_sha256"})
 REMOVABLE_ROOTS = ("/media/", "/run/media/", "/mnt/")
 
 
