@@ -103,7 +103,7 @@ def _describe(svc: Any, text: str) -> dict[str, Any]:
         code = qrpay.classify(text, prefixes)
     except QrPayloadError as exc:
         shown = text if kind in (qrpay.CodeKind.MPM, qrpay.CodeKind.WALLET_SIGNED) else f"<{kind.value} code>"
-        return {"kind": kind.value, "text": mask_card_numbers(shown), "valid": False, "problem": exc.reason,
+        return {"kind": kind.value, "text": qrpay.masked_text(shown, kind), "valid": False, "problem": exc.reason,
                 "message": mask_card_numbers(exc.message)}
     out: dict[str, Any] = {"kind": code.kind.value, "text": qrpay.display_text(code, text), "valid": True}
     if isinstance(code, qrpay.MerchantPresentedCode | qrpay.SignedWalletCode):
