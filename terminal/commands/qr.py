@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from terminal.commands.common import Exit, UsageError, open_service
+from terminal.commands.common import Exit, UsageError, open_service, require_storage
 
 
 def _amount(svc: Any, text: str) -> Any:
@@ -69,6 +69,7 @@ def cmd_qr(args: argparse.Namespace) -> int:
 
     with open_service(args) as svc:
         amount = _amount(svc, args.amount)
+        require_storage(svc)  # the code is journaled before it is shown
         try:
             mqr = svc.merchant_qr(amount)
         except (MerchantCodeUnavailable, NotEnrolled) as exc:  # the backend must know a code before it is shown
@@ -141,6 +142,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
                         line["payment"] = paid.to_dict()
                     _print_line(line, args.json)
                     if paid is not None and paid.outcome != "refused":
+                        if "storage_failure" in paid.reasons:  # not approved: the journal cannot record
+                            return Exit.STORAGE
                         return {"approved": Exit.OK, "declined": Exit.DECLINED,
                                 "need_cvm": Exit.NEED_CVM}.get(paid.outcome, Exit.DECLINED)
         except ReaderError as exc:
