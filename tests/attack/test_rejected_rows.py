@@ -66,7 +66,13 @@ class Terminal:
         return out
 
     def status(self) -> dict:
-        return self.json("status")
+        """`walletpos status --json`, read in this process (the same `Service.status`)."""
+        with self.service() as svc:
+            return svc.status()
+
+    def sync_status(self) -> dict:
+        with self.service() as svc:
+            return svc.sync_status().to_dict()
 
 
 @pytest.fixture
@@ -104,14 +110,13 @@ def test_an_old_copy_put_back_is_put_on_hold_at_the_first_sync_and_its_rows_keep
     # journal taken at enrolment (made with this terminal's own keys, so it opens without complaint)
     throw_history_away(terminal, old_copy=tmp_path / "journal-at-enrolment.sqlite3")
     taps = terminal.taps(5000)
-    with terminal.service() as svc:
-        before = svc.status()
+    before = terminal.status()
     print(f"\nold journal put back, anchor deleted: 3 x 50.00 -> {[t[:3] for t in taps]}; exposure "
           f"{before['unsynced_exposure']['text']}, last sync {before['last_sync_at']}")
     assert [t[:3] for t in taps] == [("approved", "offline", n) for n in (1, 2, 3)]
 
     report = terminal.json("sync", "--once")
-    status, sync = terminal.status(), terminal.json("sync", "--status")
+    status, sync = terminal.status(), terminal.sync_status()
     text = terminal.run("status").stdout
     print(f"sync --once: {report['rejected']} rejected, {report['seq_conflicts']} sequence conflicts; status: "
           f"exposure {status['unsynced_exposure']['text']}, last sync {status['last_sync_at']}, "
@@ -147,9 +152,7 @@ def test_an_old_copy_put_back_is_put_on_hold_at_the_first_sync_and_its_rows_keep
     assert len(written_off[0]["details"]["ids"]) == 3 and "support case 77" in written_off[0]["details"]["note"]
     resolved = terminal.run("journal", "resolve", "--technician", "tech1", "--note", "support case 77",
                             "--pin-stdin", stdin="4321\n")
-    assert resolved.returncode == 0
-    with terminal.service() as svc:
-        assert svc.status()["approvals"] == "enabled"
+    assert resolved.returncode == 0 and terminal.status()["approvals"] == "enabled"
 
 
 def test_a_deleted_journal_and_anchor_get_no_offline_approval_and_the_conflict_is_kept(terminal, sandbox):
@@ -158,8 +161,7 @@ def test_a_deleted_journal_and_anchor_get_no_offline_approval_and_the_conflict_i
     for every row and changes neither the hold nor the sync age."""
     throw_history_away(terminal)
     taps = terminal.taps(5000)
-    with terminal.service() as svc:
-        held = svc.status()
+    held = terminal.status()
     report = terminal.json("sync", "--once")
     status = terminal.status()
     print(f"\njournal and anchor deleted, keys kept: 3 x 50.00 -> {[t[:2] for t in taps]}; "

@@ -67,10 +67,14 @@ def scanned(tmp_path_factory) -> dict[str, subprocess.CompletedProcess[str]]:
     config.write_text("[backend]\nenabled = false\n", encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("WALLETPOS_")}
     env.update(WALLETPOS_DATA_DIR=str(base / "data"), WALLETPOS_CONFIG=str(config), PYTHONPATH=str(ROOT))
+    procs = {mode: subprocess.Popen([*WALLETPOS, "scan", "--source", str(images), *extra], env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for mode, extra in (("scan", []), ("scan --json", ["--json"]),
+                                 ("scan --pay", ["--pay", "--amount", "20.00"]))}
     runs = {}
-    for mode, extra in (("scan", []), ("scan --json", ["--json"]), ("scan --pay", ["--pay", "--amount", "20.00"])):
-        runs[mode] = subprocess.run([*WALLETPOS, "scan", "--source", str(images), *extra], env=env,
-                                    capture_output=True, text=True, timeout=60)
+    for mode, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=60)
+        runs[mode] = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     logs = "".join(p.read_text(encoding="utf-8") for p in (base / "data" / "logs").glob("*.log*"))
     runs["log files"] = subprocess.CompletedProcess([], 0, logs, "")
     return runs
