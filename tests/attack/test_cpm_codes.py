@@ -142,6 +142,26 @@ def test_online_the_issuer_approves_an_arqc_once_and_refuses_the_rest(enrolled, 
     assert sandbox.admin.stats()["authorisations"] == 5
 
 
+@pytest.mark.parametrize(("what", "details", "reason"), [
+    ("a cryptogram that is not hex", {"cryptogram": "zz" * 8, "cid": "80", "atc": "0001"}, "cryptogram_missing"),
+    ("cryptogram information that is not hex", {"cryptogram": "11" * 8, "cid": "zz", "atc": "0001"},
+     "cryptogram_not_arqc"),
+    ("a counter that is a number", {"cryptogram": "11" * 8, "cid": "80", "atc": 7}, "cryptogram_missing"),
+    ("a counter of 3 bytes", {"cryptogram": "11" * 8, "cid": "80", "atc": "000001"}, "cryptogram_missing"),
+    ("a cryptogram that is a number", {"cryptogram": 1122334455667788, "cid": "80", "atc": "0001"},
+     "cryptogram_missing"),
+])
+def test_a_forged_online_request_is_declined_by_the_issuer_not_answered_with_an_error(enrolled, what, details,
+                                                                                        reason):
+    """What a terminal of another make (or a forged request) could send: the issuer declines it with its
+    reason; it does not fail (a 500 would make the terminal fall back to its offline answer)."""
+    token = enrolled.keys.card_token(PAN)
+    result = enrolled.pay(PaymentRequest(Money(AMOUNT, enrolled.currency), Method.QR_CPM, card_token=token),
+                          CardFacts(scheme="unionpay", card_token=token, details={"code_kind": "cpm", **details}))
+    print(f"\n{what}: {result.outcome} {result.auth_mode} ({', '.join(map(str, result.reasons))})")
+    assert not result.approved and result.auth_mode == "online" and reason in result.reasons
+
+
 # -- fuzz: whatever the phone shows, the code path answers with a clear refusal or a decision ------------
 
 KNOWN_TAGS = [0x4F, 0x50, 0x57, 0x5A, 0x5F20, 0x5F24, 0x5F2D, 0x5F34, 0x82, 0x9F08, 0x9F10, 0x9F19, 0x9F24,
