@@ -98,9 +98,25 @@ def open_storage(config: Config, data_dir: Path, clock: Clock, *, configure_logg
             journal.hold("the journal file was missing or empty while the terminal's keys were there: it was "
                          "deleted or lost", now=clock())
     except (StorageError, SecurityError) as exc:
-        log.error("storage unavailable, approvals disabled: %s", exc.message)
-        return Storage(keys, None, exc.message)
+        problem = exc.message
+        if isinstance(exc, StorageError) and "disk is full" not in problem and disk_full(data_dir):
+            # SQLite says "disk I/O error" when it cannot make the journal's shared-memory file on a full disk
+            problem = f"the disk is full: {data_dir} has no space left; free space and start again ({problem})"
+        log.error("storage unavailable, approvals disabled: %s", problem)
+        return Storage(keys, None, problem)
     return Storage(keys, journal)
+
+
+FULL_DISK_BYTES = 256 * 1024  # less free space than this where the journal lives: the disk is full
+
+
+def disk_full(directory: Path) -> bool:
+    """Is the file system holding `directory` (nearly) out of space for the journal?"""
+    try:
+        stat = os.statvfs(directory)
+    except OSError:
+        return False
+    return stat.f_bavail * stat.f_frsize < FULL_DISK_BYTES
 
 
 def bootstrap(

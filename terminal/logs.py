@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import sys
 from pathlib import Path
 
 from terminal.core.cardmask import mask_card_numbers
@@ -31,6 +32,17 @@ class RedactCardNumbers(logging.Filter):
         return True
 
 
+class _LogFile(logging.handlers.RotatingFileHandler):
+    """The log file. A line that cannot be written (a full disk, the file gone) is dropped without the
+    traceback `logging` would print on standard error: the command itself says what is wrong with the
+    storage, in one line."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handleError(record)
+
+
 def setup_logging(log_dir: Path, level: str = "INFO", keep_files: int = 5) -> Path | None:
     """Route the `walletpos` loggers to a rotating file; returns its path (None if not writable)."""
     root = logging.getLogger("walletpos")
@@ -41,7 +53,7 @@ def setup_logging(log_dir: Path, level: str = "INFO", keep_files: int = 5) -> Pa
             old.close()
     try:
         log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        handler: logging.Handler = logging.handlers.RotatingFileHandler(
+        handler: logging.Handler = _LogFile(
             log_dir / LOG_FILE, maxBytes=2_000_000, backupCount=keep_files, encoding="utf-8"
         )
     except OSError:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from terminal.errors import SecurityError
 
@@ -21,6 +21,11 @@ from .database import Database
 from .keys import Keys
 
 _AUTH_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
+
+
+def _hex(value: object, digits: int) -> TypeGuard[str]:
+    """Is `value` text of exactly `digits` hex digits (how the terminal sends card data elements)?"""
+    return isinstance(value, str) and len(value) == digits and all(c in "0123456789abcdefABCDEF" for c in value)
 
 
 class Payments:
@@ -71,11 +76,11 @@ class Payments:
         cryptogram, an all-zero one, a cryptogram that is not an ARQC (the card asks to go online), and a
         transaction counter (ATC) this card has already used (a replayed code)."""
         cryptogram, cid, atc = details.get("cryptogram"), details.get("cid"), details.get("atc")
-        if not isinstance(cryptogram, str) or len(cryptogram) != 16 or set(cryptogram) <= {"0"}:
+        if not _hex(cryptogram, 16) or set(cryptogram) <= {"0"}:
             return "cryptogram_missing"
-        if not isinstance(cid, str) or len(cid) != 2 or int(cid, 16) & 0xC0 != 0x80:
+        if not _hex(cid, 2) or int(cid, 16) & 0xC0 != 0x80:
             return "cryptogram_not_arqc"
-        if not isinstance(atc, str) or not token:
+        if not _hex(atc, 4) or not token:
             return "cryptogram_missing"
         if db.execute("SELECT 1 FROM cpm_counters WHERE card_token = ? AND atc = ?", (token, atc)).fetchone():
             return "cryptogram_replayed"

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from enum import IntEnum
 from typing import Any
 
-from terminal.errors import WalletposError
+from terminal.errors import StorageError, WalletposError
 
 
 class Exit(IntEnum):
@@ -43,6 +43,14 @@ def open_service(args: argparse.Namespace, **parts: Any) -> Any:  # -> terminal.
 
     return bootstrap(config_path=getattr(args, "config", None), data_dir=getattr(args, "data_dir", None),
                      configure_logging=True, **parts)
+
+
+def require_storage(svc: Any) -> None:
+    """A command that records needs the journal: when it could not be opened (a full disk, a data
+    directory others may write to, ...) the command ends with the storage error (exit 4) saying why,
+    instead of a misleading answer further on ("the backend is switched off")."""
+    if svc.storage_problem:
+        raise StorageError(svc.storage_problem, title="Cannot record")
 
 
 def parse_since(text: str, zone: Any) -> datetime:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from terminal.commands.common import Exit, UsageError, open_service
+from terminal.commands.common import Exit, UsageError, open_service, require_storage
 
 
 def _amount(svc: Any, text: str) -> Any:
@@ -69,6 +69,7 @@ def cmd_qr(args: argparse.Namespace) -> int:
 
     with open_service(args) as svc:
         amount = _amount(svc, args.amount)
+        require_storage(svc)  # the code is journaled before it is shown
         try:
             mqr = svc.merchant_qr(amount)
         except (MerchantCodeUnavailable, NotEnrolled) as exc:  # the backend must know a code before it is shown
@@ -103,7 +104,7 @@ def _describe(svc: Any, text: str) -> dict[str, Any]:
         code = qrpay.classify(text, prefixes)
     except QrPayloadError as exc:
         shown = text if kind in (qrpay.CodeKind.MPM, qrpay.CodeKind.WALLET_SIGNED) else f"<{kind.value} code>"
-        return {"kind": kind.value, "text": mask_card_numbers(shown), "valid": False, "problem": exc.reason,
+        return {"kind": kind.value, "text": qrpay.masked_text(shown, kind), "valid": False, "problem": exc.reason,
                 "message": mask_card_numbers(exc.message)}
     out: dict[str, Any] = {"kind": code.kind.value, "text": qrpay.display_text(code, text), "valid": True}
     if isinstance(code, qrpay.MerchantPresentedCode | qrpay.SignedWalletCode):
@@ -141,6 +142,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
                         line["payment"] = paid.to_dict()
                     _print_line(line, args.json)
                     if paid is not None and paid.outcome != "refused":
+                        if "storage_failure" in paid.reasons:  # not approved: the journal cannot record
+                            return Exit.STORAGE
                         return {"approved": Exit.OK, "declined": Exit.DECLINED,
                                 "need_cvm": Exit.NEED_CVM}.get(paid.outcome, Exit.DECLINED)
         except ReaderError as exc:

@@ -16,7 +16,7 @@ import sys
 import threading
 from typing import Any
 
-from terminal.commands.common import Exit, open_service
+from terminal.commands.common import Exit, open_service, require_storage
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -73,6 +73,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             print(f"versions    deny list {status.deny_list_version}, limits {status.limits_version}, "
                   f"issuer keys {status.issuer_keys_version}")
             return Exit.OK
+        require_storage(svc)  # without the journal there is nothing to sync (and no sync worker)
         if not svc.sync_enabled():
             print("walletpos: the backend is switched off ([backend] enabled = false)", file=sys.stderr)
             return Exit.ONLINE_FAILED
@@ -106,6 +107,7 @@ def _run_foreground(svc: Any) -> int:
 def cmd_enrol(args: argparse.Namespace) -> int:
     from terminal.backend import BackendError
     with open_service(args) as svc:
+        require_storage(svc)
         if not svc.sync_enabled():
             print("walletpos: the backend is switched off ([backend] enabled = false)", file=sys.stderr)
             return Exit.ONLINE_FAILED

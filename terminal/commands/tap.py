@@ -51,14 +51,16 @@ def _device(args: argparse.Namespace, svc: Any) -> str:
 
 
 def _exit_code(result: Any) -> int:
+    from terminal.payment import STORAGE_FAILURE
+
     if result.outcome == "approved":
         return Exit.OK
+    if result.outcome == "storage" or STORAGE_FAILURE in result.reasons:  # declined: the journal cannot record
+        return Exit.STORAGE
     if result.outcome == "need_cvm":
         return Exit.NEED_CVM
     if result.outcome == "declined":
         return Exit.ONLINE_FAILED if "backend_unreachable" in result.reasons else Exit.DECLINED
-    if result.outcome == "storage":
-        return Exit.STORAGE
     if result.outcome == "reader_unavailable":
         return Exit.READER_UNAVAILABLE
     return Exit.READ_ERROR

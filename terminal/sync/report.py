@@ -84,6 +84,10 @@ class SyncReport:
             out.append(f"sealing key now {self.sealing_key_id}")
         if self.gaps:
             out.append(f"backend reports missing sequence numbers {self.gaps}; {self.requeued} rows queued again")
+        if self.seq_conflicts:
+            out.append(f"the backend holds other transactions under {self.seq_conflicts} of these sequence numbers: "
+                       "the journal is on hold and offline approvals are off until a technician resolves it "
+                       "(walletpos journal resolve-rejected, walletpos journal resolve)")
         if self.error:
             retry = f" (backend asks to wait {self.retry_after_s:.0f} s)" if self.retry_after_s else ""
             out.append(f"error: {self.error}{retry}")

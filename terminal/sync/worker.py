@@ -14,7 +14,8 @@ One cycle (`SyncWorker.run_once`):
    and its card token goes on the local deny list *before* the row leaves the queue, so a crash in
    between can only cause the decline to be fetched again. Rows the backend reports missing
    (gaps) that the terminal took for delivered are queued again;
-4. on success, `last_sync_ok_at` in journal meta (the offline rules' sync age), and in every case
+4. on success, `last_sync_ok_at` in the journal head (the offline rules' sync age; not when the
+   backend rejected rows of the cycle: a row refused is not synced), and in every case
    the last attempt and error, so `walletpos sync --status` in another process sees them;
    `Service.housekeeping()` seals the journal head.
 
@@ -144,7 +145,8 @@ class SyncWorker:
                       META_LAST_REPORT: json.dumps(report.to_dict(), separators=(",", ":"))}
             if report.ok:
                 values.update({META_LAST_ERROR: "", META_LAST_ERROR_AT: ""})
-                self.journal.sync.record_success(self.clock())  # authenticated: the rules' sync age reads it
+                if not report.rejected:  # rows the backend refused are not synced: the sync age keeps running
+                    self.journal.sync.record_success(self.clock())  # authenticated: the rules' sync age reads it
             else:
                 values.update({META_LAST_ERROR: report.error or "", META_LAST_ERROR_AT: report.finished_at or ""})
             self.journal.set_meta(values)

@@ -18,7 +18,7 @@ Anything else (a web address, plain text, another scheme) is `OtherCode`: not a 
 from __future__ import annotations
 
 from terminal.core.money import Currency
-from terminal.core.qrpay.classify import OtherCode, PaymentCode, classify, display_text, kind_of
+from terminal.core.qrpay.classify import OtherCode, PaymentCode, classify, display_text, kind_of, masked_text
 from terminal.core.qrpay.common import MAX_CODE_LENGTH, CodeKind, QrPayloadError, Why, check_text
 from terminal.core.qrpay.cpm import ConsumerPresentedCode, CpmApplication, parse_cpm, parse_cpm_bytes
 from terminal.core.qrpay.mpm import (
@@ -52,6 +52,6 @@ __all__ = [
     "ConsumerPresentedCode", "CpmApplication", "Currency", "LengthUnit", "MerchantPresentedCode", "MpmField",
     "NumericWalletCode", "OtherCode", "PaymentCode", "QrPayloadError", "SignedWalletCode", "VerifiedWalletCode", "Why",
     "build_mpm", "check_text", "classify", "crc16_ccitt_false", "display_text", "dynamic_mpm", "encode_wallet_code",
-    "kind_of", "mpm_crc", "parse_cpm", "parse_cpm_bytes", "parse_mpm", "parse_numeric", "parse_wallet_code",
-    "signing_input", "verify_wallet_code", "wallet_code_body",
+    "kind_of", "masked_text", "mpm_crc", "parse_cpm", "parse_cpm_bytes", "parse_mpm", "parse_numeric",
+    "parse_wallet_code", "signing_input", "verify_wallet_code", "wallet_code_body",
 ]

@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from terminal.core.cardmask import mask_card_numbers, mask_digits
+from terminal.core.cardmask import mask_card_numbers, mask_card_numbers_in_hex, mask_digits
 from terminal.core.qrpay.common import CodeKind, check_text
 from terminal.core.qrpay.cpm import ConsumerPresentedCode, parse_cpm
 from terminal.core.qrpay.mpm import MerchantPresentedCode, parse_mpm
@@ -86,7 +86,36 @@ def display_text(code: PaymentCode, text: str) -> str:
         return f"<consumer code, {code.payload_size} bytes, {app.aid or 'no AID'}, card {masked}>"
     if isinstance(code, NumericWalletCode):
         return code.masked
-    return mask_card_numbers(text)  # a plain code may hold a card number (or track 2 data) in clear
+    return masked_text(text, code.kind)  # a plain code may hold a card number (or track 2 data) in clear
 
 
-__all__ = ["OtherCode", "PaymentCode", "classify", "display_text", "kind_of"]
+def _mask_tlv_values(text: str, depth: int = 0) -> str:
+    """ID-length-value text with the card numbers in its values masked. In TLV text a value's digits
+    run on into the next ID, so a card number never stands alone: each value is masked on its own
+    (a template's values too), and whatever does not split into objects (a damaged tail) has every
+    run of digits holding a Luhn-valid card number masked."""
+    out: list[str] = []
+    i = 0
+    while i + 4 <= len(text) and text[i:i + 4].isascii() and text[i:i + 4].isdigit():
+        end = i + 4 + int(text[i + 2:i + 4])
+        if end > len(text):
+            break
+        value = text[i + 4:end]
+        masked = mask_card_numbers(value)
+        if masked == value and depth < 2 and len(value) >= 4:
+            masked = _mask_tlv_values(value, depth + 1)
+        out.append(text[i:i + 4] + masked)
+        i = end
+    out.append(mask_card_numbers_in_hex(mask_card_numbers(text[i:])))
+    return "".join(out)
+
+
+def masked_text(text: str, kind: CodeKind) -> str:
+    """What may be shown of a scanned text of the family `kind`, valid or not: card numbers (and track 2
+    data) masked, also inside the values of a merchant code's TLV text."""
+    if kind is CodeKind.MPM:
+        return _mask_tlv_values(text)
+    return mask_card_numbers(text)
+
+
+__all__ = ["OtherCode", "PaymentCode", "classify", "display_text", "kind_of", "masked_text"]

@@ -27,6 +27,7 @@ class Why(StrEnum):
     EMPTY = "empty_code"
     TOO_LONG = "too_long"
     CONTROL_CHARACTER = "control_character"
+    INVALID_CHARACTER = "invalid_character"
     NOT_A_PAYMENT_CODE = "not_a_payment_code"
     # TLV text (MPM)
     INVALID_TAG = "invalid_tag"
@@ -75,6 +76,9 @@ def check_text(text: object) -> str:
             name = "a NUL character" if ch == "\x00" else f"control character U+{ord(ch):04X}"
             raise refuse(Why.CONTROL_CHARACTER, f"the code contains {name} at position {i}; "
                                                 "no payment code does")
+        if "\ud800" <= ch <= "\udfff":  # half of a UTF-16 pair: not a character, cannot be UTF-8
+            raise refuse(Why.INVALID_CHARACTER, f"the code contains U+{ord(ch):04X} at position {i}, which is not a "
+                                                "character (a lone surrogate); no scanned code does")
     return text
 
 
