@@ -307,7 +307,9 @@ def verify_journal(path: Path, keys: TerminalKeys, *, signatures: bool = False, 
         return _report(found, txn, audit, started)
     try:
         db = open_read_only(path)
-    except (sqlite3.Error, StorageError) as exc:
+    except sqlite3.OperationalError as exc:  # the disk, not the journal: nothing was checked (exit 4, not 5)
+        raise StorageError(f"journal {path}: cannot be read to check it ({exc})", title="Cannot read") from None
+    except sqlite3.Error as exc:
         found.add(None, None, f"the journal file cannot be opened ({exc})")
         return _report(found, txn, audit, started)
     try:
