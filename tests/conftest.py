@@ -90,11 +90,12 @@ def cli_env(data_dir: Path) -> dict[str, str]:
 WALLETPOS = [sys.executable, "-m", "terminal.cli"]
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With pytest-xdist (`-n`), tests that use the machine-wide pcscd, its vpcd port or nfcpy's udp
-    driver run one after another in one worker (`--dist loadgroup`); the rest spread over the others."""
+    """Tests that use the machine-wide pcscd, its vpcd port or nfcpy's udp driver are marked `devices`:
+    scripts/test runs them in a second, serial phase after the rest has run on every core."""
     readers = Path(__file__).parent / "readers"  # its `rig` fixture opens pcscd or nfcpy by parameter
     for item in items:
         if item.get_closest_marker("pcsc") or item.get_closest_marker("nfc") \
                 or "pcscd" in getattr(item, "fixturenames", ()) or readers in item.path.parents:
-            item.add_marker(pytest.mark.xdist_group("devices"))
+            item.add_marker(pytest.mark.devices)
