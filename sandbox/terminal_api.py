@@ -28,6 +28,7 @@ from .signed_requests import (
     limit_body,
     signed_header,
 )
+from .store.transit import parse_day
 
 terminal_api = Blueprint("terminal", __name__, url_prefix="/v1")
 
@@ -155,3 +156,17 @@ def issuer_keys() -> Response:
 def sealing_key() -> Response:
     authenticate()
     return json_response(backend().store.keys.sealing_key())
+
+
+@terminal_api.get("/transit/cards/<card_token>/taps")
+def transit_taps(card_token: str) -> Response:
+    authenticate()
+    backend().validators.check("CardToken", card_token)
+    return json_response(backend().store.transit.day_taps(card_token, parse_day(request.args.get("date"))))
+
+
+@terminal_api.get("/transit/cards/<card_token>/journeys")
+def transit_journeys(card_token: str) -> Response:
+    authenticate()
+    backend().validators.check("CardToken", card_token)
+    return json_response(backend().store.transit.day_charge(card_token, parse_day(request.args.get("date"))))

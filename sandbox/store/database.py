@@ -62,6 +62,13 @@ CREATE TABLE IF NOT EXISTS issuer_keys (
     retired_at TEXT
 );
 CREATE TABLE IF NOT EXISTS heartbeats (terminal_id TEXT PRIMARY KEY, received_at TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS transit_taps (
+    terminal_id TEXT NOT NULL, id TEXT NOT NULL, card_token TEXT NOT NULL, at TEXT NOT NULL, station TEXT NOT NULL,
+    gate_direction TEXT NOT NULL, gate TEXT NOT NULL, gate_amount INTEGER NOT NULL, concession TEXT,
+    PRIMARY KEY (terminal_id, id)
+);
+CREATE INDEX IF NOT EXISTS transit_taps_card ON transit_taps (card_token, at);
+CREATE INDEX IF NOT EXISTS transit_taps_at ON transit_taps (at);
 """
 
 # columns added to a table after sandbox files with the older table existed
