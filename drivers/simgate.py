@@ -24,6 +24,13 @@ class SimGate(GateHardware):
         self._unplugged = False
         self._closed = False
 
+    def connect(self) -> SimGate:
+        """Open the gate again after `close` (what its opener does): fails while it is unplugged."""
+        if self._unplugged:
+            raise GateHardwareError(f"{self.name}: unplugged")
+        self._closed = False
+        return self
+
     def on_change(self, listener: Callable[[GateStatus], None]) -> None:
         self._listeners.append(listener)
 

@@ -410,8 +410,8 @@ class Payments:
                 value = session.guard(name)
                 if value is not None:
                     break
-        except JournalIntegrityError as exc:
-            session.hold(exc.message)
+        except JournalIntegrityError:
+            session.hold("a card's transit journey state does not match its MAC: it was edited outside walletpos")
             return gaterules.TransitCard()
         newest = session.newest_row_of(token, "fare", week - timedelta(days=8))
         if value is None:
