@@ -1,7 +1,8 @@
 """The gate hardware interface: what a transit gate's controller can do, whatever drives it.
 
 `GateHardware` opens the gate for one passenger, shows an indicator (green GO, red STOP, amber
-"see staff"), sounds the buzzer and the alarm. Drivers are chosen by a spec string, as readers are:
+"see staff"), sounds the buzzer and the alarm. Drivers are chosen by a spec string, as readers are
+(`drivers.gates.open_gate`):
 
 | spec | gate |
 |---|---|
@@ -19,7 +20,7 @@ import abc
 from dataclasses import dataclass
 from typing import Literal
 
-from terminal.errors import ConfigError, ReaderError
+from terminal.errors import ReaderError
 
 Indicator = Literal["off", "green", "red", "amber"]
 GateState = Literal["starting", "ready", "open", "absent", "error"]
@@ -74,21 +75,3 @@ class GateHardware(abc.ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-GATE_KINDS = ("sim", "serial")
-
-
-def open_gate(spec: str) -> GateHardware:
-    """The gate hardware a `[transit] gate_device` string names (see the table above). Raises
-    ConfigError for a spec no driver understands, GateHardwareError when the device cannot be opened."""
-    kind, sep, rest = spec.strip().partition(":")
-    if kind == "sim":
-        from drivers.simgate import SimGate
-
-        return SimGate()
-    if kind == "serial" and sep and rest:
-        from drivers.serialgate import SerialRelayGate
-
-        device, _, baud = rest.partition("@")
-        return SerialRelayGate(device, int(baud) if baud.isdigit() else 9600)
-    raise ConfigError(f"gate device {spec!r}: expected sim: or serial:<device>[@baud]")

@@ -102,7 +102,7 @@ class GateDevices:
         devices = Devices.configured(config)
 
         def hardware() -> GateHardware:
-            from drivers.gate import open_gate
+            from drivers.gates import open_gate
 
             return open_gate(config.transit.gate_device)
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from drivers.gate import GateHardwareError, open_gate
+from drivers.gate import GateHardwareError
+from drivers.gates import open_gate
 from drivers.serialgate import ALARM, AMBER, BUZZER, GREEN, RED, RELEASE, SerialRelayGate, frame
 from drivers.simgate import SimGate
 from terminal.errors import ConfigError
