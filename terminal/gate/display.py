@@ -143,7 +143,7 @@ class PassengerDisplay(App[None]):
         """Show one decided tap (on the app's thread)."""
         self.last = event
         result = event.result
-        if result.outcome == "same_tap" and result.sign == "go":
+        if result.outcome == "same_tap":
             return  # the same tap read again: what is on screen stays
         place = event.place
         if result.sign == "go":

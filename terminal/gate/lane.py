@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers.base import CardReader, CodeScanner, ScannedCode
-from drivers.gate import GateHardware, GateHardwareError, GateStatus
+from drivers.gate import GateHardware, GateHardwareError, GateStatus, Indicator
 from terminal.checkout import ReaderWatcher, ScannerWatcher
 from terminal.payment import FareResult
 from terminal.transit import GatePlace, TransitTaps, refusal
@@ -312,10 +312,10 @@ class GateLane:
             self.hardware.run(go)
             self._back_to_idle(hold / 1000)
             return
-        colour = "amber" if result.sign == "see_staff" else "red"
+        colour: Indicator = "amber" if result.sign == "see_staff" else "red"
 
         def stop(h: GateHardware) -> None:
-            h.set_indicator(colour)  # type: ignore[arg-type]
+            h.set_indicator(colour)
             h.beep("stop")
             if "anti_passback" in result.reasons:
                 h.alarm(True)
