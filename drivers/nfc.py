@@ -35,8 +35,9 @@ from terminal.errors import CardError
 log = logging.getLogger("walletpos.nfc")
 
 DEVICE_KINDS = ("usb", "tty", "com", "udp")
-_SENSE_SLICE = 0.1  # longest single wait for an answer to SENS_REQ on the UDP link (see _bounded_sense)
-_SENSE_INTERVAL = 0.02  # pause between sense rounds when no card answered at once
+_SENSE_STEP = 0.02  # longest single wait for an answer during the sense on the UDP link (see _bounded_sense)
+_SENSE_INTERVAL = 0.02  # pause between sense rounds when no card answered at once (a real device)
+_UDP_SENSE_INTERVAL = 0.005  # ... on the UDP link, where a round costs a few datagrams
 
 
 class NfcSession(CardSession):
@@ -147,21 +148,26 @@ class NfcReader(CardReader):
 
     @contextmanager
     def _bounded_sense(self, clf: nfc.ContactlessFrontend, deadline: float) -> Iterator[None]:
-        """nfcpy's UDP driver waits a fixed second for the answer to SENS_REQ. Cap that one wait to
-        the caller's deadline (and to a short slice, so a request lost while the card re-binds is
-        sent again soon); the later activation steps keep nfcpy's own timeouts. Real devices time
-        out in their firmware and are left alone."""
+        """Bound every wait of the sense on nfcpy's UDP link (the simulated RF link) to a short step.
+
+        nfcpy's UDP driver waits a fixed 1 s for SENS_RES and 0.5 s for each SDD_RES and SEL_RES. On
+        the UDP link an answer comes within a millisecond or never: the card process takes up its
+        socket again between activations (nfcpy's `listen` closes and binds it), and a request that
+        arrives in that gap, or when the card's listen window ends between SENS_RES and SDD_REQ, is
+        lost. nfcpy then waits out its full timeout: that was the ~650 ms at p99 of `bench_tap`'s
+        nfc_udp figure (0.5 s for a lost SDD_RES, plus the next sense round). Each wait is bounded to
+        `_SENSE_STEP` (and the caller's deadline), so a lost request costs one step and the reader
+        asks again. The activation after the sense (RATS) keeps nfcpy's own timeouts. Real devices
+        time out in their firmware and are left alone."""
         device = clf.device
         original: Callable[..., object] | None = getattr(device, "_recv_data", None)
         if not self.path.startswith("udp") or original is None:
             yield
             return
-        first = [True]
 
         def recv(timeout: float | None, *brty: str) -> object:
-            if first[0] and timeout is not None:
-                first[0] = False
-                timeout = max(0.02, min(timeout, _SENSE_SLICE, deadline - time.monotonic()))
+            if timeout is not None:
+                timeout = max(0.005, min(timeout, _SENSE_STEP, deadline - time.monotonic()))
             return original(timeout, *brty)
 
         device._recv_data = recv
@@ -182,7 +188,7 @@ class NfcReader(CardReader):
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._closed:
                 return None
-            time.sleep(min(_SENSE_INTERVAL, remaining))
+            time.sleep(min(_UDP_SENSE_INTERVAL if self.path.startswith("udp") else _SENSE_INTERVAL, remaining))
 
     def _sense_once(self, clf: nfc.ContactlessFrontend, deadline: float) -> NfcSession | None:
         try:

@@ -18,6 +18,7 @@ from .errors import Refused
 from .faults import FaultPlan
 from .problems import json_response
 from .signed_requests import backend, decoded_body, int_arg, limit_body, parse_json
+from .store.transit import parse_day
 
 ADMIN_HEADER = "X-Sandbox-Admin-Token"
 ADMIN_BODY = 1024 * 1024
@@ -231,6 +232,22 @@ def support_bundle(ticket: str) -> Response:
     if data is None:
         raise Refused(404, "unknown_ticket", f"no support bundle {ticket}")
     return json_response({"ticket": ticket, "bundle": base64.b64encode(data).decode()})
+@admin_api.put("/transit/fare-table")
+def set_fare_table() -> Response:
+    """The network's fare table (TOML text, the format of terminal.core.fares) the back office prices with."""
+    table = backend().store.transit.set_fare_table(_text(admin_json(), "toml"))
+    return json_response({"fare_table": table.label, "currency": table.currency.alpha})
+
+
+@admin_api.get("/transit/charges")
+def transit_charges() -> Response:
+    """Every card's daily charge of a service day (what the back office sends to be charged)."""
+    return json_response(backend().store.transit.day_charges(parse_day(request.args.get("date"))))
+
+
+@admin_api.get("/transit/cards/<card_token>")
+def transit_card(card_token: str) -> Response:
+    return json_response(backend().store.transit.day_charge(card_token, parse_day(request.args.get("date"))))
 
 
 @admin_api.post("/reset")

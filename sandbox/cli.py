@@ -112,6 +112,12 @@ def admin(args: argparse.Namespace) -> int:
             if args.seed is not None:
                 plan["seed"] = args.seed
             out = client.faults(**plan)
+    elif action == "fare-table":
+        out = client.set_fare_table(Path(args.file).read_text(encoding="utf-8"))
+    elif action == "transit-charges":
+        out = client.transit_charges(args.date)
+    elif action == "transit-card":
+        out = client.transit_card(args.card_token, args.date)
     else:
         out = client.stats(args.terminal_id)
     print(json.dumps(out, indent=2))
@@ -188,6 +194,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--timeout-ms", type=int, default=2000)
     p.add_argument("--retry-after-s", type=int, default=1)
     p.add_argument("--seed", type=int)
+    p = act.add_parser("fare-table", help="the network's fare table for the transit back office (TOML file)")
+    p.add_argument("file")
+    p = act.add_parser("transit-charges", help="every card's daily charge of a service day")
+    p.add_argument("date", help="YYYY-MM-DD")
+    p = act.add_parser("transit-card", help="a card's journeys and daily charge of a service day")
+    p.add_argument("card_token")
+    p.add_argument("date", help="YYYY-MM-DD")
     p = act.add_parser("stats", help="what the backend holds")
     p.add_argument("--terminal-id")
     a.set_defaults(func=admin)

@@ -184,6 +184,18 @@ class AdminClient:
         """Make the backend lose these stored rows (data loss on the backend side)."""
         return self._call("POST", "/admin/transactions/forget", {"terminal_id": terminal_id, "seqs": seqs})["forgotten"]
 
+    def set_fare_table(self, toml_text: str) -> dict[str, Any]:
+        """The network's fare table for the transit back office."""
+        return dict(self._call("PUT", "/admin/transit/fare-table", {"toml": toml_text}))
+
+    def transit_charges(self, day: str) -> dict[str, Any]:
+        """Every card's daily charge for service day `day` (YYYY-MM-DD)."""
+        return dict(self._call("GET", "/admin/transit/charges", date=day))
+
+    def transit_card(self, card_token: str, day: str) -> dict[str, Any]:
+        """A card's journeys and daily charge for service day `day`."""
+        return dict(self._call("GET", f"/admin/transit/cards/{card_token}", date=day))
+
     def reset(self) -> None:
         self._call("POST", "/admin/reset")
 

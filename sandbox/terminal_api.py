@@ -32,6 +32,7 @@ from .signed_requests import (
     limit_body,
     signed_header,
 )
+from .store.transit import parse_day
 
 terminal_api = Blueprint("terminal", __name__, url_prefix="/v1")
 
@@ -193,3 +194,15 @@ def support_bundle() -> Response:
                                              "send it again")
     ticket = backend().store.support.receive(terminal_id, body["reason"], body["file_name"], body["sha256"], data)
     return json_response(ticket)
+@terminal_api.get("/transit/cards/<card_token>/taps")
+def transit_taps(card_token: str) -> Response:
+    authenticate()
+    backend().validators.check("CardToken", card_token)
+    return json_response(backend().store.transit.day_taps(card_token, parse_day(request.args.get("date"))))
+
+
+@terminal_api.get("/transit/cards/<card_token>/journeys")
+def transit_journeys(card_token: str) -> Response:
+    authenticate()
+    backend().validators.check("CardToken", card_token)
+    return json_response(backend().store.transit.day_charge(card_token, parse_day(request.args.get("date"))))

@@ -82,7 +82,7 @@ def run_taps(svc: Service, reader: Any, taps: int, expected_apdus: int) -> dict[
             raise RuntimeError(f"tap {i}: card not read: {result.message}")
         apdus.add(result.read.apdu_count)
         kernel.append(result.timings_ms.get("card", float("nan")))
-        journal.txns.append(result.timings_ms.get("journal", float("nan")))
+        journal.append(result.timings_ms.get("journal", float("nan")))
     return {
         "taps": taps,
         "p50_ms": round(percentile(totals, 0.50), 3),

@@ -9,12 +9,16 @@ attributes on a service from outside. Injectable parts:
 - `devices`: what the checkout races for one sale. `None` (the default) builds no checkout (a CLI
   command that reads no card), `Devices.configured()` the reader and camera from config, or any
   openers (the demo's simulated reader, a test's virtual card reader).
+- `gate`: a transit gate's reader, camera and gate hardware (`GateDevices`): builds the gate lane
+  (`terminal.gate.lane.GateLane`) that `walletpos gate` runs; `gate_place` overrides the configured
+  station, direction and gate id (the demo runs several gates on one terminal).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -24,6 +28,7 @@ from pathlib import Path
 import platformdirs
 
 from drivers.base import CardReader, CodeScanner
+from drivers.gate import GateHardware
 from terminal.backend import BackendAuthorizer, BackendClient, Enrolment
 from terminal.backoffice import BackOffice
 from terminal.cardpay import CardPayments
@@ -31,6 +36,7 @@ from terminal.checkout import Checkout, PaymentInterpreter, seal_pin_block
 from terminal.codepay import MerchantCodes
 from terminal.config import Config, load_config
 from terminal.errors import SecurityError, StorageError
+from terminal.gate.lane import GateLane
 from terminal.journal import Journal, VerifyReport
 from terminal.journal.chain import verify_journal
 from terminal.logs import setup_logging
@@ -40,6 +46,7 @@ from terminal.payments import Payments, Storage
 from terminal.security import ensure_private_dir, load_keys, load_or_create_keys
 from terminal.service import Service
 from terminal.sync import SyncWorker
+from terminal.transit import GatePlace, TransitTaps, gate_policy, load_fare_table
 
 log = logging.getLogger("walletpos.bootstrap")
 
@@ -79,6 +86,27 @@ class Devices:
             return scanner_from_config(config)
 
         return cls(reader, scanner)
+
+
+@dataclass(frozen=True)
+class GateDevices:
+    """A transit gate's devices: card reader, camera and gate hardware (each may be None)."""
+
+    open_reader: Callable[[], CardReader] | None = None
+    open_scanner: Callable[[], CodeScanner] | None = None
+    open_hardware: Callable[[], GateHardware] | None = None
+
+    @classmethod
+    def configured(cls, config: Config) -> GateDevices:
+        """The reader, the camera and `[transit] gate_device` from config."""
+        devices = Devices.configured(config)
+
+        def hardware() -> GateHardware:
+            from drivers.gates import open_gate
+
+            return open_gate(config.transit.gate_device)
+
+        return cls(devices.open_reader, devices.open_scanner, hardware)
 
 
 def open_storage(config: Config, data_dir: Path, clock: Clock, *, configure_logging: bool = False) -> Storage:
@@ -128,6 +156,8 @@ def bootstrap(
     clock: Clock = utc_now,
     authorizer: OnlineAuthorizer | None = None,
     devices: Devices | None = None,
+    gate: GateDevices | None = None,
+    gate_place: GatePlace | None = None,
     configure_logging: bool = False,
 ) -> Service:
     """Build the whole terminal. `config` (else loaded from `config_path` / $WALLETPOS_CONFIG / the
@@ -167,8 +197,56 @@ def bootstrap(
         checkout = Checkout(payments, PaymentInterpreter(cards), merchant_codes, open_reader=devices.open_reader,
                             open_scanner=devices.open_scanner, seal_pin=partial(seal_pin_block, payments))
 
+    transit = _transit_factory(payments, cards)
+    lane: GateLane | None = None
+    if gate is not None:
+        place = gate_place or GatePlace.configured(config)
+        lane = GateLane(transit, place, open_reader=gate.open_reader, open_scanner=gate.open_scanner,
+                        open_hardware=gate.open_hardware, hold_ms=config.transit.open_ms,
+                        reader_backoff_s=config.reader.reopen_backoff_max_ms / 1000,
+                        camera_backoff_s=config.camera.reopen_backoff_max_ms / 1000,
+                        upkeep=_gate_upkeep(payments), clock=clock, status_dir=directory)
+
     return Service(payments=payments, operators=operators, backoffice=backoffice, cards=cards,
-                   merchant_codes=merchant_codes, backend=client, sync=sync, checkout=checkout)
+                   merchant_codes=merchant_codes, backend=client, sync=sync, checkout=checkout, transit=transit,
+                   gate=lane)
+
+
+def _transit_factory(payments: Payments, cards: CardPayments) -> Callable[[], TransitTaps]:
+    """Taps at transit gates, built on first use (the fare table is read then: a terminal that is no
+    gate never needs one)."""
+    made: list[TransitTaps] = []
+
+    def transit() -> TransitTaps:
+        if not made:
+            config = payments.config
+            made.append(TransitTaps(payments, cards, load_fare_table(config), gate_policy(config)))
+        return made[0]
+
+    return transit
+
+
+def _gate_upkeep(payments: Payments) -> Callable[[], None]:
+    """A gate's upkeep between taps: the journal's housekeeping, and once a day the journey state of
+    weeks no cap needs any more dropped."""
+    pruned: list[float] = []
+
+    def upkeep() -> None:
+        payments.housekeeping()
+        now = time.monotonic()
+        if pruned and now - pruned[0] < 24 * 3600:
+            return
+        pruned[:] = [now]
+        today = payments.business_date()
+        try:
+            dropped = payments.forget_transit_state(today - timedelta(days=21))
+        except StorageError as exc:
+            log.warning("transit journey state not pruned: %s", exc.message)
+            return
+        if dropped:
+            log.info("dropped the journey state of %d cards from weeks before %s", dropped, today)
+
+    return upkeep
 
 
 def verify_data_dir(config: Config, data_dir: Path, *, signatures: bool = False,
@@ -201,4 +279,4 @@ def verify_data_dir(config: Config, data_dir: Path, *, signatures: bool = False,
     return replace(report, ok=False, problem=problems[0], problems=problems), path
 
 
-__all__ = ["JOURNAL_FILE", "Devices", "bootstrap", "open_storage", "resolve_data_dir", "verify_data_dir"]
+__all__ = ["JOURNAL_FILE", "Devices", "GateDevices", "bootstrap", "open_storage", "resolve_data_dir", "verify_data_dir"]

@@ -60,6 +60,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "terminal.commands.inspect",
     "terminal.commands.backoffice",
     "terminal.commands.demo",
+    "terminal.commands.gate",
     "terminal.commands.qr",
     "terminal.commands.sync",
     "terminal.commands.tap",

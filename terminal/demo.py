@@ -16,6 +16,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from terminal.core.money import Money
 from terminal.core.rules import WalletTier
 from terminal.errors import WalletposError
 from terminal.service import Service
+from terminal.transit import GatePlace
 
 log = logging.getLogger("walletpos.demo")
 
@@ -304,3 +306,130 @@ class Demo:
         prefix = self.service.config.qr.numeric_prefixes[0]
         digits = prefix + "".join(secrets.choice("0123456789") for _ in range(18 - len(prefix)))
         return self._show(digits)
+
+
+# ------------------------------------------------------------------------------------------------
+# the transit demo: four gates at two stations on one terminal, a passenger display, cards on keys
+
+TRANSIT_GATES = (  # keys 1..4
+    ("A-in", "PSQ", "entry"), ("A-out", "PSQ", "exit"), ("B-in", "CTP", "entry"), ("B-out", "CTP", "exit"),
+)
+TRANSIT_CARDS = ("visa", "mastercard", "unionpay")
+
+
+def packaged_fare_table() -> Path:
+    """The metro line's fare table shipped inside the package (config/fares-metro.toml links to it)."""
+    return Path(__file__).resolve().parent / "data" / "fares-metro.toml"
+
+
+class DemoClock:
+    """The time with a demo offset (Ctrl+T moves it on 20 minutes: a journey, or the anti-passback
+    time, without waiting)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+class TransitDemo(Demo):
+    """`walletpos demo --transit`: the sandbox back office, one gate terminal with four gates (entry and
+    exit at People's Square and at Century Park, sharing one journal, so its own view pairs every
+    journey), virtual cards tapped from the keyboard and the passenger display."""
+
+    def __init__(self, data_dir: Path, config: Config, locale: str = "en") -> None:
+        super().__init__(data_dir, config)
+        self.locale = locale
+        self.clock = DemoClock()
+        self.card = 0
+        self.display: Any = None  # terminal.gate.display.PassengerDisplay, once it runs
+        self.places = tuple(GatePlace(gate, station, direction) for gate, station, direction in TRANSIT_GATES)
+        self._busy = threading.Lock()
+
+    def start(self) -> Service:
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            self.sandbox = self._start_sandbox(DEMO_PORT)
+        except RuntimeError:
+            self.sandbox = self._start_sandbox(0)
+        base = demo_config(self.base_config, self.sandbox.url)
+        transit = replace(base.transit, fare_table=str(packaged_fare_table()), station="PSQ", direction="entry",
+                          gate_id="A-in", first_rides_offline=0)
+        terminal = replace(base.terminal, mode="transit")
+        config = replace(base, transit=transit, terminal=terminal)
+        service = bootstrap(config, self.data_dir, configure_logging=True, clock=self.clock)
+        self.service = service
+        if service.storage_problem is not None:
+            raise DemoError(f"the demo cannot open its journal: {service.storage_problem}")
+        self._enrol(service)
+        self.sandbox.admin.set_fare_table(packaged_fare_table().read_text(encoding="utf-8"))
+        service.start_sync()
+        _ = service.fare_table
+        return service
+
+    # -- the display's keys (terminal.gate.display.GateControls) ---------------------------------------
+
+    def hint(self) -> str:
+        from terminal.i18n import t
+
+        when = self.clock().astimezone(self.service.zone if self.service else UTC).strftime("%a %H:%M")
+        return "\n".join((t(self.locale, "gate.demo.keys"),
+                          t(self.locale, "gate.demo.card", card=TRANSIT_CARDS[self.card]),
+                          t(self.locale, "gate.demo.clock", time=when)))
+
+    def press(self, key: str) -> bool:
+        if key in ("1", "2", "3", "4"):
+            self._tap(self.places[int(key) - 1], TRANSIT_CARDS[self.card])
+        elif key == "5":
+            self._tap(self.places[0], "denied")
+        elif key == "w":
+            self._code(self.places[0])
+        elif key == "tab":
+            self.card = (self.card + 1) % len(TRANSIT_CARDS)
+        elif key == "ctrl+t":
+            self.clock.offset += timedelta(minutes=20)
+        else:
+            return False
+        return True
+
+    def _tap(self, place: GatePlace, profile: str) -> None:
+        from drivers.sim.cards import make_card
+        from drivers.simreader import SimReader
+
+        def run() -> None:
+            with self._busy:
+                reader = SimReader(name="demo gate reader")
+                reader.tap(make_card(profile))
+                session = reader.wait_for_card(1.0)
+                if session is None or self.service is None:
+                    return
+                with session:
+                    t0 = time.perf_counter()
+                    result = self.service.gate_tap(session, place, started=t0)
+                self._show_event(result, place, t0)
+
+        threading.Thread(target=run, name="demo-tap", daemon=True).start()
+
+    def _code(self, place: GatePlace) -> None:
+        def run() -> None:
+            with self._busy:
+                if self.service is None:
+                    return
+                try:
+                    text = self._mint("real_name") if self.network_up else self._offline_codes["real_name"].pop(0)
+                except (IndexError, RuntimeError, WalletposError) as exc:
+                    log.warning("no wallet code for the demo: %s", exc)
+                    return
+                t0 = time.perf_counter()
+                self._show_event(self.service.gate_code(text, place, started=t0), place, t0)
+
+        threading.Thread(target=run, name="demo-code", daemon=True).start()
+
+    def _show_event(self, result: Any, place: GatePlace, t0: float) -> None:
+        from terminal.gate.lane import GateEvent
+
+        event = GateEvent(result, self.clock(), "card", (time.perf_counter() - t0) * 1000, place)
+        display = self.display
+        if display is not None and display.is_running:
+            display.call_from_thread(display.show, event)

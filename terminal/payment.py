@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
+from terminal.core.money import Money
 from terminal.core.rules import PaymentRequest, RuleOutcome
 from terminal.journal import TxnRow
 
@@ -77,5 +78,54 @@ class PaymentResult:
             "seq": self.row.seq if self.row else None,
             "amount": self.row.amount.minor if self.row else None,
             "masked_pan": self.row.masked_pan if self.row else None,
+            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FareTap:
+    """One tap at a transit gate, as the fare path needs it: where (gate, station, the gate's
+    direction: entry, exit or both), with what (card or signed wallet code) and what the card said."""
+
+    gate_id: str
+    station: str
+    direction: str  # the gate's: entry | exit | both
+    method: str = "card"  # card | wallet_signed
+    concession: str | None = None  # the wallet's tier, when it says one
+    expiry: date | None = None
+    card_declined: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FareResult:
+    """What came of a tap at a gate. `outcome`: go, stop, same_tap (the last tap read again: nothing
+    journaled, the gate not opened again) or storage (cannot record: stop). `sign` is what the
+    passenger reads: go, card_not_accepted, tap_only_once, see_staff."""
+
+    outcome: str
+    direction: str  # entry | exit (resolved)
+    reasons: tuple[str, ...]
+    sign: str
+    charged: Money | None
+    day_total: Money | None
+    row: TxnRow | None
+    breakdown: tuple[Mapping[str, Any], ...] = ()
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+    station: str = ""
+    gate_id: str = ""
+
+    @property
+    def opens_gate(self) -> bool:
+        return self.outcome == "go"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome, "direction": self.direction, "reasons": list(self.reasons), "sign": self.sign,
+            "charged": self.charged.minor if self.charged is not None else None,
+            "day_total": self.day_total.minor if self.day_total is not None else None,
+            "currency": self.charged.currency.alpha if self.charged is not None else None,
+            "transaction_id": self.row.id if self.row else None, "seq": self.row.seq if self.row else None,
+            "masked_pan": self.row.masked_pan if self.row else None, "station": self.station, "gate": self.gate_id,
+            "breakdown": [dict(b) for b in self.breakdown],
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
         }

@@ -50,6 +50,10 @@ ROOT = Path(__file__).resolve().parents[2]
 FSC_TABLE = (16, 24, 32, 40, 48, 64, 96, 128, 256)
 READY_LINE = "READY"
 _SLICE = 0.05  # longest wait in one nfcpy call, so the field signals take effect within this
+# One listen window: nfcpy's `listen` closes and binds the card's socket again each time it is called,
+# and an activation that is under way when a window ends is lost (the reader asks again), so the
+# windows are long. (nfcpy's UDP listen waits at least 0.5 s for a first frame anyway.)
+_LISTEN_WINDOW = 0.5
 
 # PCB values (ISO/IEC 14443-4, 7.1.1)
 _I_BLOCK = 0x02
@@ -248,7 +252,7 @@ class CardProcess:
             if not self.in_field:
                 time.sleep(0.02)
                 continue
-            activated = self.clf.listen(self.target, _SLICE)
+            activated = self.clf.listen(self.target, _LISTEN_WINDOW)
             if activated is None or not activated.tt4_cmd or activated.tt4_cmd[0] != 0xE0:
                 continue
             if not self.in_field:

@@ -20,12 +20,13 @@ from .risk import LIMIT_NAMES, Risk
 from .support import Support
 from .terminals import Terminals
 from .transactions import ItemResult, Transactions
+from .transit import Transit
 
 __all__ = ["LIMIT_NAMES", "Database", "ItemResult", "Store"]
 
 _WIPED_ON_RESET = ("terminals", "enrolment_tokens", "nonces", "transactions", "authorisations", "deny_list",
                    "cpm_counters", "out_of_funds", "payments", "issuer_keys", "heartbeats", "support_requests",
-                   "support_bundles")
+                   "support_bundles", "transit_taps")
 
 
 class Store:
@@ -34,10 +35,11 @@ class Store:
         self.path = str(self.db.path)
         self.keys = Keys(self.db)
         self.terminals = Terminals(self.db)
-        self.transactions = Transactions(self.db)
-        self.payments = Payments(self.db, self.keys)
         self.risk = Risk(self.db)
         self.support = Support(self.db)
+        self.transit = Transit(self.db)
+        self.transactions = Transactions(self.db, risk=self.risk, transit=self.transit)
+        self.payments = Payments(self.db, self.keys)
 
     @property
     def clock_offset_s(self) -> float:

@@ -70,6 +70,13 @@ CREATE TABLE IF NOT EXISTS support_bundles (
     ticket TEXT PRIMARY KEY, terminal_id TEXT NOT NULL, received_at TEXT NOT NULL, reason TEXT NOT NULL,
     file_name TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, data BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS transit_taps (
+    terminal_id TEXT NOT NULL, id TEXT NOT NULL, card_token TEXT NOT NULL, at TEXT NOT NULL, station TEXT NOT NULL,
+    gate_direction TEXT NOT NULL, gate TEXT NOT NULL, gate_amount INTEGER NOT NULL, concession TEXT,
+    PRIMARY KEY (terminal_id, id)
+);
+CREATE INDEX IF NOT EXISTS transit_taps_card ON transit_taps (card_token, at);
+CREATE INDEX IF NOT EXISTS transit_taps_at ON transit_taps (at);
 """
 
 # columns added to a table after sandbox files with the older table existed

@@ -42,6 +42,17 @@ class Risk:
                        (card_token, reason, self.db.now_text()))
         return self.deny_list_version()
 
+    def deny_in(self, db: sqlite3.Connection, card_token: str, reason: str) -> bool:
+        """Put a card on the deny list inside the caller's transaction (every terminal downloads it
+        with the next delta); False when it was there already."""
+        if db.execute("SELECT 1 FROM deny_list WHERE card_token = ?", (card_token,)).fetchone():
+            return False
+        at = self.db.now_text()
+        db.execute("INSERT INTO deny_list (card_token, reason, added_at) VALUES (?, ?, ?)", (card_token, reason, at))
+        db.execute("INSERT INTO deny_changes (card_token, action, reason, at) VALUES (?, 'add', ?, ?)",
+                   (card_token, reason, at))
+        return True
+
     def allow(self, card_token: str) -> int:
         with self.db.transaction() as db:
             db.execute("DELETE FROM deny_list WHERE card_token = ?", (card_token,))
@@ -81,6 +92,11 @@ class Risk:
                            (card_token, self.db.now_text()))
             else:
                 db.execute("DELETE FROM out_of_funds WHERE card_token = ?", (card_token,))
+                # the debt is settled: a deny-list entry made by a decline after offline approval goes
+                if db.execute("DELETE FROM deny_list WHERE card_token = ? AND reason = 'declined_after_offline'",
+                              (card_token,)).rowcount:
+                    db.execute("INSERT INTO deny_changes (card_token, action, reason, at) VALUES (?, 'remove', '', ?)",
+                               (card_token, self.db.now_text()))
 
     # -- terminal limits --------------------------------------------------------------------------
 

@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from terminal.journal import GENESIS_HASH, canonical_bytes
 
 from .database import Database
-from .risk import flagged
+from .risk import Risk, flagged
+from .transit import Transit
 
 OFFLINE_MODES = ("offline", "offline_fallback")
 
@@ -34,9 +35,14 @@ class ItemResult:
                 "original_status": self.original_status}
 
 
+DENIED_AFTER_DECLINE = "declined_after_offline"  # the deny-list reason of a card declined after an offline approval
+
+
 class Transactions:
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, *, risk: Risk | None = None, transit: Transit | None = None):
         self.db = db
+        self.risk = risk
+        self.transit = transit
 
     def ingest(self, terminal_id: str, key: Ed25519PublicKey, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Store a batch of signed journal rows; one result per row, in order."""
@@ -66,6 +72,7 @@ class Transactions:
             denied = flagged(db, "deny_list", records)
             broke = flagged(db, "out_of_funds", records)
             inserts: list[tuple[Any, ...]] = []
+            stored: list[tuple[str, Mapping[str, Any]]] = []
             duplicates: list[tuple[str, str]] = []
             for rec in records:
                 canonical = canonical_bytes(rec)
@@ -79,11 +86,19 @@ class Transactions:
                     by_seq[rec["seq"]] = (rec["id"], rec["row_hash"], rec["prev_hash"])
                     inserts.append((terminal_id, rec["id"], rec["seq"], rec["row_hash"], rec["prev_hash"],
                                     canonical.decode("utf-8"), result.status, result.reason, received_at))
+                    stored.append((terminal_id, rec))
+                    if (result.status == "declined_after_offline" and result.reason != "deny_listed"
+                            and self.risk is not None):
+                        # a card the wallet declined after an offline approval: every terminal's deny
+                        # list gets it at its next sync (a gate lets an unknown card ride once offline)
+                        self.risk.deny_in(db, rec["card_token"], DENIED_AFTER_DECLINE)
             db.executemany(
                 "INSERT INTO transactions (terminal_id, id, seq, row_hash, prev_hash, record, status, reason, "
                 "received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", inserts)
             db.executemany("UPDATE transactions SET times_received = times_received + 1 "
                            "WHERE terminal_id = ? AND id = ?", duplicates)
+            if self.transit is not None:
+                self.transit.record_in(db, stored)
             continuity = self._continuity(db, terminal_id)
         return {"terminal_id": terminal_id, "results": [r.to_dict() for r in results], **continuity,
                 "server_time": self.db.now_text()}

@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -464,6 +464,17 @@ class BackendClient:
             a = Answer(data, "sealing key")
             a.str("algorithm", choices=("x25519-aesgcm-v1",))
             return a.str("key_id", KEY_ID), bytes.fromhex(a.str("public_key", HEX64))
+
+    def transit_journeys(self, card_token: str, day: date) -> dict[str, Any]:
+        """The back office's journeys and daily charge of a card (`GET /v1/transit/cards/{token}/journeys`)."""
+        if not CARD_TOKEN.fullmatch(card_token):
+            raise BackendAnswerError("not a card token")
+        data = self._call("GET", f"/v1/transit/cards/{card_token}/journeys", params={"date": day.isoformat()})
+        with self._reading():
+            a = Answer(data, "transit journeys")
+            a.int("daily_charge")
+            a.list("journeys")
+            return dict(data)
 
 
 class _ClockCorrected(Exception):

@@ -16,6 +16,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from terminal.demo import Demo
     from terminal.tui.app import make_app
 
+    if args.transit:
+        return transit_demo(args)
     data_dir = Path(args.data_dir) if getattr(args, "data_dir", None) else resolve_data_dir(None) / "demo"
     demo = Demo(data_dir, load_config(getattr(args, "config", None)))
     try:
@@ -26,8 +28,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+def transit_demo(args: argparse.Namespace) -> int:
+    """`walletpos demo --transit`: four gates at two stations and the passenger display."""
+    from terminal.bootstrap import resolve_data_dir
+    from terminal.config import load_config
+    from terminal.demo import TransitDemo
+    from terminal.gate.display import PassengerDisplay
+
+    data_dir = Path(args.data_dir) if getattr(args, "data_dir", None) else resolve_data_dir(None) / "demo-transit"
+    config = load_config(getattr(args, "config", None))
+    locale = args.locale or config.display.locale
+    demo = TransitDemo(data_dir, config, locale)
+    try:
+        service = demo.start()
+        table = service.fare_table
+        app = PassengerDisplay(service, locale=locale, place=demo.places[0], controls=demo, subscribe=False,
+                               station_name=lambda sid: table.stations[sid].name if sid in table.stations else sid)
+        demo.display = app
+        app.run()
+    finally:
+        demo.close()
+    return Exit.OK
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("demo", parents=[common],
                        help="the whole product without hardware: sandbox backend, simulated reader and camera")
     p.add_argument("--locale", choices=["en", "zh-CN"], help="language (default: [display] locale)")
+    p.add_argument("--transit", action="store_true",
+                   help="transit gates instead: entry and exit gates at two stations, the passenger display, "
+                        "virtual cards on keys")
     p.set_defaults(handler=cmd_demo)

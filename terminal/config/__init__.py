@@ -33,6 +33,7 @@ from terminal.config.schema import (
     SyncConfig,
     TerminalConfig,
     TierLimits,
+    TransitConfig,
     WalletTiers,
     iter_keys,
     section,
@@ -42,6 +43,6 @@ from terminal.config.schema import (
 __all__ = [
     "EMBEDDED", "BackendConfig", "CameraConfig", "Config", "DisplayConfig", "LogConfig", "OfflineLimits",
     "OperatorPolicy", "QrConfig", "ReaderConfig", "ReaderLimits", "ReceiptConfig", "RefundPolicy", "SyncConfig",
-    "TerminalConfig", "TierLimits", "WalletTiers", "config_from_mapping", "defaults_toml", "iter_keys",
+    "TerminalConfig", "TierLimits", "TransitConfig", "WalletTiers", "config_from_mapping", "defaults_toml", "iter_keys",
     "load_config", "section", "setting",
 ]

@@ -439,6 +439,59 @@ class QrConfig:
         return {k: bytes.fromhex(v) for k, v in (item.split(":", 1) for item in self.issuer_keys)}
 
 
+def _check_gate_device(value: str) -> str | None:
+    if value == "sim:" or re.fullmatch(r"serial:/[^\s@]{1,200}(@[0-9]{3,7})?", value):
+        return None
+    return "sim: (the simulated gate) or serial:<device>[@baud] (a relay board, e.g. serial:/dev/ttyUSB0@9600)"
+
+
+@section(
+    "Transit gate mode (`walletpos gate`, with [terminal] mode = \"transit\"): where the gate stands, its\n"
+    "fare table, its hardware and its rules. Every tap is decided offline and journaled as a fare row."
+)
+@dataclass(frozen=True, kw_only=True)
+class TransitConfig:
+    fare_table: str = setting(
+        "", "Fare table file (TOML; format in README.md, \"Transit gate\"). A relative path is read from the\n"
+        "config file's directory; \"\" means none (the gate will not start without one).",
+    )
+    station: str = setting(
+        "", "Station id of this gate, as in the fare table's [stations].", pattern=r"[A-Za-z0-9_.-]{0,32}",
+        allowed="0-32 of A-Z a-z 0-9 _ . -",
+    )
+    direction: Literal["entry", "exit", "both"] = setting(
+        "both", "entry: tap-in only; exit: tap-out only; both: a two-way gate (a tap-out when the card has a\n"
+        "journey open, else a tap-in).",
+    )
+    gate_id: str = setting(
+        "G01", "This gate's id within the station (on every fare row).", pattern=r"[A-Za-z0-9_.-]{1,16}",
+        allowed="1-16 of A-Z a-z 0-9 _ . -",
+    )
+    gate_device: str = setting(
+        "sim:", "The gate hardware: sim: (simulated) or serial:<device>[@baud] for a serial relay board\n"
+        "(e.g. serial:/dev/ttyUSB0@9600).", check=_check_gate_device,
+    )
+    open_ms: int = setting(
+        6000, "How long the gate stays open for one passenger, in milliseconds.", minimum=500, maximum=60_000,
+    )
+    same_tap_ms: int = setting(
+        2000, "The same card at the same gate within this many milliseconds is one tap read twice: no second\n"
+        "fare, the gate is not opened again.", minimum=0, maximum=60_000,
+    )
+    anti_passback_seconds: int = setting(
+        300, "A card let through at this station in the same direction is refused for this many seconds\n"
+        "(a card handed back over the gate).", minimum=0, maximum=86_400,
+    )
+    max_hours_since_sync: int = setting(
+        72, "Gates refuse taps once the last successful sync is older than this many hours (their deny list\n"
+        "is too old to trust); transit's own value of [offline] max_hours_since_sync.", minimum=1, maximum=24 * 30,
+    )
+    first_rides_offline: int = setting(
+        1, "Rides a card this gate has not yet seen accepted by the backend may take before the backend\n"
+        "answers (a card it declines is on the deny list at the next sync); 0: no limit.", minimum=0, maximum=10,
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class Config:
     terminal: TerminalConfig
@@ -456,6 +509,7 @@ class Config:
     camera: CameraConfig
     qr: QrConfig
     reader: ReaderConfig
+    transit: TransitConfig
     source: str = field(default=EMBEDDED, compare=False)
 
     @property
@@ -494,6 +548,6 @@ def iter_keys(cls: type = Config, path: tuple[str, ...] = ()) -> list[tuple[str,
 __all__ = [
     "EMBEDDED", "ROOT_SECTIONS", "BackendConfig", "CameraConfig", "Config", "DisplayConfig", "LogConfig",
     "OfflineLimits", "OperatorPolicy", "QrConfig", "ReaderConfig", "ReaderLimits", "ReceiptConfig", "RefundPolicy",
-    "SyncConfig", "TerminalConfig", "TierLimits", "WalletTiers", "is_table", "iter_keys", "section", "setting",
-    "type_hints",
+    "SyncConfig", "TerminalConfig", "TierLimits", "TransitConfig", "WalletTiers", "is_table", "iter_keys", "section",
+    "setting", "type_hints",
 ]

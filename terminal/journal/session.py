@@ -143,6 +143,30 @@ class Session:
             self.hold(exc.message)
             return bool(self.db.execute("SELECT 1 FROM deny_list WHERE card_token = ?", (token,)).fetchone())
 
+    def guard(self, name: str) -> Any:
+        """An authenticated value (`StateBook.guard`) as this transaction sees it; JournalIntegrityError
+        when it fails its MAC."""
+        return self._state.guard(self.db, name)
+
+    def set_guard(self, name: str, value: Mapping[str, Any] | None) -> None:
+        """Store (or, with None, remove) an authenticated value in this transaction."""
+        self._state.set_guard(self.db, name, value)
+
+    def forget_guards(self, first: str, before: str) -> int:
+        """Remove the authenticated values whose names sort from `first` up to (not including)
+        `before` (a key range: no scan)."""
+        return int(self.db.execute("DELETE FROM state WHERE key >= ? AND key < ?",
+                                   (f"guard|{first}", f"guard|{before}")).rowcount)
+
+    def newest_row_of(self, card_token: str, kind: str, since: date) -> tuple[int, str] | None:
+        """Sequence number and row hash of the newest `kind` row of a card on or after business day
+        `since` (the card-and-day index; what a card's authenticated state is checked against)."""
+        row = self.db.execute("SELECT seq, row_hash FROM txn WHERE card_token = ? AND business_date >= ? AND kind = ? "
+                              "ORDER BY seq DESC LIMIT 1", (card_token, since.isoformat(), kind)).fetchone()
+        if row is None:
+            return None
+        return int(row[0]), row[1].hex() if isinstance(row[1], bytes) else str(row[1])
+
     # -- writing -----------------------------------------------------------------------------------
 
     def update_head(self, **changes: Any) -> Head:

@@ -21,7 +21,7 @@ def test_the_file_is_openapi_3_1_that_schemathesis_accepts():
     assert SPEC["openapi"].startswith("3.1")
     schema = schemathesis.openapi.from_dict(SPEC)  # validates the document
     operations = {f"{op.ok().method.upper()} {op.ok().path}" for op in schema.get_all_operations()}
-    assert len(operations) == 12
+    assert len(operations) == 14
 
 
 def test_the_sandbox_serves_exactly_the_operations_of_the_file(tmp_path):

@@ -20,9 +20,10 @@ from sandbox import start_sandbox
 from sandbox.spec import load_spec, spec_text
 
 ROOT = Path(__file__).resolve().parents[2]
-# what the sandbox may use of the terminal: the pure modules that define the contract's bytes
+# what the sandbox may use of the terminal: the pure modules that define the contract's bytes, and the
+# pure fare engine (terminal.core.fares), so that the back office prices journeys as the gates do
 TERMINAL_MODULES_FOR_THE_SANDBOX = {"terminal.wire", "terminal.journal", "terminal.journal.record", "terminal.security",
-                                    "terminal.errors"}
+                                    "terminal.errors", "terminal.core"}
 
 
 def imports(path: Path) -> list[tuple[str, bool]]:

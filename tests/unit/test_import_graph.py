@@ -36,10 +36,13 @@ LAYERS: dict[str, int] = {
     "terminal.payments": 4,
     # 5: payment modules over it
     "terminal.cardpay": 5, "terminal.codepay": 5, "terminal.backoffice": 5, "terminal.sync": 5,
+    "terminal.transit": 5,  # taps at a transit gate (cards and codes to Payments.charge_fare)
     "terminal.checkout": 6,
     # what reports on the terminal's parts, below the service that offers it: the doctor's checks and
     # the support bundle (which reads the terminal through a protocol)
     "terminal.doctor": 6, "terminal.support": 6,
+    "terminal.gate": 6,  # the gate lane: reader, camera and gate hardware of one gate (beside the checkout)
+    "terminal.gate.display": 9,  # the passenger display (Textual)
     # 7: the service, 8: its bootstrap and what reports on a built service
     "terminal.service": 7, "terminal.bootstrap": 8,
     # 9: user interfaces and entry points
