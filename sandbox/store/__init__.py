@@ -22,7 +22,7 @@ from .transactions import ItemResult, Transactions
 __all__ = ["LIMIT_NAMES", "Database", "ItemResult", "Store"]
 
 _WIPED_ON_RESET = ("terminals", "enrolment_tokens", "nonces", "transactions", "authorisations", "deny_list",
-                   "out_of_funds", "payments", "issuer_keys", "heartbeats")
+                   "out_of_funds", "payments", "issuer_keys", "heartbeats", "card_pins")
 
 
 class Store:
