@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "terminal.journal": 1, "drivers": 1, "terminal.messages": 1,
     # 2: what the payment path shares, the backend client, operators, receipts
     "terminal.payment": 2, "terminal.backend": 3, "terminal.operators": 2, "terminal.receipts": 2,
+    "terminal.catalogue": 2,
     # 4: the one payment path
     "terminal.payments": 4,
     # 5: payment modules over it
