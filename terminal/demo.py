@@ -19,6 +19,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from drivers.customerdisplay import SimCustomerDisplay
+from drivers.pinpad import SimPinPad
 from terminal.bootstrap import Devices, bootstrap
 from terminal.config import Config
 from terminal.core import qrpay
@@ -26,11 +28,14 @@ from terminal.core.money import Money
 from terminal.core.rules import WalletTier
 from terminal.errors import WalletposError
 from terminal.service import Service
+from terminal.tui.host import CustomerSide
 
 log = logging.getLogger("walletpos.demo")
 
 DEMO_PORT = 8765
 ISSUER_KEY_ID = "demo-issuer"
+DEMO_CARD_PIN = "1234"  # the sandbox's test PIN of every card it holds no other PIN for
+DEMO_WRONG_PIN = "9999"
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,9 @@ class Demo:
         self.reader: Any = None  # drivers.sim.reader.SimReader
         self._lock = threading.Lock()
         self._hide_timer: threading.Timer | None = None
+        # the customer's side of the counter: a simulated PIN pad and customer display
+        self.pinpad = SimPinPad()
+        self.customer_display = SimCustomerDisplay()
         # signed codes the demo phone holds for when the network is pulled (wallet apps keep a few)
         self._offline_codes: dict[str, list[str]] = {"real_name": [], "unverified": []}
 
@@ -197,6 +205,25 @@ class Demo:
     def operator_hint(self) -> list[tuple[str, str, str]]:
         """(role, id, PIN) of the demo's operators, shown on the sign-in screen."""
         return [(op.role, op.id, op.pin) for op in DEMO_OPERATORS]
+
+    # -- the customer's PIN pad and display -------------------------------------------------------
+
+    def customer_side(self) -> CustomerSide:
+        return CustomerSide(self.pinpad, self.customer_display)
+
+    def customer_enters_pin(self, right: bool) -> bool:
+        """The customer types the card's PIN (the sandbox's test PIN) or a wrong one on the PIN pad;
+        False when the pad is not asking for a PIN."""
+        if not self.pinpad.waiting.is_set():
+            return False
+        self.pinpad.customer_types(DEMO_CARD_PIN if right else DEMO_WRONG_PIN)
+        return True
+
+    def customer_cancels_pin(self) -> bool:
+        if not self.pinpad.waiting.is_set():
+            return False
+        self.pinpad.customer_cancels()
+        return True
 
     # -- cards and the reader --------------------------------------------------------------------
 

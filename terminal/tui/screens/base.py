@@ -134,3 +134,7 @@ class BaseDialog(ModalScreen[ResultT]):
 
     def tr(self, key: str, **values: object) -> str:
         return self.wp.tr(key, **values)
+
+    def money(self, amount: Money) -> str:
+        display = self.wp.service.config.display
+        return format_money(amount, decimal_sep=display.decimal_separator, group_sep=display.group_separator)
