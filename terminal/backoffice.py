@@ -347,8 +347,10 @@ class BackOffice:
         """Close the batch: the Z-report of everything since the last Z, written as JSON and as text in
         `locale` (the terminal's language), approved by a supervisor (see `approver`). Refused
         (`DayCloseRefused`) when nothing was recorded since the last Z."""
-        approver = self.approver(operator, supervisor_id, supervisor_pin, "day_close")
         journal = self.payments.require_journal()
+        if operator is not None and journal.operators.record(operator) is None:
+            raise DayCloseRefused(f"no operator {operator}", ("operator_unknown",))
+        approver = self.approver(operator, supervisor_id, supervisor_pin, "day_close")
         last_seq, z_number = self.last_close()
         newest = journal.txns.newest()
         if newest is None or newest.seq <= last_seq:
@@ -364,7 +366,8 @@ class BackOffice:
                 "closed_at_local": now.astimezone(config.terminal.zone).isoformat(), "closed_by": approver,
                 "operator": operator, "locale": locale}
         header = ReportHeader(terminal_id=config.terminal.id, printed_at=now, closed_by=approver, operator=operator)
-        text = "\n".join(report_lines(report, config, locale, header)) + "\n"
+        names = {str(r["id"]): str(r["name"]) for r in self.operators.records()}
+        text = "\n".join(report_lines(report, config, locale, header, names)) + "\n"
         try:
             folder.mkdir(mode=0o700, exist_ok=True)
             paths = [self._write(folder / f"{stem}.json", json.dumps(data, indent=2, ensure_ascii=False) + "\n"),
