@@ -223,6 +223,8 @@ class ScannerWatcher(DeviceWatcher):
     def poll(self) -> None:
         scanner: CodeScanner = self.device
         if not self.armed.is_set():
+            if scanner.status().state == "starting":
+                scanner.prepare()  # opened now: the status bar says ready (or absent) before the first sale
             self._status = scanner.status()
             self.armed.wait(0.5)
             return
@@ -259,6 +261,8 @@ class Checkout:
         self._queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._pending: PendingCvm | None = None
         self._selling = False  # a sale is waiting for a card or a code (take_payment)
+        self._code_lock = threading.Lock()
+        self._code_watchers = 0  # callers of next_code (the camera stays armed while there is one)
         self.reader = ReaderWatcher(open_reader, self._queue_put) if open_reader else None
         self.scanner = ScannerWatcher(open_scanner, self._queue_put) if open_scanner else None
         for watcher in self.watchers:
@@ -456,6 +460,8 @@ class Checkout:
         if scanner is None:
             cancel.wait()
             return None
+        with self._code_lock:
+            self._code_watchers += 1
         scanner.armed.set()
         try:
             while not cancel.is_set():
@@ -473,8 +479,10 @@ class Checkout:
                 return str(item.text)
             return None
         finally:
-            if not self._selling:
-                scanner.armed.clear()
+            with self._code_lock:
+                self._code_watchers -= 1
+                if not self._selling and not self._code_watchers:
+                    scanner.armed.clear()
 
     def retry_with_pin(self, cancel: threading.Event, pin: str) -> CheckoutResult:
         """Decide the payment that needed the customer's PIN again, with CVM performed (online PIN:
