@@ -47,7 +47,8 @@ class BaseScreen(Screen):
     TITLE_KEY = "app.title"
     # demo only (hidden from the footer, listed in the command palette and on the present screen)
     BINDINGS = [Binding("ctrl+n", "demo_network", "action.demo_network", show=False),
-                Binding("ctrl+r", "demo_reader", "action.demo_reader", show=False)]
+                Binding("ctrl+r", "demo_reader", "action.demo_reader", show=False),
+                Binding("ctrl+d", "demo_customer", "action.demo_customer", show=False)]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action.startswith("demo_"):
@@ -67,6 +68,12 @@ class BaseScreen(Screen):
 
     def network_toggled(self, up: bool) -> None:
         self.app.notify(self.tr("demo.network_up" if up else "demo.network_down"))
+
+    def action_demo_customer(self) -> None:
+        from terminal.tui.screens.customer import CustomerScreen
+
+        if self.wp.demo is not None:
+            self.app.push_screen(self.wp.make(CustomerScreen))
 
     def action_demo_reader(self) -> None:
         demo = self.wp.demo

@@ -9,6 +9,7 @@ barcode scanner that types), and a product's code shown to the camera adds the p
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Awaitable
 from typing import Any
@@ -21,10 +22,13 @@ from textual.widgets import DataTable, Static
 from drivers.customerdisplay import CustomerView
 from terminal.core.basket import Basket, BasketError, Line, Product, line_from
 from terminal.core.money import Money
+from terminal.errors import WalletposError
 from terminal.journal import TxnRow
-from terminal.tui.screens.base import BaseScreen, screen_work
+from terminal.tui.screens.base import BaseScreen
 from terminal.tui.screens.sale import Sale, Ticket
 from terminal.tui.widgets import AmountEntry
+
+log = logging.getLogger("walletpos.tui")
 
 CODE_DIGITS = 14  # longest product code the entry takes (EAN-13, GTIN-14)
 
@@ -441,19 +445,26 @@ class CheckoutScreen(BaseScreen):
     # -- a product's code shown to the camera -----------------------------------------------------
 
     def start_item_scan(self) -> None:
+        """Watch the camera for products' codes while this screen is up: in a thread of its own (not a
+        Textual worker: it lasts as long as the screen, and workers are what "wait until the screen is
+        idle" waits for), stopped when the screen is left or a payment starts."""
         service = self.wp.service
         if not len(service.catalogue()) or not service.can_take_payments():
             return
-        self.scan_stop = threading.Event()
-        self.watch_item_codes(self.scan_stop)
+        self.scan_stop.set()  # a watch still running ends (its thread sees its own event set)
+        stop = self.scan_stop = threading.Event()
+        threading.Thread(target=self.watch_item_codes, args=(stop,), name="checkout-item-codes",
+                         daemon=True).start()
 
-    @screen_work(exclusive=True, group="item_scan")
     def watch_item_codes(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            code = self.wp.service.next_item_code(stop)
-            if code is None:
-                return
-            self.from_worker(self.item_code_seen, code)
+        try:
+            while not stop.is_set():
+                code = self.wp.service.next_item_code(stop)
+                if code is None:
+                    return
+                self.from_worker(self.item_code_seen, code)
+        except WalletposError as exc:  # the camera or the checkout failed: the status bar shows the device
+            log.warning("product codes from the camera stopped: %s", exc.message)
 
     def item_code_seen(self, code: str) -> None:
         product = self.wp.service.catalogue().by_code(code.strip())

@@ -51,7 +51,9 @@ class ItemPrompt(BaseDialog[ItemChoice | None]):
             placeholder = "items.lookup" if len(self.catalogue) else "items.description"
             yield Input(value=self.item_name, max_length=40, placeholder=self.tr(placeholder), id="query")
             if len(self.catalogue):
-                yield OptionList(id="matches")
+                matches = OptionList(id="matches")
+                matches.can_focus = False  # the keys stay in the text; Up and Down move the highlight
+                yield matches
             yield Label(self.tr("items.quantity"))
             yield Input(value=str(self.quantity), max_length=4, restrict=r"[0-9]*", id="qty")
             yield Static("", id="message", classes="message")

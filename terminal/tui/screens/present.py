@@ -40,6 +40,7 @@ class PresentScreen(BaseScreen):
     BINDINGS = [
         Binding("q,Q", "merchant_qr", "action.merchant_qr"),
         Binding("c,C", "cash", "action.cash"),
+        Binding("x,X", "cash_exact", "action.cash_exact"),
         Binding("s,S", "split", "action.split"),
         Binding("escape", "cancel", "action.cancel"),
         Binding("w,W", "demo_code('real_name')", "action.demo_signed_code", show=False),
@@ -319,18 +320,26 @@ class PresentScreen(BaseScreen):
                 self.say(self.tr("present.qr_first"))
             return
 
-        def handed(tendered: Money | None) -> None:
-            if tendered is None or self.left is not None:
-                return
-            self.pending_cash = tendered
-            if self.waiting:
-                self.cancel_event.set()  # the cash is taken once the card/camera wait has ended
-            else:
-                self.take_cash(tendered)
-
         self.app.push_screen(self.wp.make(AmountPrompt, self.tr("present.cash_title"),
                                           self.tr("present.cash_hint", amount=self.money(self.amount)),
-                                          self.amount), handed)
+                                          self.amount), self.cash_handed)
+
+    def action_cash_exact(self) -> None:
+        """The customer hands over exactly the amount asked, in cash (no change)."""
+        if self.showing_qr or self.result_up or self.pending_cash is not None:
+            if self.showing_qr:
+                self.say(self.tr("present.qr_first"))
+            return
+        self.cash_handed(self.amount)
+
+    def cash_handed(self, tendered: Money | None) -> None:
+        if tendered is None or self.left is not None or self.pending_cash is not None:
+            return
+        self.pending_cash = tendered
+        if self.waiting:
+            self.cancel_event.set()  # the cash is taken once the card/camera wait has ended
+        else:
+            self.take_cash(tendered)
 
     def take_cash(self, tendered: Money) -> None:
         self.pending_cash = None
