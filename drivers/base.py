@@ -121,6 +121,10 @@ class CodeScanner(abc.ABC):
     @abc.abstractmethod
     def status(self) -> ReaderStatus: ...
 
+    def prepare(self) -> None:  # noqa: B027 (a hook with nothing to do by default)
+        """Open the source now, without reading codes, so that its status says whether it works
+        before the first sale needs it (a source that opens on first read has nothing to do)."""
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release the camera (idempotent)."""

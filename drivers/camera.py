@@ -40,6 +40,10 @@ from drivers.qrdecode import Debouncer, Pipeline
 
 log = logging.getLogger("walletpos.camera")
 
+# OpenCV's own warnings (a camera index that cannot be opened gives two lines per attempt on stderr)
+# say nothing our status and log lines do not say better
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"})
 _LOST_AFTER_FAILED_READS = 5  # consecutive failed grabs before a live camera counts as gone
 
@@ -175,6 +179,13 @@ class CameraScanner(CodeScanner):
 
     def status(self) -> ReaderStatus:
         return self._status
+
+    def prepare(self) -> None:
+        """Try to open the source once, at once (no waiting): the status is then ready or absent
+        instead of starting, before anything is scanned."""
+        if not self._opened and not self._closed.is_set():
+            with contextlib.suppress(ReaderUnavailableError):  # a file that cannot be read: the status says so
+                self._try_open(self.clock())
 
     def close(self) -> None:
         self._closed.set()

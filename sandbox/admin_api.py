@@ -90,6 +90,14 @@ def allow(token: str) -> Response:
     return json_response({"version": backend().store.risk.allow(token)})
 
 
+@admin_api.post("/card-pins")
+def card_pin() -> Response:
+    body = admin_json()
+    token, pin = _text(body, "card_token"), _text(body, "pin")
+    backend().store.payments.set_card_pin(token, pin)
+    return json_response({"card_token": token})
+
+
 @admin_api.post("/out-of-funds")
 def out_of_funds() -> Response:
     body = admin_json()

@@ -4,6 +4,7 @@
     walletpos-sandbox admin enrolment-token [--terminal-id WPOS0001]
     walletpos-sandbox admin deny TOKEN [--reason lost_card]
     walletpos-sandbox admin out-of-funds TOKEN [--undo]
+    walletpos-sandbox admin card-pin TOKEN PIN
     walletpos-sandbox admin paid REFERENCE [--amount 1250 --currency CNY]
     walletpos-sandbox admin limits --currency CNY --floor-limit 5000 ...
     walletpos-sandbox admin issuer-key [--key-id K1]
@@ -89,6 +90,9 @@ def admin(args: argparse.Namespace) -> int:
         out = {"deny_list_version": client.deny(args.card_token, args.reason)}
     elif action == "allow":
         out = {"deny_list_version": client.allow(args.card_token)}
+    elif action == "card-pin":
+        client.card_pin(args.card_token, args.pin)
+        out = {"card_token": args.card_token}
     elif action == "out-of-funds":
         client.out_of_funds(args.card_token, not args.undo)
         out = {"card_token": args.card_token, "out_of_funds": not args.undo}
@@ -168,6 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--reason", default="blocked_by_issuer")
     p = act.add_parser("allow", help="take a token off the deny list")
     p.add_argument("card_token")
+    p = act.add_parser("card-pin", help="set a card's test PIN (by token; the default is 1234)")
+    p.add_argument("card_token")
+    p.add_argument("pin")
     p = act.add_parser("out-of-funds", help="decline this token's offline payments after sync")
     p.add_argument("card_token")
     p.add_argument("--undo", action="store_true")

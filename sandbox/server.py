@@ -127,6 +127,10 @@ class AdminClient:
     def allow(self, card_token: str) -> int:
         return self._call("DELETE", f"/admin/deny-list/{card_token}")["version"]
 
+    def card_pin(self, card_token: str, pin: str) -> None:
+        """Set the test PIN of a card (default: sandbox.store.payments.DEFAULT_TEST_PIN)."""
+        self._call("POST", "/admin/card-pins", {"card_token": card_token, "pin": pin})
+
     def out_of_funds(self, card_token: str, flag: bool = True) -> None:
         self._call("POST", "/admin/out-of-funds", {"card_token": card_token, "out_of_funds": flag})
 

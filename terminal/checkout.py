@@ -13,12 +13,11 @@ taken away: the reader watcher waits for the field to be empty first.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
@@ -31,6 +30,7 @@ from drivers.base import (
     ReaderUnavailableError,
     ScannedCode,
 )
+from drivers.pinpad import seal_pin
 from terminal import codepay
 from terminal.backend import PaymentStatus
 from terminal.cardpay import CardPayments
@@ -41,7 +41,6 @@ from terminal.errors import CardError, QrPayloadError, ReaderError, StorageError
 from terminal.journal import CodeClaim, TxnRow
 from terminal.payment import CardFacts, PaymentResult
 from terminal.payments import Payments
-from terminal.security import seal_for_backend
 
 log = logging.getLogger("walletpos.checkout")
 
@@ -225,6 +224,8 @@ class ScannerWatcher(DeviceWatcher):
     def poll(self) -> None:
         scanner: CodeScanner = self.device
         if not self.armed.is_set():
+            if scanner.status().state == "starting":
+                scanner.prepare()  # opened now: the status bar says ready (or absent) before the first sale
             self._status = scanner.status()
             self.armed.wait(0.5)
             return
@@ -260,6 +261,9 @@ class Checkout:
         self.seal_pin = seal_pin
         self._queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._pending: PendingCvm | None = None
+        self._selling = False  # a sale is waiting for a card or a code (take_payment)
+        self._code_lock = threading.Lock()
+        self._code_watchers = 0  # callers of next_code (the camera stays armed while there is one)
         self.reader = ReaderWatcher(open_reader, self._queue_put) if open_reader else None
         self.scanner = ScannerWatcher(open_scanner, self._queue_put) if open_scanner else None
         for watcher in self.watchers:
@@ -311,10 +315,17 @@ class Checkout:
                     self.reader.done.set()
 
     def take_payment(self, amount: Money, *, operator: str | None, cancel: threading.Event,
-                     progress: Progress | None = None, note: str = "") -> CheckoutResult:
-        """Wait for a card or a code (until `cancel`), decide and journal the payment."""
+                     progress: Progress | None = None, note: str = "",
+                     details: Mapping[str, Any] | None = None) -> CheckoutResult:
+        """Wait for a card or a code (until `cancel`), decide and journal the payment. `details` (the
+        sale's items and tax, its tender) go into the journaled row with the note."""
         progress = progress or (lambda *_a, **_k: None)
+        if details:
+            note_details = {**details, **({"note": note} if note else {})}
+        else:
+            note_details = {"note": note} if note else {}
         self._drain()
+        self._selling = True
         self._arm(True)
         try:
             while not cancel.is_set():
@@ -324,15 +335,16 @@ class Checkout:
                     continue
                 self._arm(False)
                 try:
-                    return self._decide(kind, item, amount, operator, progress, note)
+                    return self._decide(kind, item, amount, operator, progress, note_details)
                 finally:
                     self._release(kind, item)
             return CheckoutResult("cancelled", amount)
         finally:
+            self._selling = False
             self._arm(False)
 
     def _decide(self, kind: str, item: Any, amount: Money, operator: str | None, progress: Progress,
-                note: str) -> CheckoutResult:
+                extra: Mapping[str, Any]) -> CheckoutResult:
         started = time.perf_counter()
         progress("present.reading")
         try:
@@ -354,8 +366,8 @@ class Checkout:
         assert found.request is not None
         progress("present.deciding")
         facts = found.facts
-        if note:
-            facts = replace(facts, details={**facts.details, "note": note})
+        if extra:
+            facts = replace(facts, details={**facts.details, **extra})
         result = self.payments.pay(found.request, facts, operator=operator, claim=found.claim, started=started)
         pending = PendingCvm(found.request, facts, found.claim) if result.outcome == "need_cvm" else None
         self._pending = pending
@@ -390,11 +402,13 @@ class Checkout:
 
     # -- the terminal's own code (merchant-presented QR) ---------------------------------------------
 
-    def merchant_qr(self, amount: Money, operator: str | None = None) -> MerchantQr:
+    def merchant_qr(self, amount: Money, operator: str | None = None,
+                    details: Mapping[str, Any] | None = None) -> MerchantQr:
         """The dynamic EMVCo merchant code for this sale (`codepay.MerchantQr`: payload, reference),
         recorded in the journal before it is shown and watched by this checkout until
-        `wait_merchant_qr` / `close_merchant_qr` are done with it."""
-        return self.merchant_codes.create(amount, operator=operator, on_screen=True)
+        `wait_merchant_qr` / `close_merchant_qr` are done with it. `details` (the sale's items) go
+        into the row of the payment made with it."""
+        return self.merchant_codes.create(amount, operator=operator, on_screen=True, details=details)
 
     def wait_merchant_qr(self, qr: MerchantQr, *, cancel: threading.Event, operator: str | None = None,
                          poll_s: float | None = None) -> CheckoutResult | None:
@@ -440,6 +454,64 @@ class Checkout:
             self.merchant_codes.watch(qr.reference, False)
         return _merchant_result(qr, row)
 
+    def pin_binding(self) -> tuple[bytes, dict[str, Any]] | None:
+        """What a PIN pad needs to seal the customer's PIN for the payment waiting for it: the
+        backend's sealing key and the card token and amount the PIN authorises. None when no payment
+        waits for a PIN, or the terminal is not enrolled (no key: the PIN cannot be verified)."""
+        pending = self._pending
+        key = self.payments.sealing_key()
+        if pending is None or key is None:
+            return None
+        return key, pin_binding(pending)
+
+    def retry_with_pin_block(self, cancel: threading.Event, pin_block: str) -> CheckoutResult:
+        """Decide the payment that needed the customer's PIN again, with the PIN block a PIN pad
+        sealed (the clear PIN never reaches the terminal): online, where the backend verifies it."""
+        pending = self._pending
+        self._pending = None
+        if pending is None:
+            raise WalletposError("no payment is waiting for a PIN")
+        request = replace(pending.request, cvm_performed=True, online_pin=True)
+        result = self.payments.pay(request, pending.facts, claim=pending.claim,
+                                   online_extras={"sealed_pin": pin_block})
+        return CheckoutResult.from_payment(request.amount, result, pending.facts)
+
+    def drop_pending_pin(self) -> None:
+        """The payment waiting for a PIN is given up (the customer cancelled on the PIN pad)."""
+        self._pending = None
+
+    def next_code(self, cancel: threading.Event) -> str | None:
+        """The next code shown to the camera while no sale waits for a payment (a product's code on
+        the checkout screen), or None when `cancel` is set first. A card or a code that arrives for a
+        sale meanwhile is left for it."""
+        scanner = self.scanner
+        if scanner is None:
+            cancel.wait()
+            return None
+        with self._code_lock:
+            self._code_watchers += 1
+        scanner.armed.set()
+        try:
+            while not cancel.is_set():
+                if self._selling:
+                    cancel.wait(0.1)
+                    continue
+                try:
+                    kind, item = self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if kind != "code" or cancel.is_set() or self._selling:
+                    self._queue.put((kind, item))  # not for the item look-up: left for the sale
+                    cancel.wait(0.05)
+                    continue
+                return str(item.text)
+            return None
+        finally:
+            with self._code_lock:
+                self._code_watchers -= 1
+                if not self._selling and not self._code_watchers:
+                    scanner.armed.clear()
+
     def retry_with_pin(self, cancel: threading.Event, pin: str) -> CheckoutResult:
         """Decide the payment that needed the customer's PIN again, with CVM performed (online PIN:
         the PIN goes to the backend sealed, never stored)."""
@@ -459,12 +531,17 @@ def _merchant_result(qr: MerchantQr, row: TxnRow) -> CheckoutResult:
     return CheckoutResult("approved" if row.approved else "declined", qr.amount, row.reasons, "online", row)
 
 
+def pin_binding(pending: PendingCvm) -> dict[str, Any]:
+    """What a sealed PIN block is bound to: the card token and the amount the PIN authorises."""
+    return {"card_token": pending.facts.card_token, "amount": pending.request.amount.minor,
+            "currency": pending.request.amount.currency.alpha}
+
+
 def seal_pin_block(payments: Payments, pin: str, pending: PendingCvm) -> str | None:
     """The customer's PIN for online verification, sealed to the backend's key with the card token
-    and the amount it authorises (never stored, never logged). None when not enrolled."""
+    and the amount it authorises (never stored, never logged). None when not enrolled. (A PIN pad
+    seals inside the device with `drivers.pinpad.seal_pin`, the same format.)"""
     key = payments.sealing_key()
     if key is None:
         return None
-    payload = {"pin": pin, "card_token": pending.facts.card_token, "amount": pending.request.amount.minor,
-               "currency": pending.request.amount.currency.alpha}
-    return seal_for_backend(key, json.dumps(payload, separators=(",", ":")).encode())
+    return seal_pin(key, pin, pin_binding(pending))

@@ -324,6 +324,7 @@ class MerchantCodes:
         self.payments = payments
         self.backend = backend
         self._on_screen: set[str] = set()  # references a screen is watching
+        self._details: dict[str, Mapping[str, Any]] = {}  # the sale's items of a code on screen, by reference
         self._lock = threading.Lock()
 
     @property
@@ -351,7 +352,7 @@ class MerchantCodes:
             (self._on_screen.add if shown else self._on_screen.discard)(reference)
 
     def create(self, amount: Money, txn_id: str | None = None, *, operator: str | None = None,
-               on_screen: bool = False) -> MerchantQr:
+               on_screen: bool = False, details: Mapping[str, Any] | None = None) -> MerchantQr:
         """The dynamic merchant code for one payment of `amount` (the customer scans it and pays in
         the app).
 
@@ -382,6 +383,9 @@ class MerchantCodes:
             raise MerchantCodeUnavailable(
                 f"the backend could not be told about the code, so it is not shown ({exc.message}); take a card "
                 "or a code the customer shows, or try the QR again when the network is back") from None
+        if details:  # kept while this process lives: a code settled after a restart is journaled without them
+            with self._lock:
+                self._details[reference] = dict(details)
         return MerchantQr(payload, amount, reference, txn_id, now, valid_until)
 
     def payload(self, amount: Money, txn_id: str) -> tuple[str, str]:
@@ -422,10 +426,15 @@ class MerchantCodes:
                 NewTransaction(kind="sale", amount=amount, method="merchant_qr",
                                decision="approved" if approved else "declined", reasons=reasons, auth_mode="online",
                                scheme="wallet", card_token=status.card_token, operator=operator, id=txn_id,
-                               details={"reference": reference, "paid_amount": status.amount}),
+                               details={**self._sale_details(reference), "reference": reference,
+                                        "paid_amount": status.amount}),
                 now=payments.clock(), business_date=payments.business_date())
         journal.merchant_codes.close(reference, "paid" if row.approved else row.reasons[0], now=payments.clock())
         return row
+
+    def _sale_details(self, reference: str) -> Mapping[str, Any]:
+        with self._lock:
+            return self._details.pop(reference, {})
 
     def close(self, reference: str, txn_id: str, amount: Money, operator: str | None, *,
               reason: str = "closed_by_cashier") -> TxnRow | None:
@@ -439,6 +448,7 @@ class MerchantCodes:
         if status.status == "paid":
             return self.record_outcome(reference, txn_id, amount, status, operator)
         journal.merchant_codes.close(reference, "closed", now=self.payments.clock())
+        self._sale_details(reference)
         return None
 
     def settle(self) -> list[TxnRow]:

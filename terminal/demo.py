@@ -12,14 +12,18 @@ The sandbox is the `sandbox` package of the walletpos distribution (the `sandbox
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from drivers.customerdisplay import SimCustomerDisplay
+from drivers.pinpad import SimPinPad
 from terminal.bootstrap import Devices, bootstrap
 from terminal.config import Config
 from terminal.core import qrpay
@@ -28,11 +32,22 @@ from terminal.core.rules import WalletTier
 from terminal.errors import WalletposError
 from terminal.service import Service
 from terminal.transit import GatePlace
+from terminal.tui.host import CustomerSide
 
 log = logging.getLogger("walletpos.demo")
 
 DEMO_PORT = 8765
+
+
+def demo_port(environ: Mapping[str, str]) -> int:
+    """The port the demo's sandbox tries first: $WALLETPOS_DEMO_PORT (0 is any free port; the test
+    suite sets it so that demos in parallel tests never take the port of the embedded defaults),
+    else 8765, the backend URL of the embedded defaults."""
+    text = environ.get("WALLETPOS_DEMO_PORT", "").strip()
+    return int(text) if text.isdigit() and int(text) <= 65535 else DEMO_PORT
 ISSUER_KEY_ID = "demo-issuer"
+DEMO_CARD_PIN = "1234"  # the sandbox's test PIN of every card it holds no other PIN for
+DEMO_WRONG_PIN = "9999"
 
 
 @dataclass(frozen=True)
@@ -112,6 +127,9 @@ class Demo:
         self.reader: Any = None  # drivers.sim.reader.SimReader
         self._lock = threading.Lock()
         self._hide_timer: threading.Timer | None = None
+        # the customer's side of the counter: a simulated PIN pad and customer display
+        self.pinpad = SimPinPad()
+        self.customer_display = SimCustomerDisplay()
         # signed codes the demo phone holds for when the network is pulled (wallet apps keep a few)
         self._offline_codes: dict[str, list[str]] = {"real_name": [], "unverified": []}
 
@@ -133,7 +151,7 @@ class Demo:
     def start(self) -> Service:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
-            self.sandbox = self._start_sandbox(DEMO_PORT)
+            self.sandbox = self._start_sandbox(demo_port(os.environ))
         except RuntimeError:  # the usual port is taken: any free one
             self.sandbox = self._start_sandbox(0)
         config = demo_config(self.base_config, self.sandbox.url)
@@ -200,6 +218,25 @@ class Demo:
         """(role, id, PIN) of the demo's operators, shown on the sign-in screen."""
         return [(op.role, op.id, op.pin) for op in DEMO_OPERATORS]
 
+    # -- the customer's PIN pad and display -------------------------------------------------------
+
+    def customer_side(self) -> CustomerSide:
+        return CustomerSide(self.pinpad, self.customer_display)
+
+    def customer_enters_pin(self, right: bool) -> bool:
+        """The customer types the card's PIN (the sandbox's test PIN) or a wrong one on the PIN pad;
+        False when the pad is not asking for a PIN."""
+        if not self.pinpad.waiting.is_set():
+            return False
+        self.pinpad.customer_types(DEMO_CARD_PIN if right else DEMO_WRONG_PIN)
+        return True
+
+    def customer_cancels_pin(self) -> bool:
+        if not self.pinpad.waiting.is_set():
+            return False
+        self.pinpad.customer_cancels()
+        return True
+
     # -- cards and the reader --------------------------------------------------------------------
 
     def tap_card(self, index: int) -> str:
@@ -246,7 +283,7 @@ class Demo:
                 self.sandbox.stop()
                 self._port = port
                 return False
-            self.sandbox = self._start_sandbox(getattr(self, "_port", DEMO_PORT))
+            self.sandbox = self._start_sandbox(getattr(self, "_port", demo_port(os.environ)))
         if self.service is not None:
             self.service.nudge_sync()
         return True
@@ -350,7 +387,7 @@ class TransitDemo(Demo):
     def start(self) -> Service:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
-            self.sandbox = self._start_sandbox(DEMO_PORT)
+            self.sandbox = self._start_sandbox(demo_port(os.environ))
         except RuntimeError:
             self.sandbox = self._start_sandbox(0)
         base = demo_config(self.base_config, self.sandbox.url)

@@ -21,12 +21,14 @@ from zoneinfo import ZoneInfo
 from drivers.base import CardReader
 from terminal import __version__
 from terminal.backend import BackendClient, NotEnrolled, SupportTicket
-from terminal.backoffice import BackOffice, BackOfficeResult, OriginalSale
+from terminal.backoffice import BackOffice, BackOfficeResult, Lookup, OriginalSale, SaleMark
 from terminal.cardpay import CardPayments, CardPayResult
+from terminal.catalogue import load_catalogue
 from terminal.checkout import Checkout, CheckoutResult, Progress
 from terminal.codepay import CodePayResult, MerchantCodes, MerchantQr, pay_code
 from terminal.config import Config
 from terminal.core import fares
+from terminal.core.basket import Catalogue, parse_tax_rate
 from terminal.core.emv import ApduTransport
 from terminal.core.money import Currency, Money
 from terminal.core.reports import DayReport
@@ -36,12 +38,13 @@ from terminal.doctor.camera import PreviewFrame
 from terminal.doctor.camera import preview as camera_preview
 from terminal.errors import ConfigError, JournalIntegrityError, StorageError, WalletposError
 from terminal.gate.lane import GateEvent, GateLane, read_status_file
+from terminal.i18n import search_code
 from terminal.journal import ArchiveResult, CodeClaim, Journal, TxnRow, VerifyJob, VerifyReport, utc_text
 from terminal.logs import current_level, set_level
 from terminal.operators import Operators, PinCheck
 from terminal.payment import CardFacts, Clock, FareResult, PaymentResult
 from terminal.payments import NO_FACTS, Payments
-from terminal.receipts import receipt_lines
+from terminal.receipts import ReportHeader, receipt_lines, report_lines
 from terminal.security import TerminalKeys
 from terminal.support import bundle_name, make_bundle, removable_drives, write_bundle, write_to_drive
 from terminal.sync import Enrolment, PaymentStatus, SyncReport, SyncStatus, SyncWorker, disabled_status
@@ -87,6 +90,7 @@ class Service:
             sync.on_support_request(self._support_requested)
         self._transit = transit
         self._gate = gate
+        self._catalogue: Catalogue | None = None
 
     # -- basics ---------------------------------------------------------------------------------
 
@@ -240,17 +244,21 @@ class Service:
         return self._checkout
 
     def take_payment(self, amount: Money, *, operator: str | None, cancel: threading.Event,
-                     progress: Progress | None = None, note: str = "") -> CheckoutResult:
-        """Wait for a card or a code (until `cancel`), decide and journal the payment."""
+                     progress: Progress | None = None, note: str = "",
+                     details: Mapping[str, Any] | None = None) -> CheckoutResult:
+        """Wait for a card or a code (until `cancel`), decide and journal the payment (`details`: the
+        sale's items and tax, its part in a split tender, journaled with the row)."""
         return self._require_checkout().take_payment(amount, operator=operator, cancel=cancel, progress=progress,
-                                                     note=note)
+                                                     note=note, details=details)
 
     def retry_with_pin(self, cancel: threading.Event, pin: str) -> CheckoutResult:
         return self._require_checkout().retry_with_pin(cancel, pin)
 
-    def show_merchant_qr(self, amount: Money, operator: str | None = None) -> MerchantQr:
-        """The merchant code of this sale, recorded before it is shown and watched by the checkout."""
-        return self._require_checkout().merchant_qr(amount, operator)
+    def show_merchant_qr(self, amount: Money, operator: str | None = None,
+                         details: Mapping[str, Any] | None = None) -> MerchantQr:
+        """The merchant code of this sale, recorded before it is shown and watched by the checkout
+        (raises `codepay.MerchantCodeUnavailable`, with a sentence, when the backend cannot be told)."""
+        return self._require_checkout().merchant_qr(amount, operator, details)
 
     def wait_merchant_qr(self, qr: MerchantQr, *, cancel: threading.Event,
                          operator: str | None = None) -> CheckoutResult | None:
@@ -322,12 +330,30 @@ class Service:
         return self._backoffice
 
     def recent_transactions(self, limit: int = 50, *, search: str | None = None) -> list[TxnRow]:
-        """Newest first; `search` matches reference, card digits, method, scheme, kind or result."""
-        return self.require_journal().txns.recent(limit, search=search)
+        """Newest first; `search` matches reference, card digits, method, scheme, kind or result, in
+        the words of any of the terminal's languages ('declined', '拒绝')."""
+        return self.require_journal().txns.recent(limit, search=search_code(search) if search else None)
 
     def find_transaction(self, reference: str) -> TxnRow | None:
-        """Any transaction by its full id, else a sale by an unambiguous prefix."""
-        return self.require_journal().txns.get(reference.strip()) or self.find_original(reference)
+        """Any transaction by a reference that names exactly one (see `lookup`)."""
+        return self.backoffice.lookup(reference, sales_only=False).row
+
+    def lookup(self, reference: str, *, sales_only: bool = True) -> Lookup:
+        """What a typed reference finds ('0042', '2026-11-20/0042', an id or the start of one): one
+        row, several (ambiguous), or none."""
+        return self.backoffice.lookup(reference, sales_only=sales_only)
+
+    def sale_marks(self, rows: list[TxnRow]) -> dict[str, SaleMark]:
+        """Which of these sales were voided or refunded since (for lists)."""
+        return self.backoffice.marks(rows)
+
+    def refund_check(self, reference: str, amount: Money | None) -> BackOfficeResult:
+        """Can this refund be done (everything but the supervisor PIN)?"""
+        return self.backoffice.refund_check(reference, amount)
+
+    def void_check(self) -> BackOfficeResult:
+        """Can the last sale be voided (everything but the supervisor PIN)? The row is that sale."""
+        return self.backoffice.void_check()
 
     def last_sale(self) -> TxnRow | None:
         return self.require_journal().txns.last_sale()
@@ -353,14 +379,72 @@ class Service:
     def day_report(self) -> DayReport:
         return self.backoffice.day_report()
 
-    def close_day(self, *, operator: str | None) -> tuple[DayReport, list[Path]]:
-        return self.backoffice.close_day(operator=operator)
+    def close_day(self, *, operator: str | None, supervisor_id: str | None = None, supervisor_pin: str | None = None,
+                  locale: str | None = None) -> tuple[DayReport, list[Path]]:
+        """The Z-report, approved by a supervisor (`backoffice.BackOffice.close_day`; raises
+        `DayCloseRefused`)."""
+        return self.backoffice.close_day(operator=operator, supervisor_id=supervisor_id,
+                                         supervisor_pin=supervisor_pin, locale=locale)
+
+    def end_shift(self, *, operator: str | None, supervisor_id: str | None = None,
+                  supervisor_pin: str | None = None) -> int:
+        return self.backoffice.end_shift(operator=operator, supervisor_id=supervisor_id,
+                                         supervisor_pin=supervisor_pin)
+
+    def unsynced(self) -> tuple[int, int]:
+        """(rows, amount) not yet accepted by the backend."""
+        return self.backoffice.unsynced()
+
+    def report_lines(self, report: DayReport, locale: str | None = None, *, closed_by: str | None = None,
+                     operator: str | None = None) -> list[str]:
+        """The X- or Z-report as text, with the terminal, the time and who closed it, cashiers by name."""
+        names = {str(r["id"]): str(r["name"]) for r in self.operators.records()}
+        header = ReportHeader(self.config.terminal.id, self.clock(), closed_by, operator)
+        return report_lines(report, self.config, locale, header, names)
 
     def receipt_lines(self, row: TxnRow, locale: str | None = None) -> list[str]:
-        return receipt_lines(row, self.config, locale)
+        parts = self.backoffice.sale_parts(row) if self._backoffice is not None else []
+        return receipt_lines(row, self.config, locale, parts)
 
-    def save_receipt(self, row: TxnRow) -> Path:
-        return self.backoffice.save_receipt(row)
+    # -- the counter: items, tenders, the customer's PIN pad ----------------------------------------
+
+    def catalogue(self) -> Catalogue:
+        """The products of `[checkout] catalogue` (read once; empty without one)."""
+        if self._catalogue is None:
+            self._catalogue = load_catalogue(self.config, self.data_dir)
+        return self._catalogue
+
+    def default_tax_rate(self) -> int:
+        """The tax rate of items keyed by amount (hundredths of a percent)."""
+        return parse_tax_rate(self.config.checkout.default_tax_rate)
+
+    def next_item_code(self, cancel: threading.Event) -> str | None:
+        """A code shown to the camera on the checkout screen (a product's code), or None once `cancel`."""
+        if self._checkout is None:
+            cancel.wait()
+            return None
+        return self._checkout.next_code(cancel)
+
+    def pay_cash(self, amount: Money, tendered: Money, *, operator: str | None,
+                 details: Mapping[str, Any] | None = None) -> TxnRow:
+        """Journal a cash tender (`tendered` for `amount`, the change recorded)."""
+        return self.backoffice.pay_cash(amount, tendered, operator=operator, details=details)
+
+    def pin_binding(self) -> tuple[bytes, dict[str, Any]] | None:
+        """The backend's sealing key and what the customer's PIN is bound to, for the PIN pad; None
+        when no payment waits for a PIN or the terminal is not enrolled."""
+        return self._checkout.pin_binding() if self._checkout is not None else None
+
+    def retry_with_pin_block(self, cancel: threading.Event, pin_block: str) -> CheckoutResult:
+        """Decide the payment that waited for the customer's PIN, with the PIN block the PIN pad sealed."""
+        return self._require_checkout().retry_with_pin_block(cancel, pin_block)
+
+    def drop_pending_pin(self) -> None:
+        if self._checkout is not None:
+            self._checkout.drop_pending_pin()
+
+    def save_receipt(self, row: TxnRow, locale: str | None = None) -> Path:
+        return self.backoffice.save_receipt(row, locale)
 
     # -- state and reports ----------------------------------------------------------------------
 

@@ -84,10 +84,15 @@ def cli_env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WALLETPOS_")}
     env["WALLETPOS_DATA_DIR"] = str(data_dir)
     env["PYTHONPATH"] = str(ROOT)
+    env["WALLETPOS_DEMO_PORT"] = "0"
     return env
 
 
 WALLETPOS = [sys.executable, "-m", "terminal.cli"]
+
+# Demos started by tests take any free port: on 8765 (the backend URL of the embedded defaults) a demo
+# in one xdist worker would answer the doctor test of another that expects nothing to listen there.
+os.environ["WALLETPOS_DEMO_PORT"] = "0"
 
 
 @pytest.hookimpl(tryfirst=True)

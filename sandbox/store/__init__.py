@@ -26,7 +26,7 @@ __all__ = ["LIMIT_NAMES", "Database", "ItemResult", "Store"]
 
 _WIPED_ON_RESET = ("terminals", "enrolment_tokens", "nonces", "transactions", "authorisations", "deny_list",
                    "cpm_counters", "out_of_funds", "payments", "issuer_keys", "heartbeats", "support_requests",
-                   "support_bundles", "transit_taps")
+                   "support_bundles", "transit_taps", "card_pins")
 
 
 class Store:

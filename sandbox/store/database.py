@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS deny_changes (
 CREATE TABLE IF NOT EXISTS deny_list (card_token TEXT PRIMARY KEY, reason TEXT NOT NULL, added_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cpm_counters (card_token TEXT NOT NULL, atc TEXT NOT NULL, PRIMARY KEY (card_token, atc));
 CREATE TABLE IF NOT EXISTS out_of_funds (card_token TEXT PRIMARY KEY, at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS card_pins (card_token TEXT PRIMARY KEY, pin_hash TEXT NOT NULL, set_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS payments (
     reference TEXT PRIMARY KEY, status TEXT NOT NULL, amount INTEGER, currency TEXT, paid_at TEXT, card_token TEXT,
     terminal_id TEXT, registered_amount INTEGER, registered_currency TEXT, valid_until TEXT, registered_at TEXT

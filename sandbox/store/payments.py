@@ -9,6 +9,8 @@ terminal's reference exists by asking about it."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import secrets
 from collections.abc import Mapping
@@ -21,6 +23,11 @@ from .database import Database
 from .keys import Keys
 
 _AUTH_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
+DEFAULT_TEST_PIN = "1234"  # every card's PIN until the admin API sets another
+
+
+def pin_hash(card_token: str, pin: str) -> str:
+    return hashlib.sha256(f"{card_token}:{pin}".encode()).hexdigest()
 
 
 def _hex(value: object, digits: int) -> TypeGuard[str]:
@@ -54,6 +61,9 @@ class Payments:
                 reason = "sealed_card_unreadable"
             elif body["method"] == "qr_cpm":
                 reason = self._cpm_problem(db, token, body.get("details") or {})
+            details = body.get("details") or {}
+            if reason is None and isinstance(details, dict) and details.get("sealed_pin") is not None:
+                reason = self._check_pin(db, body, details["sealed_pin"])
             status = "declined" if reason else "approved"
             code = "".join(secrets.choice(_AUTH_CODE_ALPHABET) for _ in range(6)) if status == "approved" else None
             decided_at = self.db.now_text()
@@ -86,6 +96,32 @@ class Payments:
             return "cryptogram_replayed"
         db.execute("INSERT INTO cpm_counters (card_token, atc) VALUES (?, ?)", (token, atc))
         return None
+    def _check_pin(self, db: Any, body: Mapping[str, Any], sealed: Any) -> str | None:
+        """The customer's PIN, sealed by the PIN pad to this backend's key with the card token and the
+        amount it authorises: a reason to decline (unreadable, bound to another payment, wrong), or
+        None. Each card's test PIN is the one set with the admin API, else DEFAULT_TEST_PIN."""
+        try:
+            block = json.loads(self.keys.open_sealed(str(sealed)))
+        except (SecurityError, ValueError):
+            return "pin_unreadable"
+        if not isinstance(block, dict) or not isinstance(block.get("pin"), str):
+            return "pin_unreadable"
+        if (block.get("card_token"), block.get("amount"), block.get("currency")) != (
+                body.get("card_token"), body["amount"], body["currency"]):
+            return "pin_block_mismatch"
+        token = body.get("card_token") or ""
+        row = db.execute("SELECT pin_hash FROM card_pins WHERE card_token = ?", (token,)).fetchone()
+        expected = row[0] if row is not None else pin_hash(token, DEFAULT_TEST_PIN)
+        return None if hmac.compare_digest(pin_hash(token, block["pin"]), expected) else "incorrect_pin"
+
+    def set_card_pin(self, card_token: str, pin: str) -> None:
+        """The test PIN of one card (by its token)."""
+        if not (pin.isascii() and pin.isdigit() and 4 <= len(pin) <= 12):
+            raise Refused(422, "invalid_request", "a PIN is 4 to 12 digits")
+        with self.db.transaction() as db:
+            db.execute("INSERT INTO card_pins (card_token, pin_hash, set_at) VALUES (?, ?, ?) ON CONFLICT (card_token) "
+                       "DO UPDATE SET pin_hash = excluded.pin_hash, set_at = excluded.set_at",
+                       (card_token, pin_hash(card_token, pin), self.db.now_text()))
 
     def authorisation_count(self) -> int:
         row = self.db.one("SELECT COUNT(*) FROM authorisations")

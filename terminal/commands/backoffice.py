@@ -21,7 +21,19 @@ def _pins(args: argparse.Namespace, prompts: list[str]) -> list[str]:
         if len(lines) < len(prompts):
             raise UsageError(f"--pin-stdin: expected {len(prompts)} line(s) on standard input")
         return [line.strip() for line in lines[: len(prompts)]]
-    return [getpass.getpass(p) for p in prompts]
+    if not sys.stdin.isatty():
+        raise UsageError("a PIN is needed and there is no terminal to type it on: run this on a terminal, "
+                         "or give the PIN on standard input with --pin-stdin")
+    try:
+        return [getpass.getpass(p) for p in prompts]
+    except EOFError:
+        raise UsageError("no PIN was typed (end of input); give it on standard input with --pin-stdin") from None
+
+
+def _local(svc: Any, moment: Any) -> str:
+    """A time as the terminal's people read it: local, with the zone's name."""
+    local = moment.astimezone(svc.zone)
+    return f"{local.strftime('%Y-%m-%d %H:%M:%S')} {local.tzname()}"
 
 
 def cmd_operators_add(args: argparse.Namespace) -> int:
@@ -68,15 +80,19 @@ def cmd_operators_unlock(args: argparse.Namespace) -> int:
 
 
 def _print_result(args: argparse.Namespace, svc: Any, result: Any, what: str) -> int:
+    from terminal.receipts import short_reference
+
     locale = svc.config.display.locale
+    row = result.row
     out = {"ok": result.ok, "problems": list(result.problems), "message": result.message(locale),
-           "transaction_id": result.row.id if result.row else None,
-           "amount": result.row.amount.minor if result.row else None}
+           "transaction_id": row.id if row else None, "reference": row.short_ref if row else None,
+           "business_date": row.business_date.isoformat() if row else None,
+           "amount": row.amount.minor if row else None}
     if args.json:
         print(json.dumps(out, ensure_ascii=False, indent=2))
     elif result.ok:
-        print(f"{what} recorded: {result.row.id} ({result.row.amount})")
-        print("\n".join(svc.receipt_lines(result.row)))
+        print(f"{what} recorded: {short_reference(row)} at {_local(svc, row.created_at)} ({row.amount})")
+        print("\n".join(svc.receipt_lines(row)))
     else:
         print(f"{what} refused: {out['message']}", file=sys.stderr)
     return Exit.OK if result.ok else Exit.DECLINED
@@ -108,30 +124,58 @@ def cmd_void(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from terminal.receipts import report_lines
+    """X-report, or with --close the Z-report: closing needs a supervisor (--supervisor and the PIN,
+    typed or with --pin-stdin), and says what is not sent to the backend yet."""
+    from terminal.backoffice import DayCloseRefused
 
+    if args.close and not args.supervisor:
+        raise UsageError("--close needs a supervisor: --supervisor ID (the PIN is asked, or read with --pin-stdin)")
+    pin = _pins(args, [f"Supervisor {args.supervisor} PIN: "])[0] if args.close else None
     with open_service(args) as svc:
+        locale = svc.config.display.locale
+        unsynced = svc.unsynced() if svc.storage_problem is None else (0, 0)
         if args.close:
-            report, paths = svc.close_day(operator=args.operator)
+            try:
+                report, paths = svc.close_day(operator=args.operator, supervisor_id=args.supervisor, supervisor_pin=pin,
+                                              locale=locale)
+            except DayCloseRefused as exc:
+                print(f"walletpos: day not closed: {exc.words(locale)}", file=sys.stderr)
+                return Exit.DECLINED
         else:
             report, paths = svc.day_report(), []
+        rows, amount = unsynced
         if args.json:
-            print(json.dumps({**report.to_dict(), "files": [str(p) for p in paths]}, ensure_ascii=False, indent=2))
+            print(json.dumps({**report.to_dict(), "files": [str(p) for p in paths],
+                              "unsynced": {"count": rows, "amount": amount}}, ensure_ascii=False, indent=2))
         else:
-            print("\n".join(report_lines(report, svc.config)))
+            print("\n".join(svc.report_lines(report, locale, closed_by=args.supervisor if args.close else None,
+                                             operator=args.operator)))
             for p in paths:
                 print(f"written: {p}")
+        if rows:
+            from terminal.core.money import Money
+
+            sync = "run `walletpos sync --once` when the backend can be reached" if svc.sync_enabled() else \
+                "the backend is switched off in config"
+            print(f"walletpos: {rows} transaction(s) ({Money(amount, svc.currency)}) are not sent to the backend "
+                  f"yet ({sync}); they stay queued and count as 'Waiting to sync'", file=sys.stderr)
     return Exit.OK
 
 
 def cmd_receipt(args: argparse.Namespace) -> int:
+    from terminal.receipts import short_reference
+
     with open_service(args) as svc:
-        row = svc.find_transaction(args.reference)
-        if row is None:
+        found = svc.lookup(args.reference, sales_only=False)
+        if found.row is None:
+            if found.problem == "ambiguous_reference":
+                choices = "; ".join(f"{short_reference(r)} {r.kind} {r.amount}" for r in found.candidates[:6])
+                raise UsageError(f"reference {args.reference!r} is ambiguous ({choices}): "
+                                 "give it with its day, e.g. 2026-11-20/0042")
             raise UsageError(f"no transaction {args.reference!r}")
-        print("\n".join(svc.receipt_lines(row)))
+        print("\n".join(svc.receipt_lines(found.row)))
         if args.save:
-            print(f"written: {svc.save_receipt(row)}")
+            print(f"written: {svc.save_receipt(found.row)}")
     return Exit.OK
 
 
@@ -152,7 +196,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     u.set_defaults(handler=cmd_operators_unlock)
 
     r = sub.add_parser("refund", parents=[common], help="refund a sale (supervisor PIN; within the refund window)")
-    r.add_argument("reference", help="the sale's reference (transaction id, or an unambiguous prefix)")
+    r.add_argument("reference", help="the sale's reference: 0042 (today, or the one day that has it), "
+                                     "2026-11-20/0042, or its transaction id")
     r.add_argument("--amount", help="amount to refund (default: all that is left)")
     r.add_argument("--supervisor", required=True, help="supervisor operator id")
     r.add_argument("--operator", help="cashier operator id")
@@ -169,13 +214,16 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     register_support(sub, common)
 
     d = sub.add_parser("report", parents=[common], help="day report: X (interim) or, with --close, Z")
-    d.add_argument("--close", action="store_true", help="close the batch (Z-report, written to reports/)")
-    d.add_argument("--operator", help="operator closing the day")
+    d.add_argument("--close", action="store_true",
+                   help="close the batch (Z-report, written to reports/); needs --supervisor and the PIN")
+    d.add_argument("--supervisor", help="supervisor who approves the close (the PIN is asked)")
+    d.add_argument("--pin-stdin", action="store_true", help="read the supervisor PIN from standard input")
+    d.add_argument("--operator", help="operator at the terminal (cashier)")
     d.add_argument("--json", action="store_true")
     d.set_defaults(handler=cmd_report)
 
     c = sub.add_parser("receipt", parents=[common], help="show (and --save) the receipt of a transaction")
-    c.add_argument("reference")
+    c.add_argument("reference", help="0042, 2026-11-20/0042, or a transaction id")
     c.add_argument("--save", action="store_true")
     c.set_defaults(handler=cmd_receipt)
 

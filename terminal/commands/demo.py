@@ -4,21 +4,34 @@ reader and camera, and demo operators (the README's run command)."""
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from terminal.commands.common import Exit
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def demo_data_dir(data_dir: str | None, env: Mapping[str, str]) -> Path:
+    """The demo's data directory: the one every other command uses when --data-dir or
+    $WALLETPOS_DATA_DIR names one (so `walletpos status` after the demo sees its journal), else
+    `demo/` in the platform's user data directory (so the demo never mixes with a real terminal's
+    own data in the default directory)."""
     from terminal.bootstrap import resolve_data_dir
+
+    if data_dir or env.get("WALLETPOS_DATA_DIR"):
+        return resolve_data_dir(data_dir, env)
+    return resolve_data_dir(None, {}) / "demo"
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
     from terminal.config import load_config
     from terminal.demo import Demo
     from terminal.tui.app import make_app
 
     if args.transit:
         return transit_demo(args)
-    data_dir = Path(args.data_dir) if getattr(args, "data_dir", None) else resolve_data_dir(None) / "demo"
+    data_dir = demo_data_dir(getattr(args, "data_dir", None), os.environ)
     demo = Demo(data_dir, load_config(getattr(args, "config", None)))
     try:
         service = demo.start()

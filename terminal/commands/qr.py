@@ -150,6 +150,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
             print(f"walletpos: {exc.title}: {exc.message}", file=sys.stderr)
             return Exit.READ_ERROR
         frames = scanner.frames_read
+        status = scanner.status()
+    if frames == 0 and status.state == "absent":  # a camera or stream that never opened: unavailable
+        why = (status.detail or status.name).split("; retrying")[0]
+        print(f"walletpos: camera unavailable: {why}", file=sys.stderr)
+        return Exit.READER_UNAVAILABLE
     if not args.json:
         print(f"{read} code(s) read from {frames} frame(s)", file=sys.stderr)
     if amount is not None:

@@ -20,6 +20,7 @@ from terminal.config.schema import (
     EMBEDDED,
     BackendConfig,
     CameraConfig,
+    CheckoutConfig,
     Config,
     DisplayConfig,
     LogConfig,
@@ -41,8 +42,9 @@ from terminal.config.schema import (
 )
 
 __all__ = [
-    "EMBEDDED", "BackendConfig", "CameraConfig", "Config", "DisplayConfig", "LogConfig", "OfflineLimits",
-    "OperatorPolicy", "QrConfig", "ReaderConfig", "ReaderLimits", "ReceiptConfig", "RefundPolicy", "SyncConfig",
-    "TerminalConfig", "TierLimits", "TransitConfig", "WalletTiers", "config_from_mapping", "defaults_toml", "iter_keys",
+    "EMBEDDED", "BackendConfig", "CameraConfig", "CheckoutConfig", "Config", "DisplayConfig", "LogConfig",
+    "OfflineLimits", "OperatorPolicy", "QrConfig", "ReaderConfig", "ReaderLimits", "ReceiptConfig", "RefundPolicy",
+    "SyncConfig", "TerminalConfig", "TierLimits", "TransitConfig", "WalletTiers", "config_from_mapping",
+    "defaults_toml", "iter_keys",
     "load_config", "section", "setting",
 ]

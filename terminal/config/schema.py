@@ -223,6 +223,17 @@ class ReceiptConfig:
     keep_text_files: bool = setting(True, "Write each receipt as a text file in the data directory's receipts/.")
 
 
+@section("The checkout: an optional product catalogue and the tax of keyed items.")
+@dataclass(frozen=True, kw_only=True)
+class CheckoutConfig:
+    catalogue: str = setting(
+        "", "Products the cashier can add by code or name: a .toml file of [[product]] tables or a .csv file\n"
+            "with a header row, each product with code, name, price (text, \"12.50\") and tax_rate (percent,\n"
+            "\"13\"); a relative path is read from the data directory. \"\" for none.")
+    default_tax_rate: str = setting("0", "Tax rate (percent, included in the price) of an item keyed by amount.",
+                                    pattern=r"[0-9]{1,3}(\.[0-9]{1,2})?", allowed="a percentage such as 13 or 6.5")
+
+
 @section("Logging (one line per event, never card data).")
 @dataclass(frozen=True, kw_only=True)
 class LogConfig:
@@ -502,6 +513,7 @@ class Config:
     refunds: RefundPolicy
     operators: OperatorPolicy
     receipts: ReceiptConfig
+    checkout: CheckoutConfig
     log: LogConfig
     journal: JournalConfig
     backend: BackendConfig
@@ -546,7 +558,8 @@ def iter_keys(cls: type = Config, path: tuple[str, ...] = ()) -> list[tuple[str,
 
 
 __all__ = [
-    "EMBEDDED", "ROOT_SECTIONS", "BackendConfig", "CameraConfig", "Config", "DisplayConfig", "LogConfig",
+    "EMBEDDED", "ROOT_SECTIONS", "BackendConfig", "CameraConfig", "CheckoutConfig", "Config", "DisplayConfig",
+    "LogConfig",
     "OfflineLimits", "OperatorPolicy", "QrConfig", "ReaderConfig", "ReaderLimits", "ReceiptConfig", "RefundPolicy",
     "SyncConfig", "TerminalConfig", "TierLimits", "TransitConfig", "WalletTiers", "is_table", "iter_keys", "section",
     "setting", "type_hints",

@@ -3,15 +3,26 @@
 A Z-report covers every transaction since the previous Z (by journal sequence), like a POS batch:
 closing twice in one day gives Z n and Z n+1; an X-report shows the same totals without closing.
 All amounts are integer minor units of the report currency.
+
+The report is built one row at a time (`DayReport.add`, `build_report` over any iterable): a
+terminal not closed for weeks is reported from rows read in pages, never all held at once.
+Besides the batch totals it keeps the totals of each cashier, of each shift (the batch is cut into
+shifts where a supervisor ended one: `shift_ends`, the last sequence number of each ended shift),
+the tax included per rate (from the items in the rows), and the cash taken (cash is in the drawer,
+so it is not part of what the backend settles).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypedDict
+from datetime import date, datetime
+from typing import Any, Literal, Protocol, TypedDict
 
+from terminal.core.basket import taxes_of
 from terminal.core.money import Money
+
+CASH = "cash"
 
 
 class ReportRow(Protocol):
@@ -41,10 +52,45 @@ class ReportRow(Protocol):
     @property
     def amount(self) -> Money: ...
 
+    @property
+    def operator(self) -> str | None: ...
+
+    @property
+    def details(self) -> Mapping[str, Any]: ...
+
+    @property
+    def business_date(self) -> date: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
 
 class TotalsDict(TypedDict):
     count: int
     amount: int
+
+
+class TaxDict(TypedDict):
+    rate: int
+    gross: int
+    tax: int
+
+
+class PartDict(TypedDict):
+    """The totals of one cashier or one shift."""
+
+    sales: TotalsDict
+    refunds: TotalsDict
+    voids: TotalsDict
+    declined: TotalsDict
+    cash: int
+    net: int
+
+
+class ShiftDict(PartDict):
+    shift: int
+    first_seq: int | None
+    last_seq: int | None
 
 
 class ReportDict(TypedDict):
@@ -55,6 +101,10 @@ class ReportDict(TypedDict):
     currency: str
     first_seq: int | None
     last_seq: int | None
+    first_business_date: str | None
+    last_business_date: str | None
+    first_at: str | None
+    last_at: str | None
     sales: TotalsDict
     by_method: dict[str, TotalsDict]
     by_scheme: dict[str, TotalsDict]
@@ -65,6 +115,11 @@ class ReportDict(TypedDict):
     pending_sync: TotalsDict
     refunds: TotalsDict
     voids: TotalsDict
+    tax: list[TaxDict]
+    tax_total: int
+    cash_in_drawer: int
+    by_cashier: dict[str, PartDict]
+    shifts: list[ShiftDict]
     net: int
     expected_settlement: int
 
@@ -83,11 +138,69 @@ class Totals:
 
 
 @dataclass
+class PartTotals:
+    """The totals of one cashier or one shift: sales, refunds, voids, declines, cash."""
+
+    sales: Totals = field(default_factory=Totals)
+    refunds: Totals = field(default_factory=Totals)
+    voids: Totals = field(default_factory=Totals)
+    declined: Totals = field(default_factory=Totals)
+    cash: int = 0  # cash sales less cash refunds and voids
+    first_seq: int | None = None
+    last_seq: int | None = None
+
+    @property
+    def net(self) -> int:
+        return self.sales.amount - self.refunds.amount - self.voids.amount
+
+    def add(self, row: ReportRow) -> None:
+        if self.first_seq is None:
+            self.first_seq = row.seq
+        self.last_seq = row.seq
+        minor = row.amount.minor
+        if row.decision != "approved":
+            self.declined.add(minor)
+            return
+        sign = 1
+        if row.kind == "refund":
+            self.refunds.add(minor)
+            sign = -1
+        elif row.kind == "void":
+            self.voids.add(minor)
+            sign = -1
+        else:
+            self.sales.add(minor)
+        if row.method == CASH:
+            self.cash += sign * minor
+
+    def to_dict(self) -> PartDict:
+        return {"sales": self.sales.to_dict(), "refunds": self.refunds.to_dict(), "voids": self.voids.to_dict(),
+                "declined": self.declined.to_dict(), "cash": self.cash, "net": self.net}
+
+
+@dataclass
+class TaxTotals:
+    gross: int = 0
+    tax: int = 0
+
+
+def _tax_of(row: ReportRow) -> list[tuple[int, int, int]]:
+    """(rate, gross, tax) of a row's items; for a refund or void, what it takes back (a void takes
+    the sale's tax back whole, a partial refund its share)."""
+    return [(t.rate, t.gross, t.tax) for t in taxes_of(row.details)]
+
+
+@dataclass
 class DayReport:
     currency: str
     z_number: int | None  # None for an X-report (interim, nothing closed)
+    shift_ends: Sequence[int] = ()  # last sequence number of each ended shift of the batch, in order
     first_seq: int | None = None
     last_seq: int | None = None
+    first_business_date: date | None = None
+    last_business_date: date | None = None
+    first_at: datetime | None = None
+    last_at: datetime | None = None
     sales: Totals = field(default_factory=Totals)
     by_method: dict[str, Totals] = field(default_factory=dict)
     by_scheme: dict[str, Totals] = field(default_factory=dict)
@@ -98,6 +211,9 @@ class DayReport:
     pending_sync: Totals = field(default_factory=Totals)
     refunds: Totals = field(default_factory=Totals)
     voids: Totals = field(default_factory=Totals)
+    tax: dict[int, TaxTotals] = field(default_factory=dict)
+    by_cashier: dict[str, PartTotals] = field(default_factory=dict)
+    shifts: list[PartTotals] = field(default_factory=list)
 
     @property
     def net(self) -> int:
@@ -105,13 +221,68 @@ class DayReport:
         return self.sales.amount - self.refunds.amount - self.voids.amount
 
     @property
+    def cash_in_drawer(self) -> int:
+        """Cash sales less cash given back (refunds and voids of cash sales)."""
+        return sum(part.cash for part in self.by_cashier.values())
+
+    @property
     def expected_settlement(self) -> int:
-        """What the merchant can expect from the backend: net less declines after offline approval."""
-        return self.net - self.declined_after_offline.amount
+        """What the merchant can expect from the backend: net less cash (in the drawer) and less
+        declines after offline approval."""
+        return self.net - self.cash_in_drawer - self.declined_after_offline.amount
+
+    @property
+    def tax_total(self) -> int:
+        return sum(t.tax for t in self.tax.values())
+
+    def add(self, row: ReportRow) -> None:
+        """Count one journal row (rows come in sequence order)."""
+        if self.first_seq is None:
+            self.first_seq = row.seq
+            self.first_business_date = row.business_date
+            self.first_at = row.created_at
+        self.last_seq = row.seq
+        self.last_business_date = row.business_date
+        self.last_at = row.created_at
+        self.by_cashier.setdefault(row.operator or "-", PartTotals()).add(row)
+        shift = sum(1 for end in self.shift_ends if end < row.seq)
+        while len(self.shifts) <= shift:
+            self.shifts.append(PartTotals())
+        self.shifts[shift].add(row)
+        minor = row.amount.minor
+        if row.decision != "approved":
+            self.declined.add(minor)
+            return
+        if row.sync_state == "pending":
+            self.pending_sync.add(minor)
+        if row.kind in ("refund", "void"):
+            (self.refunds if row.kind == "refund" else self.voids).add(minor)
+            for rate, gross, tax in _tax_of(row):
+                totals = self.tax.setdefault(rate, TaxTotals())
+                totals.gross -= gross
+                totals.tax -= tax
+            return
+        self.sales.add(minor)
+        self.by_method.setdefault(row.method, Totals()).add(minor)
+        if row.method != CASH:
+            self.by_scheme.setdefault(row.scheme or "-", Totals()).add(minor)
+        for rate, gross, tax in _tax_of(row):
+            totals = self.tax.setdefault(rate, TaxTotals())
+            totals.gross += gross
+            totals.tax += tax
+        if row.auth_mode in ("offline", "offline_fallback"):
+            self.offline_approved.add(minor)
+        elif row.auth_mode == "online":
+            self.online_approved.add(minor)
+        if row.sync_state == "declined_after_offline":
+            self.declined_after_offline.add(minor)
 
     def to_dict(self) -> ReportDict:
         def group(items: Mapping[str, Totals]) -> dict[str, TotalsDict]:
             return {k: v.to_dict() for k, v in sorted(items.items())}
+
+        def when(moment: date | datetime | None) -> str | None:
+            return moment.isoformat() if moment is not None else None
 
         return {
             "report": "Z" if self.z_number is not None else "X",
@@ -119,6 +290,10 @@ class DayReport:
             "currency": self.currency,
             "first_seq": self.first_seq,
             "last_seq": self.last_seq,
+            "first_business_date": when(self.first_business_date),
+            "last_business_date": when(self.last_business_date),
+            "first_at": when(self.first_at),
+            "last_at": when(self.last_at),
             "sales": self.sales.to_dict(),
             "by_method": group(self.by_method),
             "by_scheme": group(self.by_scheme),
@@ -129,36 +304,21 @@ class DayReport:
             "pending_sync": self.pending_sync.to_dict(),
             "refunds": self.refunds.to_dict(),
             "voids": self.voids.to_dict(),
+            "tax": [{"rate": rate, "gross": t.gross, "tax": t.tax} for rate, t in sorted(self.tax.items())],
+            "tax_total": self.tax_total,
+            "cash_in_drawer": self.cash_in_drawer,
+            "by_cashier": {k: v.to_dict() for k, v in sorted(self.by_cashier.items())},
+            "shifts": [{"shift": i + 1, "first_seq": s.first_seq, "last_seq": s.last_seq, **s.to_dict()}
+                       for i, s in enumerate(self.shifts)],
             "net": self.net,
             "expected_settlement": self.expected_settlement,
         }
 
 
-def build_report(rows: Iterable[ReportRow], currency: str, z_number: int | None) -> DayReport:
-    report = DayReport(currency=currency, z_number=z_number)
+def build_report(rows: Iterable[ReportRow], currency: str, z_number: int | None,
+                 shift_ends: Sequence[int] = ()) -> DayReport:
+    """The report of `rows` (in sequence order), read one at a time."""
+    report = DayReport(currency=currency, z_number=z_number, shift_ends=tuple(shift_ends))
     for row in rows:
-        if report.first_seq is None:
-            report.first_seq = row.seq
-        report.last_seq = row.seq
-        minor = row.amount.minor
-        if row.decision != "approved":
-            report.declined.add(minor)
-            continue
-        if row.sync_state == "pending":
-            report.pending_sync.add(minor)
-        if row.kind == "refund":
-            report.refunds.add(minor)
-            continue
-        if row.kind == "void":
-            report.voids.add(minor)
-            continue
-        report.sales.add(minor)
-        report.by_method.setdefault(row.method, Totals()).add(minor)
-        report.by_scheme.setdefault(row.scheme or "-", Totals()).add(minor)
-        if row.auth_mode in ("offline", "offline_fallback"):
-            report.offline_approved.add(minor)
-        elif row.auth_mode == "online":
-            report.online_approved.add(minor)
-        if row.sync_state == "declined_after_offline":
-            report.declined_after_offline.add(minor)
+        report.add(row)
     return report

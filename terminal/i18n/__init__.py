@@ -85,6 +85,27 @@ def reason(locale: Locale, code: str) -> str:
     return t(locale, "reason.unknown", code=code)
 
 
+_SEARCHABLE = ("decision.", "kind.", "sync.", "method.", "scheme.", "outcome.approved", "outcome.declined")
+
+
+@functools.cache
+def _search_words() -> Mapping[str, str]:
+    """A word of any locale for a result, kind, sync state, method or scheme -> its code."""
+    words: dict[str, str] = {}
+    for locale in LOCALES:
+        for key, text in catalogue(locale).items():
+            if key.startswith(_SEARCHABLE):
+                words.setdefault(text.strip().casefold(), key.rpartition(".")[2])
+    return MappingProxyType(words)
+
+
+def search_code(text: str) -> str:
+    """What to search the journal for when someone types `text`: the code of a localized word
+    ('拒绝', 'DECLINED', '退货', 'UnionPay' -> 'declined', 'declined', 'refund', 'unionpay'), else
+    `text` itself."""
+    return _search_words().get(text.strip().casefold(), text)
+
+
 def display_width(text: str) -> int:
     """Terminal cells `text` takes: East Asian wide and full-width characters take two."""
     import unicodedata
@@ -92,4 +113,5 @@ def display_width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
 
 
-__all__ = ["CATALOGUES", "DEFAULT_LOCALE", "LOCALES", "Locale", "catalogue", "display_width", "reason", "t"]
+__all__ = ["CATALOGUES", "DEFAULT_LOCALE", "LOCALES", "Locale", "catalogue", "display_width", "reason", "search_code",
+           "t"]

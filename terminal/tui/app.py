@@ -23,12 +23,13 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
 
+from terminal.core.money import Money, format_money
 from terminal.errors import WalletposError
-from terminal.i18n import t
+from terminal.i18n import LOCALES, t
 from terminal.operators import Operator
 from terminal.service import Service
 from terminal.sync import SyncStatus
-from terminal.tui.host import DemoControls
+from terminal.tui.host import CustomerSide, DemoControls
 from terminal.tui.widgets import StatusSnapshot
 
 log = logging.getLogger("walletpos.tui")
@@ -47,7 +48,7 @@ def localized(cls: type[S], locale: str) -> type[S]:
         for c in chain:
             for b in c.__dict__["BINDINGS"]:
                 if isinstance(b, Binding):
-                    merged[b.key] = b
+                    merged[f"{b.key}\0{b.action}"] = b
         bindings = [Binding(b.key, b.action, t(locale, b.description) if b.description else "", show=b.show,
                             key_display=b.key_display, priority=b.priority) for b in merged.values()]
         _LOCALIZED[key] = type(cls.__name__, (cls,), {"BINDINGS": bindings, "__module__": cls.__module__})
@@ -95,12 +96,14 @@ class WalletposApp(App):
     operator: reactive[Operator | None] = reactive(None)
 
     def __init__(self, service: Service, *, locale: str | None = None, status_interval: float | None = 1.0,
-                 demo: DemoControls | None = None) -> None:
+                 demo: DemoControls | None = None, customer: CustomerSide | None = None) -> None:
         super().__init__()
         self.service = service
         self.locale = locale or service.config.display.locale
         self.status_interval = status_interval
         self.demo = demo
+        # the customer's PIN pad and display (the demo brings simulated ones)
+        self.customer = customer if customer is not None else (demo.customer_side() if demo is not None else None)
         self.last_activity = time.monotonic()
         self.idle_limit = service.config.operators.idle_sign_out_minutes * 60
 
@@ -108,6 +111,72 @@ class WalletposApp(App):
 
     def tr(self, key: str, **values: object) -> str:
         return t(self.locale, key, **values)
+
+    def money(self, amount: Money) -> str:
+        display = self.service.config.display
+        return format_money(amount, decimal_sep=display.decimal_separator, group_sep=display.group_separator)
+
+    def switch_language(self, locale: str) -> None:
+        """Every text in `locale` from now on: the sign-in or checkout screen is built again in it (the
+        sale on the checkout kept as it is); the status bar follows at once."""
+        from terminal.tui.screens import CheckoutScreen, SignInScreen
+
+        if locale not in LOCALES or locale == self.locale:
+            return
+        self.locale = locale
+        self.title = self.tr("app.title")
+        screen = self.screen
+        if isinstance(screen, CheckoutScreen):
+            self.switch_screen(self.make(CheckoutScreen, screen.sale, screen.ticket, typed=screen.entry.typed))
+        elif isinstance(screen, SignInScreen):
+            self.switch_screen(self.make(SignInScreen))
+        self.status = self.status  # the status bar in the new language
+        self.notify(self.tr("app.language_switched"))
+
+    def next_language(self) -> str:
+        return LOCALES[(LOCALES.index(self.locale) + 1) % len(LOCALES)] if self.locale in LOCALES else LOCALES[0]
+
+    def action_demo_customer(self) -> None:
+        """Ctrl+D in the demo: what the customer sees (the customer display and the PIN pad)."""
+        from terminal.tui.screens.customer import CustomerScreen
+
+        if self.demo is not None:
+            self.push_screen(self.make(CustomerScreen))
+
+    # -- quitting: never by a cashier alone -------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        """Ctrl+Q (and Quit in the command palette): a supervisor or technician approves with their
+        id and PIN (one who is signed in confirms); a cashier cannot close the product alone."""
+        from terminal.tui.screens.dialogs import ConfirmPrompt, SupervisorPrompt
+
+        if self.operator is not None and self.operator.role in ("supervisor", "technician"):
+            def confirmed(yes: bool | None) -> None:
+                if yes:
+                    self.exit()
+
+            self.push_screen(self.make(ConfirmPrompt, self.tr("quit.title"), self.tr("quit.confirm")), confirmed)
+            return
+
+        def approved(answer: tuple[str, str] | None) -> None:
+            if answer is not None:
+                self._check_quit(*answer)
+
+        self.push_screen(self.make(SupervisorPrompt, "supervisor.title_quit"), approved)
+
+    @work(thread=True, exclusive=True, group="quit")
+    def _check_quit(self, operator_id: str, pin: str) -> None:
+        try:
+            check = self.service.operators.check(operator_id, pin, now=self.service.clock(), purpose="quit")
+        except WalletposError as exc:
+            self.call_from_thread(self.notify, exc.message, severity="error")
+            return
+        if check.ok and check.operator is not None and check.operator.role in ("supervisor", "technician"):
+            self.call_from_thread(self.exit)
+            return
+        why = "not_allowed" if check.ok else check.reason
+        self.call_from_thread(self.notify, self.tr(f"quit.refused.{why}") if f"quit.refused.{why}" in
+                              _QUIT_REASONS else self.tr("quit.refused.wrong_pin"), severity="warning")
 
     def make(self, cls: type[S], *args: Any, **kwargs: Any) -> S:
         return localized(cls, self.locale)(*args, **kwargs)
@@ -181,7 +250,15 @@ class WalletposApp(App):
     # -- command palette: every binding of the active screen ------------------------------------
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        from terminal.tui.screens import CheckoutScreen, SignInScreen
+
+        # Textual's own commands (theme, keys, screenshot) are left out: they are in English only and a
+        # till has no use for them; quitting is the product's own (approved, see `action_quit`)
+        yield SystemCommand(self.tr("action.quit"), self.tr("action.quit_help"), self.action_quit)
+        if isinstance(screen, (CheckoutScreen, SignInScreen)):
+            other = self.next_language()
+            yield SystemCommand(self.tr("action.language_to", language=t(other, "language.name")),
+                                self.tr("action.language_help"), partial(self.switch_language, other))
         seen: set[str] = set()
         for _key, (_node, binding, enabled, _tooltip) in screen.active_bindings.items():
             if not binding.description or not enabled or binding.action in seen:
@@ -189,6 +266,10 @@ class WalletposApp(App):
             seen.add(binding.action)
             run: Callable[[], Any] = partial(screen.run_action, binding.action)
             yield SystemCommand(binding.description, f"{self.get_key_display(binding)}", run)
+
+
+_QUIT_REASONS = {"quit.refused.not_allowed", "quit.refused.wrong_pin", "quit.refused.locked",
+                 "quit.refused.unknown_operator", "quit.refused.inactive"}
 
 
 def make_app(service: Service, **kwargs: Any) -> WalletposApp:

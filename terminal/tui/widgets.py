@@ -102,7 +102,19 @@ class StatusBar(Static):
 
 
 class AmountEntry(Widget, can_focus=True):
-    """Cash-register amount entry: digits shift in from the right (1 2 3 4 shows 12.34)."""
+    """Cash-register amount entry: digits shift in from the right (1 2 3 4 shows 12.34).
+
+    The keys that act on the amount (`command_keys`: Enter charges it, F2 makes it an item) are
+    handled here, in the order they were typed, not by screen bindings: a screen's binding runs when
+    the key reaches the screen, and with priority it runs before the digits typed just ahead of it
+    are in the amount. Each command is posted as a `Command` carrying the amount as it was when its
+    key came, and the entry then holds every key typed after it (`held`) until the screen says what
+    happens next (`release`): the held keys then go on to whatever is on screen (the payment
+    screen, an item dialog), or back to this entry, in the order they were typed. So a burst from a
+    fast typist, a keypad or a barcode scanner is never charged wrongly and never loses a key.
+
+    With `code_digits` (a catalogue is loaded) the entry also takes longer digit runs than an amount
+    can be: a product code typed or scanned as digits, then Enter (`Command.typed` keeps them)."""
 
     DEFAULT_CSS = """
     AmountEntry { height: 3; border: round $accent; content-align: right middle; padding: 0 2;
@@ -110,6 +122,7 @@ class AmountEntry(Widget, can_focus=True):
     AmountEntry:focus { border: round $success; }
     """
 
+    MAX_AMOUNT_DIGITS = 10
     minor: reactive[int] = reactive(0)
 
     class Changed(Message):
@@ -120,36 +133,87 @@ class AmountEntry(Widget, can_focus=True):
     class TooLarge(Message):
         pass
 
+    class Command(Message):
+        """A command key (`key`) typed after `typed` (the digits as typed; `minor` the amount they make,
+        or None when they are too many for an amount: a product code)."""
+
+        def __init__(self, entry: AmountEntry, key: str, typed: str, minor: int | None) -> None:
+            super().__init__()
+            self.entry, self.key, self.typed, self.minor = entry, key, typed, minor
+
     def __init__(self, currency: Currency, *, decimal_sep: str = ".", group_sep: str = ",",
-                 id: str | None = None) -> None:
+                 command_keys: tuple[str, ...] = ("enter",), code_digits: int = 0, id: str | None = None) -> None:
         super().__init__(id=id)
         self.currency = currency
         self.decimal_sep, self.group_sep = decimal_sep, group_sep
+        self.command_keys = command_keys
+        self.code_digits = code_digits
+        self.typed = ""
+        self.held = False
+        self._held_keys: list[tuple[str, str | None]] = []
 
     @property
     def amount(self) -> Money:
         return Money(self.minor, self.currency)
 
     def render(self) -> Text:
+        if len(self.typed) > self.MAX_AMOUNT_DIGITS:
+            return Text("#" + self.typed)
         return Text(format_money(self.amount, decimal_sep=self.decimal_sep, group_sep=self.group_sep))
 
     def clear(self) -> None:
-        self.minor = 0
+        self.typed = ""
+        self._set_minor(0)
+
+    def _set_minor(self, value: int) -> None:
+        if self.minor == value:
+            self.refresh()
+        self.minor = value
+
+    def _digits_changed(self) -> None:
+        digits = self.typed.lstrip("0")
+        self._set_minor(int(digits) if digits and len(self.typed) <= self.MAX_AMOUNT_DIGITS else 0)
 
     def on_key(self, event: events.Key) -> None:
+        if self.held:  # after a command: kept for what comes next (see `release`)
+            self._held_keys.append((event.key, event.character))
+            event.stop()
+            event.prevent_default()
+            return
+        if event.key in self.command_keys:
+            digits = self.typed
+            minor = self.minor if len(digits) <= self.MAX_AMOUNT_DIGITS else None
+            self.held = True
+            event.stop()
+            event.prevent_default()
+            self.post_message(self.Command(self, event.key, digits, minor))
+            return
         if event.character is not None and event.character.isdigit() and event.character.isascii():
-            value = self.minor * 10 + int(event.character)
-            if value > min(MAX_MINOR_UNITS, 10**10 - 1):
+            longest = max(self.MAX_AMOUNT_DIGITS, self.code_digits)
+            value = int((self.typed + event.character).lstrip("0") or "0")
+            if len(self.typed) >= longest or (not self.code_digits and value > min(MAX_MINOR_UNITS,
+                                                                                   10**10 - 1)):
                 self.post_message(self.TooLarge())
-            else:
-                self.minor = value
+            elif self.typed or event.character != "0" or self.code_digits:
+                self.typed += event.character
+                self._digits_changed()
             event.stop()
         elif event.key == "backspace":
-            self.minor //= 10
+            self.typed = self.typed[:-1]
+            self._digits_changed()
             event.stop()
         elif event.key == "delete":
-            self.minor = 0
+            self.clear()
             event.stop()
+
+    def release(self, *, replay: bool = True) -> None:
+        """Take keys again; the keys held since the last command are typed again, in order, into
+        whatever has the focus now (with `replay`), or dropped."""
+        keys, self._held_keys = self._held_keys, []
+        self.held = False
+        if replay:
+            for key, character in keys:
+                self.app.post_message(events.Key(key, character))
 
     def watch_minor(self, value: int) -> None:
         self.post_message(self.Changed(self, value))

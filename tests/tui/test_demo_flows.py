@@ -3,10 +3,12 @@ on 127.0.0.1, the simulated camera decoding rendered phone screens, the sync wor
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from terminal.config import config_from_mapping
-from terminal.demo import Demo
+from terminal.demo import DEMO_CARD_PIN, DEMO_WRONG_PIN, Demo
 from terminal.tui.app import make_app
 from terminal.tui.screens import CheckoutScreen, ResultScreen, SignInScreen
 from terminal.tui.screens.present import PresentScreen
@@ -192,19 +194,53 @@ async def test_reader_pulled_during_a_sale_recovers(demo):
         assert app.screen.result.outcome == "approved"
 
 
-async def test_card_above_the_cvm_limit_asks_for_the_pin_then_goes_online(demo):
+async def pin_asked_on_the_pad(pilot, demo, amount_digits: str) -> None:
+    """Key an amount at or above the CVM limit and tap the Visa card: the PIN pad asks the customer."""
+    app = pilot.app
+    await type_text(pilot, amount_digits)
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, PresentScreen))
+    await wait_for(pilot, lambda: app.service.device_states()[0] == "ready")
+    await pilot.press("1")
+    await wait_for(pilot, lambda: demo.pinpad.waiting.is_set())
+    assert "PIN pad" in str(app.screen.query_one("#prompt").render())
+
+
+@pytest.mark.parametrize("right", [True, False])
+async def test_card_above_the_cvm_limit_takes_the_pin_on_the_pin_pad(demo, right):
+    """At 1,500.00 (the CVM limit) the customer's PIN is typed on the PIN pad, sealed there to the
+    backend's key, and checked by the backend: the right PIN is approved online, a wrong one is
+    declined (the sandbox holds each card's test PIN). The cashier's screen only says a PIN was
+    entered; the PIN is in no widget, no journal row and no log."""
     app = make_app(demo.service, demo=demo, status_interval=None)
     async with app.run_test(size=(100, 30)) as pilot:
         await sign_in(pilot, "1001", "1111")
-        result = await sell_with_card(pilot, "150000", "1")  # 1,500.00: at or above the CVM limit
-        assert result.result.outcome == "need_cvm"
-        await pilot.press("p")
-        await type_text(pilot, "1234")
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen) and app.screen.result.outcome != "need_cvm")
+        await pin_asked_on_the_pad(pilot, demo, "150000")
+        assert demo.customer_display.current.kind == "pin"
+        await pilot.press("k" if right else "j")  # the customer types on the pad (demo key)
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen))
         final = app.screen.result
-        assert final.outcome == "approved" and final.auth_mode == "online"
-        assert "online_pin" in final.reasons
+        assert final.auth_mode == "online" and "online_pin" in final.reasons
+        if right:
+            assert final.outcome == "approved"
+        else:
+            assert final.outcome == "declined" and "incorrect_pin" in final.reasons
+            assert "PIN is not correct" in str(app.screen.query_one("#why").render())
+        shown = "\n".join(str(w.render()) for s in app.screen_stack for w in s.query("Static"))
+        assert DEMO_CARD_PIN not in shown and DEMO_WRONG_PIN not in shown
+        row = demo.service.require_journal().txns.get(final.row.id)
+        assert DEMO_CARD_PIN not in json.dumps(row.to_dict()) and "sealed_pin" not in row.details
+
+
+async def test_the_customer_cancels_on_the_pin_pad_and_the_sale_goes_on(demo):
+    app = make_app(demo.service, demo=demo, status_interval=None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await sign_in(pilot, "1001", "1111")
+        await pin_asked_on_the_pad(pilot, demo, "150000")
+        await pilot.press("l")  # the customer cancels on the pad
+        await wait_for(pilot, lambda: "cancelled on the PIN pad" in str(app.screen.query_one("#message").render()))
+        assert isinstance(app.screen, PresentScreen) and app.screen.amount.minor == 150000
+        assert list(demo.service.export_journal(None)) == []  # nothing was paid or declined
 
 
 async def test_merchant_code_paid_while_shown_and_paid_just_before_the_cashier_cancelled(demo):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from textual.widgets import DataTable
 from textual.worker import WorkerState
 
 from terminal.core.money import Money
@@ -24,6 +25,12 @@ from tests.tui.conftest import record_notifications, sign_in, type_text, wait_fo
 
 def text_of(app, selector: str) -> str:
     return str(app.screen.query_one(selector).render())
+
+
+def items_shown(app) -> list[tuple[str, ...]]:
+    """The lines of the checkout's items table, as shown."""
+    table = app.screen.query_one("#items", DataTable)
+    return [tuple(str(c) for c in table.get_row_at(i)) for i in range(table.row_count)]
 
 
 def sell(service, minor: int, token: str = "tokA"):
@@ -117,7 +124,7 @@ async def test_amount_entry_items_and_note(app_factory):
         await type_text(pilot, "tea")
         await pilot.press("enter")
         await pilot.pause()
-        assert entry.minor == 0 and "tea  ¥1.23" in text_of(app, "#items")
+        assert entry.minor == 0 and items_shown(app) == [("tea", "1×", "¥1.23")]
         await type_text(pilot, "500")
         await pilot.press("f3")
         await type_text(pilot, "table 4")
@@ -162,7 +169,10 @@ async def test_refund_refused_without_the_supervisor_pin_then_done(app_factory, 
     assert len(refunds) == 1 and refunds[0].amount.minor == 3000 and refunds[0].reference == row.id
 
 
-async def test_refund_over_the_original_is_refused(app_factory, staffed):
+async def test_refund_over_the_original_is_refused_before_the_supervisor_is_asked(app_factory, staffed):
+    """More than what is left: refused at once, no supervisor PIN asked (and none spent)."""
+    from terminal.tui.screens.dialogs import SupervisorPrompt
+
     row = sell(staffed, 2000)
     app = app_factory()
     async with app.run_test(size=(80, 24)) as pilot:
@@ -172,7 +182,9 @@ async def test_refund_over_the_original_is_refused(app_factory, staffed):
         await pilot.press("enter")
         await type_text(pilot, "20.01")
         await pilot.press("enter")
-        await sign_in(pilot, "sup1", "2222")  # the supervisor prompt
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert not isinstance(app.screen, SupervisorPrompt)
         assert "Refund refused: more than what is left of the original payment" in text_of(app, "#message")
     assert not [r for r in staffed.require_journal().txns.recent(10) if r.kind == "refund"]
 
@@ -185,7 +197,8 @@ async def test_void_last_sale(app_factory, staffed):
         await pilot.press("f6")
         await app.workers.wait_for_complete()
         await pilot.pause()
-        assert isinstance(app.screen, VoidScreen) and "Last sale: ¥15.00" in text_of(app, "#last")
+        assert isinstance(app.screen, VoidScreen) and "Last sale #0001" in text_of(app, "#last")
+        assert "¥15.00" in text_of(app, "#last")
         await pilot.press("f9")
         await sign_in(pilot, "sup1", "2222")  # the supervisor prompt
         assert "Sale voided: ¥15.00" in text_of(app, "#message")

@@ -1,8 +1,14 @@
-"""Snapshot tests: every screen, English at 80x24 and Chinese at 100x30, compared with the accepted
-SVG screenshots in __snapshots__/ (update after a deliberate change with `--snapshot-update`, then
-look at the new SVGs before committing them). Fixed clock, fixed transaction ids, no cursor blink."""
+"""Snapshot tests: every cashier screen at 80x24 and 100x30, in English and in Chinese, compared with
+the accepted SVG screenshots in __snapshots__/ (update after a deliberate change with
+`--snapshot-update`, then look at the new SVGs before committing them). Fixed clock, fixed
+transaction ids, no cursor blink. (The merchant QR is checked by decoding a screenshot instead:
+tests/tui/test_counter_demo.py; its reference is new on every run.)"""
 
 from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from textual.widgets import DataTable
@@ -13,7 +19,18 @@ from terminal.payment import CardFacts
 from terminal.tui.screens import ReceiptScreen, ResultScreen, SaleOutcome
 from tests.tui.conftest import sign_in, table_measured, type_text
 
-SIZES = {"en": (80, 24), "zh-CN": (100, 30)}
+SIZES = {"80x24": (80, 24), "100x30": (100, 30)}
+
+
+@pytest.fixture
+def data_dir(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A data directory at the same path in every run (the day-close screen shows where the report
+    was written; pytest's tmp_path has a run number in it): one per snapshot, emptied first."""
+    path = Path("/tmp") / "walletpos-snapshots" / request.node.callspec.id / "data"
+    shutil.rmtree(path, ignore_errors=True)
+    yield path
+    shutil.rmtree(path.parent, ignore_errors=True)
+LOCALES = ("en", "zh-CN")
 
 
 def seed(service) -> list:
@@ -44,13 +61,66 @@ async def nothing(pilot) -> None:
     await settle(pilot)
 
 
+async def add_item(pilot, digits: str, name: str, quantity: str = "") -> None:
+    await type_text(pilot, digits)
+    await pilot.press("f2")
+    await settle(pilot)
+    await type_text(pilot, name)
+    if quantity:
+        await pilot.press("tab", "backspace")
+        await type_text(pilot, quantity)
+    await pilot.press("enter")
+    await settle(pilot)
+
+
 async def checkout(pilot) -> None:
+    await sign_in(pilot)
+    await add_item(pilot, "4550", "green tea", "2")
+    await add_item(pilot, "300", "")
+    await type_text(pilot, "1299")
+    await settle(pilot)
+
+
+async def checkout_many_items(pilot) -> None:
+    await sign_in(pilot)
+    for i in range(18):
+        await add_item(pilot, str(100 + i), f"item {i + 1}")
+    await settle(pilot)
+
+
+async def item_dialog(pilot) -> None:
     await sign_in(pilot)
     await type_text(pilot, "4550")
     await pilot.press("f2")
+    await settle(pilot)
     await type_text(pilot, "green tea")
+    await settle(pilot)
+
+
+async def cash_dialog(pilot) -> None:
+    await present(pilot)
+    await pilot.press("c")
+    await settle(pilot)
+    await type_text(pilot, "50")
+    await settle(pilot)
+
+
+async def cash_paid(pilot) -> None:
+    await cash_dialog(pilot)
     await pilot.press("enter")
-    await type_text(pilot, "1299")
+    await settle(pilot)
+
+
+async def split_paid(pilot) -> None:
+    await present(pilot)
+    await pilot.press("s")
+    await settle(pilot)
+    await type_text(pilot, "20")
+    await pilot.press("enter")
+    await settle(pilot)
+    await pilot.press("c")
+    await settle(pilot)
+    await pilot.press("enter")
     await settle(pilot)
 
 
@@ -70,7 +140,7 @@ async def transactions(pilot) -> None:
 async def refund(pilot) -> None:
     await sign_in(pilot)
     await pilot.press("f5")
-    await type_text(pilot, "00000001")
+    await type_text(pilot, "0002")
     await pilot.press("enter")
     await settle(pilot)
 
@@ -81,9 +151,31 @@ async def void(pilot) -> None:
     await settle(pilot)
 
 
+async def refund_ambiguous(pilot) -> None:
+    await sign_in(pilot)
+    await pilot.press("f5")
+    await type_text(pilot, "9")  # no such reference
+    await pilot.press("enter")
+    await settle(pilot)
+
+
+async def quit_prompt(pilot) -> None:
+    await sign_in(pilot)
+    await pilot.press("ctrl+q")
+    await settle(pilot)
+
+
 async def day_close(pilot) -> None:
     await sign_in(pilot)
     await pilot.press("f7")
+    await settle(pilot)
+
+
+async def day_closed(pilot) -> None:
+    await sign_in(pilot, "sup1", "2222")
+    await pilot.press("f7")
+    await settle(pilot)
+    await pilot.press("f9")
     await settle(pilot)
 
 
@@ -101,7 +193,7 @@ def result_of(outcome: str, reasons: tuple[str, ...], auth: str, row_index: int 
         row = sorted(rows, key=lambda r: r.seq)[row_index] if row_index is not None else None
         amount = row.amount if row is not None else Money(150000, pilot.app.service.currency)
         sale = SaleOutcome(outcome=outcome, amount=amount, reasons=reasons, auth_mode=auth, row=row,
-                           masked_pan="622202******1234", retry=(lambda pin: None) if outcome == "need_cvm" else None)
+                           masked_pan="622202******1234", no_pinpad=outcome == "need_cvm")
         await pilot.app.push_screen(pilot.app.make(ResultScreen, sale))
         await settle(pilot)
 
@@ -118,7 +210,12 @@ async def receipt(pilot) -> None:
 SCREENS = {
     "signin": nothing,
     "checkout": checkout,
+    "checkout_many_items": checkout_many_items,
+    "item_dialog": item_dialog,
     "present": present,
+    "cash_dialog": cash_dialog,
+    "cash_paid": cash_paid,
+    "split_paid": split_paid,
     "approved": result_of("approved", ("below_floor_limit",), "offline", 1),
     "declined": result_of("declined", ("backend_unreachable", "above_floor_limit", "offline_payment_cap_exceeded"),
                           "offline", 2),
@@ -126,15 +223,19 @@ SCREENS = {
     "receipt": receipt,
     "transactions": transactions,
     "refund": refund,
+    "refund_not_found": refund_ambiguous,
     "void": void,
     "supervisor": supervisor,
     "day_close": day_close,
+    "day_closed": day_closed,
+    "quit": quit_prompt,
 }
 
 
-@pytest.mark.parametrize("locale", list(SIZES))
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("locale", LOCALES)
 @pytest.mark.parametrize("screen", list(SCREENS))
-def test_screen(snap_compare, app_factory, staffed, screen, locale):
+def test_screen(snap_compare, app_factory, staffed, screen, locale, size):
     seed(staffed)
     app = app_factory(locale=locale)
-    assert snap_compare(app, terminal_size=SIZES[locale], run_before=SCREENS[screen])
+    assert snap_compare(app, terminal_size=SIZES[size], run_before=SCREENS[screen])

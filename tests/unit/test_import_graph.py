@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
     "terminal.payment": 2, "terminal.backend": 3, "terminal.operators": 2, "terminal.receipts": 2,
     # what a technician sees of a tap: the recording, the kept failed taps, their replay as a card
     "terminal.tapstore": 2, "terminal.tapreplay": 2,
+    "terminal.catalogue": 2,
     # 4: the one payment path
     "terminal.payments": 4,
     # 5: payment modules over it

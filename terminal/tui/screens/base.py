@@ -47,7 +47,8 @@ class BaseScreen(Screen):
     TITLE_KEY = "app.title"
     # demo only (hidden from the footer, listed in the command palette and on the present screen)
     BINDINGS = [Binding("ctrl+n", "demo_network", "action.demo_network", show=False),
-                Binding("ctrl+r", "demo_reader", "action.demo_reader", show=False)]
+                Binding("ctrl+r", "demo_reader", "action.demo_reader", show=False),
+                Binding("ctrl+d", "app.demo_customer", "action.demo_customer", show=False)]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action.startswith("demo_"):
@@ -134,3 +135,7 @@ class BaseDialog(ModalScreen[ResultT]):
 
     def tr(self, key: str, **values: object) -> str:
         return self.wp.tr(key, **values)
+
+    def money(self, amount: Money) -> str:
+        display = self.wp.service.config.display
+        return format_money(amount, decimal_sep=display.decimal_separator, group_sep=display.group_separator)

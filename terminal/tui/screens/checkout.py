@@ -1,133 +1,436 @@
-"""Checkout: key the amount (cash-register style), optional items and a note, then charge."""
+"""Checkout: key the amount (cash-register style), add items (from the catalogue by code or name, or
+the keyed amount), set quantities, remove or edit lines, a note; then charge.
+
+Enter and F2 act on the amount as it was when they were typed (the amount entry handles them in
+order with the digits, see `terminal.tui.widgets.AmountEntry`); a digit run of 8 or more digits,
+or one that starts with 0, is a product code when a catalogue is loaded (typed, or sent by a
+barcode scanner that types), and a product's code shown to the camera adds the product too."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable
 from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Static
+from textual.widgets import DataTable, Static
 
+from drivers.customerdisplay import CustomerView
+from terminal.core.basket import Basket, BasketError, Line, Product, line_from
 from terminal.core.money import Money
+from terminal.errors import WalletposError
+from terminal.journal import TxnRow
 from terminal.tui.screens.base import BaseScreen
+from terminal.tui.screens.sale import Sale, Ticket
 from terminal.tui.widgets import AmountEntry
 
+log = logging.getLogger("walletpos.tui")
 
-@dataclass
-class Sale:
-    """The sale being put together on the checkout screen."""
+CODE_DIGITS = 14  # longest product code the entry takes (EAN-13, GTIN-14)
 
-    items: list[tuple[str, Money]] = field(default_factory=list)
-    note: str = ""
+
+def is_code(typed: str) -> bool:
+    """A digit run typed on the checkout that is a product code, not an amount."""
+    return len(typed) >= 8 or (len(typed) > 1 and typed.startswith("0"))
 
 
 class CheckoutScreen(BaseScreen):
     TITLE_KEY = "checkout.title"
     BINDINGS = [
-        Binding("enter", "charge", "action.charge", priority=True),
+        Binding("enter", "charge", "action.charge"),
         Binding("f2", "item", "action.item"),
         Binding("f3", "note", "action.note"),
         Binding("f4", "transactions", "action.transactions"),
         Binding("f5", "refund", "action.refund"),
         Binding("f6", "void", "action.void"),
         Binding("f7", "day_close", "action.day_close"),
+        Binding("f8", "remove_line", "action.remove_line"),
+        Binding("f9", "edit_line", "action.edit_line"),
         Binding("f10", "sign_out", "action.sign_out"),
+        Binding("plus", "quantity(1)", "action.quantity_up", show=False, key_display="+"),
+        Binding("minus", "quantity(-1)", "action.quantity_down", show=False, key_display="-"),
+        Binding("down", "select_line(1)", "action.next_line", show=False),
+        Binding("up", "select_line(-1)", "action.previous_line", show=False),
+        Binding("ctrl+x", "abandon", "action.abandon", show=False),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, sale: Sale | None = None, ticket: Ticket | None = None, *, typed: str = "") -> None:
         super().__init__()
-        self.sale = Sale()
+        self.sale = sale or Sale(Basket(self.wp.service.currency))
+        self.ticket = ticket  # a sale partly paid (split tender), to be finished
+        self.typed = typed  # digits already keyed (the screen built again in another language)
+        self.selected: int | None = None
+        self.scan_stop = threading.Event()
+
+    # -- layout ---------------------------------------------------------------------------------
 
     def body(self) -> ComposeResult:
         display = self.wp.service.config.display
+        codes = CODE_DIGITS if len(self.wp.service.catalogue()) else 0
         with Horizontal(classes="checkout"):
             with Vertical(classes="checkout-left"):
                 yield Static(self.tr("checkout.amount"), classes="label")
                 yield AmountEntry(self.wp.service.currency, decimal_sep=display.decimal_separator,
-                                  group_sep=display.group_separator, id="amount")
-                yield Static(self.tr("checkout.keypad_hint"), classes="hint")
+                                  group_sep=display.group_separator, command_keys=("enter", "f2"),
+                                  code_digits=codes, id="amount")
+                yield Static(self.tr("checkout.keypad_hint_codes" if codes else "checkout.keypad_hint"),
+                             classes="hint")
                 yield Static("", id="message", classes="message")
             with Vertical(classes="checkout-right"):
                 yield Static(self.tr("checkout.items"), classes="label")
-                yield Static("", id="items")
+                table: DataTable[str] = DataTable(id="items", cursor_type="row", show_header=False)
+                table.can_focus = False  # the amount entry keeps the keys; arrows move the cursor from the screen
+                yield table
+                yield Static("", id="no-items", classes="hint")
                 yield Static("", id="note")
+                yield Static("", id="tax", classes="hint")
+                yield Static("", id="paid", classes="message")
                 yield Static("", id="total", classes="total")
 
     def on_mount(self) -> None:
-        self.query_one(AmountEntry).focus()
+        table = self.query_one("#items", DataTable)
+        table.add_column("name", key="name")
+        table.add_column("qty", key="qty")
+        table.add_column("amount", key="amount")
+        entry = self.query_one(AmountEntry)
+        if self.typed:
+            entry.typed = self.typed
+            entry.minor = int(self.typed.lstrip("0") or "0") if len(self.typed) <= entry.MAX_AMOUNT_DIGITS else 0
+        entry.focus()
         self.show_sale()
+        self.start_item_scan()
 
     def on_screen_resume(self) -> None:
-        self.query_one(AmountEntry).focus()
+        entry = self.query_one(AmountEntry)
+        entry.focus()
+        if entry.held:
+            entry.release()
         self.show_sale()
+        self.start_item_scan()
+
+    def on_screen_suspend(self) -> None:
+        self.scan_stop.set()
+
+    def on_unmount(self) -> None:
+        self.scan_stop.set()
 
     # -- sale state -----------------------------------------------------------------------------
 
+    @property
+    def entry(self) -> AmountEntry:
+        return self.query_one(AmountEntry)
+
+    def keyed(self) -> Money:
+        entry = self.entry
+        return entry.amount if len(entry.typed) <= AmountEntry.MAX_AMOUNT_DIGITS else Money.zero(entry.currency)
+
     def total(self) -> Money:
-        entry = self.query_one(AmountEntry).amount
-        return sum((m for _, m in self.sale.items), start=Money.zero(entry.currency)) + entry
+        if self.ticket is not None:
+            return self.ticket.remaining
+        return self.sale.basket.total + self.keyed()
+
+    def say(self, text: str) -> None:
+        self.query_one("#message", Static).update(text)
+
+    def item_name(self, line: Line) -> str:
+        return line.name or self.tr("checkout.unnamed_item")
 
     def show_sale(self) -> None:
-        lines = [self.tr("checkout.item_line", description=d or "-", amount=self.money(m)) for d, m in self.sale.items]
-        self.query_one("#items", Static).update("\n".join(lines) or self.tr("checkout.no_items"))
+        basket = self.sale.basket
+        table = self.query_one("#items", DataTable)
+        table.clear()
+        width = max(8, (self.app.size.width // 2) - 22)
+        for line in basket.lines:
+            name = self.item_name(line)
+            table.add_row(name if len(name) <= width else name[:width - 1] + "…", f"{line.quantity}×",
+                          self.money(line.amount))
+        if self.selected is not None and not basket.lines:
+            self.selected = None
+        if basket.lines:
+            index = self.selected if self.selected is not None else len(basket.lines) - 1
+            table.move_cursor(row=index, animate=False, scroll=True)
+        table.display = bool(basket.lines)
+        self.query_one("#no-items", Static).update("" if basket.lines else self.tr("checkout.no_items"))
         self.query_one("#note", Static).update(self.tr("checkout.note", note=self.sale.note) if self.sale.note else "")
+        tax = basket.tax
+        self.query_one("#tax", Static).update(self.tr("checkout.tax", amount=self.money(tax)) if tax.is_positive
+                                              else "")
+        paid = ""
+        if self.ticket is not None and self.ticket.paid:
+            paid = self.tr("checkout.partly_paid", paid=self.money(self.ticket.paid_amount),
+                           total=self.money(self.ticket.total), left=self.money(self.ticket.remaining))
+        self.query_one("#paid", Static).update(paid)
         self.query_one("#total", Static).update(f"{self.tr('checkout.total')}  {self.money(self.total())}")
+        self.show_customer()
+
+    def show_customer(self) -> None:
+        customer = self.wp.customer
+        if customer is None or customer.display is None:
+            return
+        total = self.total()
+        customer.display.show(CustomerView("amount", self.money(total),
+                                           self.tr("customer.items", count=self.sale.basket.count))
+                              if total.is_positive else CustomerView("idle", message=self.tr("customer.welcome")))
 
     def on_amount_entry_changed(self, _: AmountEntry.Changed) -> None:
-        if self.query_one(AmountEntry).amount.is_positive:  # typing clears a message; clearing the entry does not
-            self.query_one("#message", Static).update("")
+        if self.entry.amount.is_positive:  # typing clears a message; clearing the entry does not
+            self.say("")
         self.show_sale()
 
     def on_amount_entry_too_large(self, _: AmountEntry.TooLarge) -> None:
-        self.query_one("#message", Static).update(self.tr("checkout.too_large"))
+        self.say(self.tr("checkout.too_large"))
 
     def new_sale(self) -> None:
-        self.sale = Sale()
-        self.query_one(AmountEntry).clear()
+        self.sale = Sale(Basket(self.wp.service.currency))
+        self.ticket = None
+        self.selected = None
+        self.entry.clear()
         self.show_sale()
 
-    def sale_paid_late(self, sale: Any, amount: Money) -> None:
-        """`sale` was paid after the cashier left its payment screen (a merchant code paid just before
-        it closed, an answer on its way): unless the cashier has changed the sale since, clear it, so
-        that Enter does not charge the customer a second time."""
-        if sale is self.sale and self.total() == amount:
+    def sale_paid_late(self, ticket: Ticket, row: TxnRow) -> None:
+        """A payment of `ticket` was approved after the cashier left its payment screen (a merchant code
+        paid just before it closed, an answer on its way): unless the cashier has changed the sale
+        since, it counts, so that Enter does not charge the customer a second time."""
+        if ticket.sale is not self.sale:
+            return
+        ticket.record(row)
+        if ticket.settled:
             self.new_sale()
-            self.query_one("#message", Static).update(self.tr("checkout.paid_late"))
+            self.say(self.tr("checkout.paid_late"))
+        else:
+            self.ticket = ticket
+            self.show_sale()
+            self.say(self.tr("checkout.part_paid_late", amount=self.money(row.amount)))
 
-    # -- actions --------------------------------------------------------------------------------
+    # -- the keys the amount entry hands over in order -------------------------------------------
+
+    def on_amount_entry_command(self, command: AmountEntry.Command) -> None:
+        command.stop()
+        if command.key == "f2":
+            self.open_item_dialog(command.minor or 0)
+        else:
+            self.charge(command.typed, command.minor)
+
+    def release_entry(self) -> None:
+        """The entry takes keys again; the keys typed after the command go to what is on screen now."""
+        self.entry.release()
+
+    def release_when_up(self, mounted: Awaitable[Any]) -> None:
+        """Release the entry once the screen just pushed is mounted (and has its focus), so the keys
+        typed after the command reach it, in order."""
+        entry = self.entry
+
+        async def release() -> None:
+            await mounted
+            await asyncio.sleep(0)
+            entry.release()
+
+        self.app.call_later(release)
 
     def action_charge(self) -> None:
+        """Charge from the command palette (Enter itself comes through the amount entry)."""
+        self.charge(self.entry.typed, self.entry.minor if len(self.entry.typed) <= AmountEntry.MAX_AMOUNT_DIGITS
+                    else None)
+
+    def charge(self, typed: str, minor: int | None) -> None:
+        catalogue = self.wp.service.catalogue()
+        entry = self.entry
+        if typed and len(catalogue) and is_code(typed):
+            product = catalogue.by_code(typed)
+            entry.clear()
+            if product is None:
+                self.say(self.tr("checkout.no_such_code", code=typed))
+            else:
+                self.add_product(product)
+            self.release_entry()
+            return
+        if minor is None:
+            self.say(self.tr("checkout.too_large"))
+            self.release_entry()
+            return
+        if self.ticket is not None and self.ticket.paid:
+            if minor:
+                self.say(self.tr("checkout.finish_first"))
+                self.release_entry()
+                return
+            self.pay(self.ticket)
+            return
+        keyed = Money(minor, entry.currency)
+        basket = self.sale.basket
+        if keyed.is_positive and (basket.lines or self.wp.service.default_tax_rate()):
+            try:
+                basket, _ = basket.add(Line("", keyed, 1, self.wp.service.default_tax_rate()))
+            except BasketError as exc:
+                self.say(exc.message)
+                self.release_entry()
+                return
+        total = basket.total if basket.lines else keyed
+        if not total.is_positive:
+            self.say(self.tr("checkout.enter_amount"))
+            self.release_entry()
+            return
+        details: dict[str, Any] = dict(basket.details())
+        if self.sale.note:
+            details["note"] = self.sale.note
+        self.pay(Ticket(self.sale, total, details))
+
+    def pay(self, ticket: Ticket) -> None:
         from terminal.tui.screens.present import PresentScreen
 
-        total = self.total()
-        if not total.is_positive:
-            self.query_one("#message", Static).update(self.tr("checkout.enter_amount"))
-            return
-        self.app.push_screen(self.wp.make(PresentScreen, total, self.sale, self.sale_paid_late), self._after_sale)
+        self.scan_stop.set()
+        self.ticket = ticket
 
-    def _after_sale(self, finished: bool | None) -> None:
-        if finished:
+        def after(done: Ticket | bool | None) -> None:
+            self._after_sale(ticket)
+
+        self.release_when_up(self.app.push_screen(self.wp.make(PresentScreen, ticket, self.sale_paid_late), after))
+
+    def _after_sale(self, ticket: Ticket) -> None:
+        if ticket.settled:
             self.new_sale()
-
-    def action_item(self) -> None:
-        from terminal.tui.screens.dialogs import TextPrompt
-
-        entry = self.query_one(AmountEntry)
-        if not entry.amount.is_positive:
-            self.query_one("#message", Static).update(self.tr("checkout.enter_amount"))
-            return
-        amount = entry.amount
-
-        def add(description: str | None) -> None:
-            if description is None:
-                return
-            self.sale.items.append((description, amount))
-            entry.clear()
+        elif ticket.paid:
+            self.ticket = ticket  # partly paid: Enter takes the rest
+            self.show_sale()
+            self.say(self.tr("checkout.partly_paid_hint"))
+        else:
+            self.ticket = None
             self.show_sale()
 
-        self.app.push_screen(self.wp.make(TextPrompt, self.tr("checkout.item_description"), max_length=40), add)
+    def action_abandon(self) -> None:
+        """Give up the rest of a partly paid sale: its paid parts stay paid (refund them if the
+        customer does not want them), the cashier is told which."""
+        ticket = self.ticket
+        if ticket is None or not ticket.paid:
+            return
+        refs = ", ".join(f"#{r.short_ref}" for r in ticket.paid)
+        self.app.notify(self.tr("checkout.abandoned", paid=self.money(ticket.paid_amount), refs=refs),
+                        severity="warning", timeout=60)
+        self.new_sale()
+
+    # -- items ----------------------------------------------------------------------------------
+
+    def locked(self) -> bool:
+        if self.ticket is not None and self.ticket.paid:
+            self.say(self.tr("checkout.finish_first"))
+            return True
+        return False
+
+    def add_product(self, product: Product, quantity: int = 1) -> None:
+        if self.locked():
+            return
+        try:
+            self.sale.basket, self.selected = self.sale.basket.add(line_from(product, quantity))
+        except BasketError as exc:
+            self.say(exc.message)
+            return
+        self.say(self.tr("checkout.added", name=product.name))
+        self.show_sale()
+
+    def action_item(self) -> None:
+        self.open_item_dialog(self.entry.minor if len(self.entry.typed) <= AmountEntry.MAX_AMOUNT_DIGITS else 0,
+                              held=False)
+
+    def open_item_dialog(self, minor: int, *, held: bool = True) -> None:
+        from terminal.tui.screens.items import ItemChoice, ItemPrompt
+
+        if self.locked():
+            if held:
+                self.release_entry()
+            return
+        keyed = Money(minor, self.entry.currency)
+        catalogue = self.wp.service.catalogue()
+        if not keyed.is_positive and not len(catalogue):
+            self.say(self.tr("checkout.enter_amount"))
+            if held:
+                self.release_entry()
+            return
+
+        def chosen(choice: ItemChoice | None) -> None:
+            if choice is None:
+                return
+            if choice.product is not None:
+                self.add_product(choice.product, choice.quantity)
+                return
+            try:
+                line = Line(choice.name, keyed, choice.quantity, self.wp.service.default_tax_rate())
+                self.sale.basket, self.selected = self.sale.basket.add(line)
+            except BasketError as exc:
+                self.say(exc.message)
+                return
+            self.entry.clear()
+            self.show_sale()
+
+        mounted = self.app.push_screen(self.wp.make(ItemPrompt, catalogue, keyed, self.money(keyed)), chosen)
+        if held:
+            self.release_when_up(mounted)
+
+    def current_line(self) -> int | None:
+        lines = self.sale.basket.lines
+        if not lines:
+            return None
+        index = self.selected if self.selected is not None else len(lines) - 1
+        return min(index, len(lines) - 1)
+
+    def action_select_line(self, step: int) -> None:
+        index = self.current_line()
+        if index is None:
+            return
+        self.selected = max(0, min(len(self.sale.basket.lines) - 1, index + step))
+        self.show_sale()
+
+    def action_quantity(self, step: int) -> None:
+        index = self.current_line()
+        if index is None or self.locked():
+            return
+        line = self.sale.basket.lines[index]
+        if line.quantity + step < 1:
+            self.action_remove_line()
+            return
+        try:
+            self.sale.basket = self.sale.basket.set_quantity(index, line.quantity + step)
+        except BasketError as exc:
+            self.say(exc.message)
+            return
+        self.selected = index
+        self.show_sale()
+
+    def action_remove_line(self) -> None:
+        index = self.current_line()
+        if index is None or self.locked():
+            return
+        name = self.item_name(self.sale.basket.lines[index])
+        self.sale.basket = self.sale.basket.remove(index)
+        self.selected = min(index, len(self.sale.basket.lines) - 1) if self.sale.basket.lines else None
+        self.say(self.tr("checkout.removed", name=name))
+        self.show_sale()
+
+    def action_edit_line(self) -> None:
+        from terminal.tui.screens.items import ItemChoice, ItemPrompt
+
+        index = self.current_line()
+        if index is None or self.locked():
+            return
+        line = self.sale.basket.lines[index]
+
+        def edited(choice: ItemChoice | None) -> None:
+            if choice is None:
+                return
+            try:
+                self.sale.basket = self.sale.basket.replace_line(
+                    index, Line(choice.name if not line.code else line.name, line.unit, choice.quantity,
+                                line.tax_rate, line.code))
+            except BasketError as exc:
+                self.say(exc.message)
+                return
+            self.selected = index
+            self.show_sale()
+
+        self.app.push_screen(self.wp.make(ItemPrompt, self.wp.service.catalogue(), line.unit, self.money(line.unit),
+                                          name=line.name, quantity=line.quantity, editing=True), edited)
 
     def action_note(self) -> None:
         from terminal.tui.screens.dialogs import TextPrompt
@@ -138,6 +441,39 @@ class CheckoutScreen(BaseScreen):
                 self.show_sale()
 
         self.app.push_screen(self.wp.make(TextPrompt, self.tr("checkout.note_prompt"), value=self.sale.note), set_note)
+
+    # -- a product's code shown to the camera -----------------------------------------------------
+
+    def start_item_scan(self) -> None:
+        """Watch the camera for products' codes while this screen is up: in a thread of its own (not a
+        Textual worker: it lasts as long as the screen, and workers are what "wait until the screen is
+        idle" waits for), stopped when the screen is left or a payment starts."""
+        service = self.wp.service
+        if not len(service.catalogue()) or not service.can_take_payments():
+            return
+        self.scan_stop.set()  # a watch still running ends (its thread sees its own event set)
+        stop = self.scan_stop = threading.Event()
+        threading.Thread(target=self.watch_item_codes, args=(stop,), name="checkout-item-codes",
+                         daemon=True).start()
+
+    def watch_item_codes(self, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                code = self.wp.service.next_item_code(stop)
+                if code is None:
+                    return
+                self.from_worker(self.item_code_seen, code)
+        except WalletposError as exc:  # the camera or the checkout failed: the status bar shows the device
+            log.warning("product codes from the camera stopped: %s", exc.message)
+
+    def item_code_seen(self, code: str) -> None:
+        product = self.wp.service.catalogue().by_code(code.strip())
+        if product is None:
+            self.say(self.tr("checkout.no_such_code", code=code[:20]))
+            return
+        self.add_product(product)
+
+    # -- other screens ----------------------------------------------------------------------------
 
     def action_transactions(self) -> None:
         from terminal.tui.screens.transactions import TransactionsScreen

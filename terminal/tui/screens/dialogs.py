@@ -1,4 +1,4 @@
-"""Small modal dialogs: a text prompt, a PIN prompt, the supervisor approval."""
+"""Small modal dialogs: a text prompt, an amount, a yes/no question, the supervisor approval."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Footer, Input, Label, Static
 
+from terminal.core.money import Money, parse_amount
+from terminal.errors import MoneyError
 from terminal.tui.screens.base import BaseDialog
 
 
@@ -32,38 +34,20 @@ class TextPrompt(BaseDialog[str | None]):
         self.dismiss(None)
 
 
-class PinPrompt(BaseDialog[str | None]):
-    """A masked PIN entry (digits only)."""
+class SupervisorPrompt(BaseDialog[tuple[str, str] | None]):
+    """Supervisor id and PIN for a refund, a void or a day close (`title_key`: what is approved)."""
 
     BINDINGS = [Binding("escape", "cancel", "action.cancel")]
 
-    def __init__(self, title: str, hint: str = "") -> None:
+    def __init__(self, title_key: str = "supervisor.title", hint: str = "") -> None:
         super().__init__()
-        self.prompt_title, self.hint = title, hint
+        self.title_key, self.hint = title_key, hint
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.prompt_title, classes="dialog-title")
+            yield Label(self.tr(self.title_key), classes="dialog-title")
             if self.hint:
                 yield Static(self.hint, classes="hint")
-            yield Input(password=True, max_length=8, restrict=r"[0-9]*", id="pin")
-        yield Footer(compact=True, show_command_palette=False)
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-
-class SupervisorPrompt(BaseDialog[tuple[str, str] | None]):
-    """Supervisor id and PIN for a refund, a void or a day close."""
-
-    BINDINGS = [Binding("escape", "cancel", "action.cancel")]
-
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
-            yield Label(self.tr("supervisor.title"), classes="dialog-title")
             yield Label(self.tr("supervisor.id"))
             yield Input(max_length=32, id="supervisor")
             yield Label(self.tr("supervisor.pin"))
@@ -80,3 +64,66 @@ class SupervisorPrompt(BaseDialog[tuple[str, str] | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class AmountPrompt(BaseDialog[Money | None]):
+    """Ask for an amount (cash handed over, the part of a split payment): typed as on the amount entry,
+    in the terminal's separators; Enter returns it (the default when nothing is typed), Escape None."""
+
+    BINDINGS = [Binding("escape", "cancel", "action.cancel")]
+
+    def __init__(self, title: str, hint: str, default: Money, *, at_least: Money | None = None,
+                 at_most: Money | None = None) -> None:
+        super().__init__()
+        self.prompt_title, self.hint, self.default = title, hint, default
+        self.at_least, self.at_most = at_least, at_most
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.prompt_title, classes="dialog-title")
+            yield Static(self.hint, classes="hint")
+            yield Input(placeholder=self.money(self.default), max_length=16, restrict=r"[0-9.,]*", id="amount")
+            yield Static("", id="message", classes="message")
+        yield Footer(compact=True, show_command_palette=False)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if not text:
+            self.dismiss(self.default)
+            return
+        display = self.wp.service.config.display
+        try:
+            amount = parse_amount(text, self.default.currency, decimal_sep=display.decimal_separator,
+                                  group_sep=display.group_separator)
+        except MoneyError as exc:
+            self.query_one("#message", Static).update(str(exc))
+            return
+        if self.at_least is not None and amount < self.at_least:
+            self.query_one("#message", Static).update(self.tr("dialog.at_least", amount=self.money(self.at_least)))
+            return
+        if self.at_most is not None and amount > self.at_most:
+            self.query_one("#message", Static).update(self.tr("dialog.at_most", amount=self.money(self.at_most)))
+            return
+        self.dismiss(amount)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmPrompt(BaseDialog[bool]):
+    """A yes/no question: Enter (or Y) yes, Escape (or N) no."""
+
+    BINDINGS = [Binding("escape,n,N", "answer(False)", "action.no"), Binding("enter,y,Y", "answer(True)", "action.yes")]
+
+    def __init__(self, title: str, text: str) -> None:
+        super().__init__()
+        self.prompt_title, self.text = title, text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.prompt_title, classes="dialog-title")
+            yield Static(self.text)
+        yield Footer(compact=True, show_command_palette=False)
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)

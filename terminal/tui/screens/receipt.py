@@ -7,7 +7,7 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Static
 
 from terminal.receipts import e_receipt_qr_text
@@ -24,13 +24,24 @@ class ReceiptScreen(BaseScreen):
         self.row = row
 
     def body(self) -> ComposeResult:
-        lines = self.wp.service.receipt_lines(self.row, self.wp.locale)
         with Horizontal(classes="receipt"):
-            yield Static(Text("\n".join(lines), no_wrap=True, overflow="ellipsis"), classes="receipt-text")
+            with VerticalScroll(classes="receipt-text"):
+                yield Static("", id="receipt")
             with Vertical(classes="receipt-qr"):
                 yield Static(Text("\n".join(qr_lines(e_receipt_qr_text(self.row))), no_wrap=True), classes="qr")
                 yield Static(self.tr("receipt.qr_hint"), classes="hint")
         yield Static("", id="message", classes="message")
+
+    def on_mount(self) -> None:
+        self.load()
+
+    @screen_work(exclusive=True, group="receipt_text")
+    def load(self) -> None:
+        lines = self.wp.service.receipt_lines(self.row, self.wp.locale)
+        self.from_worker(self.show, lines)
+
+    def show(self, lines: list[str]) -> None:
+        self.query_one("#receipt", Static).update(Text("\n".join(lines), no_wrap=True, overflow="ellipsis"))
 
     def action_back(self) -> None:
         self.dismiss()
@@ -40,7 +51,7 @@ class ReceiptScreen(BaseScreen):
 
     @screen_work(exclusive=True, group="receipt")
     def save(self) -> None:
-        path = self.wp.service.save_receipt(self.row)
+        path = self.wp.service.save_receipt(self.row, self.wp.locale)
         self.from_worker(self.saved, path, when_gone=self.saved_after_leaving)
 
     def saved(self, path: Any) -> None:

@@ -13,7 +13,8 @@ from terminal.tui.screens.base import BaseScreen, screen_work
 
 class SignInScreen(BaseScreen):
     TITLE_KEY = "signin.title"
-    BINDINGS = [Binding("enter", "submit", "action.sign_in", show=True)]
+    BINDINGS = [Binding("enter", "submit", "action.sign_in", show=True),
+                Binding("f12", "language", "action.language")]
 
     def body(self) -> ComposeResult:
         with Vertical(classes="form"):
@@ -27,6 +28,10 @@ class SignInScreen(BaseScreen):
                 yield Static(self.tr("demo.operators", operators=", ".join(
                     f"{self.tr('role.' + role)} {op_id} / {pin}" for role, op_id, pin in self.wp.demo.operator_hint())),
                     classes="hint")
+
+    def action_language(self) -> None:
+        """The other language, at once."""
+        self.wp.switch_language(self.wp.next_language())
 
     def on_mount(self) -> None:
         self.query_one("#operator", Input).focus()

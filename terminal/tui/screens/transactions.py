@@ -8,12 +8,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Input, Static
 
+from terminal.core.money import Money
+from terminal.receipts import method_name, scheme_name, short_reference
 from terminal.tui.screens.base import BaseScreen, screen_work
-
-
-def short_reference(txn_id: str) -> str:
-    """The last 8 characters of a transaction id: its random part (the start is a timestamp)."""
-    return txn_id[-8:]
 
 
 class TransactionsScreen(BaseScreen):
@@ -28,6 +25,7 @@ class TransactionsScreen(BaseScreen):
     def __init__(self) -> None:
         super().__init__()
         self.rows: list[Any] = []
+        self.marks: dict[str, Any] = {}
 
     def body(self) -> ComposeResult:
         yield Input(placeholder=self.tr("txns.search"), id="search")
@@ -37,7 +35,7 @@ class TransactionsScreen(BaseScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for key in ("time", "kind", "amount", "method", "card", "result", "sync", "reference"):
+        for key in ("reference", "time", "kind", "amount", "method", "card", "result", "sync"):
             table.add_column(self.tr(f"txns.col.{key}"), key=key)
         table.focus()
         self.load("")
@@ -50,23 +48,36 @@ class TransactionsScreen(BaseScreen):
 
     @screen_work(exclusive=True, group="txns")
     def load(self, text: str) -> None:
-        rows = self.wp.service.recent_transactions(200, search=text.strip() or None)
-        self.from_worker(self.show, rows)
+        service = self.wp.service
+        rows = service.recent_transactions(200, search=text.strip() or None)
+        marks = service.sale_marks(rows)
+        self.from_worker(self.show, rows, marks)
 
-    def show(self, rows: list[Any]) -> None:
-        self.rows = rows
+    def result_text(self, row: Any) -> str:
+        """approved / declined, and what became of an approved sale since (voided, refunded)."""
+        mark = self.marks.get(row.id)
+        if mark is not None and mark.voided:
+            return self.tr("txns.voided")
+        if mark is not None and mark.refunded:
+            key = "txns.refunded_all" if mark.refunded >= row.amount.minor else "txns.refunded_part"
+            return self.tr(key, amount=self.money(Money(mark.refunded, row.amount.currency)))
+        return self.tr(f"decision.{row.decision}")
+
+    def show(self, rows: list[Any], marks: dict[str, Any]) -> None:
+        self.rows, self.marks = rows, marks
         table = self.query_one(DataTable)
         table.clear()
+        locale = self.wp.locale
         for row in rows:
             table.add_row(
+                short_reference(row, with_date=False),
                 self.local_time(row.created_at, "%m-%d %H:%M"),
                 self.tr(f"kind.{row.kind}"),
                 self.money(row.amount),
-                (row.scheme or self.tr(f"method.{row.method}"))[:10],
+                (scheme_name(locale, row.scheme) if row.scheme else method_name(locale, row.method))[:12],
                 f"*{row.masked_pan[-4:]}" if row.masked_pan else "",
-                self.tr(f"decision.{row.decision}"),
+                self.result_text(row),
                 self.tr(f"sync.{row.sync_state}"),
-                short_reference(row.id),
                 key=row.id,
             )
         self.query_one("#message", Static).update("" if rows else self.tr("txns.empty"))
@@ -94,7 +105,9 @@ class TransactionsScreen(BaseScreen):
         from terminal.tui.screens.refund import RefundScreen
 
         row = self.selected()
-        self.app.push_screen(self.wp.make(RefundScreen, row.id if row is not None else ""),
+        reference = f"{row.business_date.isoformat()}/{row.short_ref}" if row is not None and row.short_ref else (
+            row.id if row is not None else "")
+        self.app.push_screen(self.wp.make(RefundScreen, reference),
                              lambda _: self.load(self.query_one("#search", Input).value))
 
     def action_back(self) -> None:

@@ -1,0 +1,482 @@
+"""The checkout a cashier trusts (issue "no wrong amount ever, items that count, a day close that
+closes, both languages whole"): each finding as the cashier meets it, through the real app (Pilot)
+over a real service and journal file. Payments here are cash (a terminal with no reader or camera
+still takes cash); card, code and PIN pad flows with the demo's parts are in test_counter_demo.py."""
+
+from __future__ import annotations
+
+import json
+
+from textual import events
+from textual.widgets import DataTable
+
+from terminal.core.money import Money
+from terminal.core.rules import Method, PaymentRequest
+from terminal.i18n import t
+from terminal.payment import CardFacts
+from terminal.tui.screens import CheckoutScreen, DayCloseScreen, ResultScreen, SaleOutcome, SignInScreen
+from terminal.tui.screens.dialogs import AmountPrompt, SupervisorPrompt
+from terminal.tui.screens.present import PresentScreen
+from terminal.tui.screens.refund import RefundScreen, VoidScreen
+from terminal.tui.screens.transactions import TransactionsScreen
+from terminal.tui.widgets import AmountEntry
+from tests.tui.conftest import record_notifications, sign_in, type_text, wait_for
+
+
+def text_of(app, selector: str) -> str:
+    return str(app.screen.query_one(selector).render())
+
+
+def burst(app, keys: list[str]) -> None:
+    """Keys as a keypad or a barcode scanner sends them: all queued at once, no pause between them
+    (the events the terminal driver would deliver, posted to the app before it handles any)."""
+    for key in keys:
+        app.post_message(events.Key(key, "\r" if key == "enter" else (key if len(key) == 1 else None)))
+
+
+async def settle(pilot) -> None:
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def pay_cash_exactly(pilot) -> ResultScreen:
+    """On the payment screen: C, Enter (the exact amount handed over): the result screen."""
+    app = pilot.app
+    await pilot.press("c")
+    await wait_for(pilot, lambda: isinstance(app.screen, AmountPrompt))
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen))
+    return app.screen
+
+
+def sell_card(service, minor: int, token: str = "tokA", scheme: str = "unionpay"):
+    result = service.pay(PaymentRequest(Money(minor, service.currency), Method.CARD, card_token=token),
+                         CardFacts(scheme=scheme, masked_pan="622202******1234"))
+    assert result.approved
+    return result.row
+
+
+def rows(service):
+    return sorted(service.require_journal().txns.recent(100), key=lambda r: r.seq)
+
+
+# -- 1. a fast key burst never charges the wrong amount ---------------------------------------------
+
+
+async def test_a_burst_after_one_digit_charges_what_was_typed_before_enter(app_factory, staffed):
+    """`1`, then `2 3 4 Enter` in one burst: the payment screen asks for 12.34 (it asked for 0.01 when
+    Enter was a priority binding handled before the digits queued at the amount entry)."""
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        await pilot.press("1")
+        burst(app, ["2", "3", "4", "enter"])
+        await wait_for(pilot, lambda: isinstance(app.screen, PresentScreen))
+        assert app.screen.amount.minor == 1234
+        await pay_cash_exactly(pilot)
+    assert [r.amount.minor for r in rows(staffed)] == [1234]
+
+
+async def test_a_burst_ending_in_enter_does_not_lose_the_enter(app_factory, staffed):
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        burst(app, ["6", "0", "0", "enter"])
+        await wait_for(pilot, lambda: isinstance(app.screen, PresentScreen), timeout=5)
+        assert app.screen.amount.minor == 600
+        assert "Key an amount first" not in text_of(app, "#message")
+
+
+async def test_keys_typed_after_enter_go_to_the_payment_screen_in_order(app_factory, staffed):
+    """`5 0 0 Enter c Enter` in one burst: the cash dialog opens on the payment screen and takes the
+    Enter typed ahead of it; nothing typed after Enter lands in the amount."""
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        burst(app, ["5", "0", "0", "enter", "c", "enter"])
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen))
+        assert app.screen.result.outcome == "approved" and app.screen.result.amount.minor == 500
+    assert [(r.method, r.amount.minor) for r in rows(staffed)] == [("cash", 500)]
+
+
+# -- 3. items that count ------------------------------------------------------------------------------
+
+
+def items_shown(app) -> list[tuple[str, ...]]:
+    table = app.screen.query_one("#items", DataTable)
+    return [tuple(str(c) for c in table.get_row_at(i)) for i in range(table.row_count)]
+
+
+async def add_keyed_item(pilot, digits: str, name: str, quantity: str = "") -> None:
+    await type_text(pilot, digits)
+    await pilot.press("f2")
+    await wait_for(pilot, lambda: "ItemPrompt" in type(pilot.app.screen).__name__)
+    await type_text(pilot, name)
+    if quantity:
+        await pilot.press("tab", "backspace")
+        await type_text(pilot, quantity)
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, CheckoutScreen))
+
+
+async def test_items_with_quantities_are_journaled_signed_and_on_the_receipt(app_factory, staffed):
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        await add_keyed_item(pilot, "1250", "green tea", "2")
+        await add_keyed_item(pilot, "300", "")  # no description: an "Item", never "-"
+        await add_keyed_item(pilot, "99", "gum")
+        assert items_shown(app) == [("green tea", "2×", "¥25.00"), ("Item", "1×", "¥3.00"), ("gum", "1×", "¥0.99")]
+        await pilot.press("plus")  # the selected (last) line: gum x 2
+        await pilot.press("up", "f8")  # remove the unnamed item
+        assert items_shown(app) == [("green tea", "2×", "¥25.00"), ("gum", "2×", "¥1.98")]
+        assert "Total  ¥26.98" in text_of(app, "#total")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, PresentScreen))
+        assert app.screen.amount.minor == 2698
+        await pay_cash_exactly(pilot)
+    staffed.housekeeping()  # rows are signed shortly after they are written
+    (row,) = rows(staffed)
+    assert [(i["name"], i["qty"], i["unit"], i["amount"]) for i in row.details["items"]] == [
+        ("green tea", 2, 1250, 2500), ("gum", 2, 99, 198)]
+    assert row.signature is not None and staffed.verify_journal(signatures=True).ok  # the items are signed
+    receipt = "\n".join(staffed.receipt_lines(row, "en"))
+    assert "green tea" in receipt and "2 x ¥12.50" in receipt and "¥25.00" in receipt and "gum" in receipt
+    exported = list(staffed.export_journal(None))
+    assert exported[0]["details"]["items"][0]["name"] == "green tea"
+
+
+async def test_the_total_stays_on_screen_with_many_items_at_80x24(app_factory, staffed):
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        for i in range(20):
+            await add_keyed_item(pilot, "100", f"item {i}")
+        total = app.screen.query_one("#total")
+        assert "Total  ¥20.00" in str(total.render())
+        region = total.region
+        assert region.height >= 1 and region.y >= 2 and region.bottom <= 23  # above the footer, on screen
+        table = app.screen.query_one("#items", DataTable)
+        assert table.row_count == 20 and table.cursor_row == 19  # the newest line is the one in view
+
+
+async def test_tax_of_the_items_goes_into_the_day_report(app_factory, staffed, tmp_path):
+    catalogue = tmp_path / "catalogue.toml"
+    catalogue.write_text('[[product]]\ncode = "69012345"\nname = "Tea"\nprice = "11.30"\ntax_rate = "13"\n'
+                         '[[product]]\ncode = "1001"\nname = "Rice"\nprice = "10.90"\ntax_rate = "9"\n')
+    from dataclasses import replace
+
+    from terminal.bootstrap import bootstrap
+    from terminal.tui.app import make_app
+
+    config = replace(staffed.config, checkout=replace(staffed.config.checkout, catalogue=str(catalogue)))
+    svc = bootstrap(config, staffed.data_dir, clock=staffed.clock)
+    try:
+        app = make_app(svc, status_interval=None)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await sign_in(pilot)
+            burst(app, [*list("69012345"), "enter"])  # a product code typed (or sent by a barcode scanner)
+            await wait_for(pilot, lambda: items_shown(app) == [("Tea", "1×", "¥11.30")])
+            await pilot.press("f2")
+            await wait_for(pilot, lambda: "ItemPrompt" in type(app.screen).__name__)
+            await type_text(pilot, "ric")  # looked up by name as it is typed
+            await wait_for(pilot, lambda: [p.code for p in app.screen.matches] == ["1001"])
+            await pilot.press("tab", "backspace")
+            await type_text(pilot, "3")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, CheckoutScreen))
+            assert items_shown(app) == [("Tea", "1×", "¥11.30"), ("Rice", "3×", "¥32.70")]
+            assert "Tax included ¥4.00" in text_of(app, "#tax")  # 1.30 + 2.70
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, PresentScreen))
+            await pay_cash_exactly(pilot)
+        report = svc.day_report().to_dict()
+        assert report["tax"] == [{"rate": 900, "gross": 3270, "tax": 270}, {"rate": 1300, "gross": 1130, "tax": 130}]
+        assert report["tax_total"] == 400 and report["cash_in_drawer"] == 4400
+        lines = "\n".join(svc.report_lines(svc.day_report(), "en"))
+        assert "Tax total" in lines and "13% on ¥11.30" in lines and "Cash in drawer" in lines
+    finally:
+        svc.close()
+
+
+# -- tenders: cash with change, split ----------------------------------------------------------------
+
+
+async def test_cash_with_change_and_a_sale_paid_in_two_parts(app_factory, staffed):
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        await type_text(pilot, "8800")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, PresentScreen))
+        await pilot.press("s")  # pay part of it
+        await wait_for(pilot, lambda: isinstance(app.screen, AmountPrompt))
+        await type_text(pilot, "30.00")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, PresentScreen) and app.screen.amount.minor == 3000)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, AmountPrompt))
+        await type_text(pilot, "50")  # 50.00 handed over for 30.00
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen))
+        assert "Change ¥20.00" in text_of(app, "#change")
+        assert "Paid ¥30.00 of ¥88.00; ¥58.00 left" in text_of(app, "#part")
+        await pilot.press("enter")  # next payment: the rest
+        await wait_for(pilot, lambda: isinstance(app.screen, PresentScreen) and app.screen.amount.minor == 5800)
+        await pay_cash_exactly(pilot)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckoutScreen))
+        assert not app.screen.total().is_positive  # the sale is paid: a new one starts
+    first, second = rows(staffed)
+    assert first.details["tender"] == {"cash": 5000, "change": 2000}
+    assert first.details["sale"]["id"] == second.details["sale"]["id"]
+    assert (first.details["sale"]["part"], second.details["sale"]["part"]) == (1, 2)
+    assert first.details["sale"]["total"] == second.details["sale"]["total"] == 8800
+    receipt = "\n".join(staffed.receipt_lines(second, "en"))
+    assert "Part 2 of a sale of ¥88.00" in receipt and f"#{first.short_ref}" in receipt
+
+
+# -- 4. and 5. a day close that closes ---------------------------------------------------------------
+
+
+async def test_a_cashier_closes_the_day_with_a_supervisor_who_is_named_and_the_screen_says_closed(
+        app_factory, staffed):
+    sell_card(staffed, 1000)
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)  # the cashier
+        await pilot.press("f7")
+        await settle(pilot)
+        assert "X-report" in text_of(app, "#hint")
+        await pilot.press("f9")
+        await wait_for(pilot, lambda: isinstance(app.screen, SupervisorPrompt))
+        await sign_in(pilot, "sup1", "2222")
+        await wait_for(pilot, lambda: "Batch closed" in text_of(app, "#message"))
+        assert "this is Z-report 1" in text_of(app, "#hint") and "X-report" not in text_of(app, "#hint")
+        assert "close_batch" not in {b.binding.action for b in app.screen.active_bindings.values()}
+        await pilot.press("f9")  # not offered any more: no second, empty Z-report
+        await settle(pilot)
+        assert not isinstance(app.screen, SupervisorPrompt)
+    reports = sorted((staffed.data_dir / "reports").glob("Z*.json"))
+    assert len(reports) == 1
+    data = json.loads(reports[0].read_text())
+    assert (data["closed_by"], data["operator"]) == ("sup1", "cash1")
+    text = reports[0].with_suffix(".txt").read_text()
+    assert "Terminal WPOS0001" in text and "Business day 2026-11-23" in text
+    assert "Closed by Li Na (sup1)" in text and "Operator Wang Wei (cash1)" in text
+    assert "By cashier" in text
+
+
+async def test_closing_with_nothing_open_writes_no_empty_z_report(app_factory, staffed):
+    sell_card(staffed, 1000)
+    staffed.close_day(operator="sup1")
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot, "sup1", "2222")
+        await pilot.press("f7")
+        await settle(pilot)
+        await pilot.press("f9")
+        await settle(pilot)
+        assert "Not closed: nothing was recorded since the last close" in text_of(app, "#message")
+    assert len(list((staffed.data_dir / "reports").glob("Z*.json"))) == 1
+
+
+def test_the_two_kinds_of_wallet_code_read_differently_in_the_report():
+    assert t("en", "method.wallet_signed") != t("en", "method.wallet_numeric")
+    assert t("zh-CN", "method.wallet_signed") != t("zh-CN", "method.wallet_numeric")
+
+
+# -- 6. voids and refunds shown and offered rightly --------------------------------------------------
+
+
+async def test_a_voided_sale_is_marked_and_cannot_be_offered_again(app_factory, staffed):
+    row = sell_card(staffed, 1500)
+    app = app_factory()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await sign_in(pilot)
+        await pilot.press("f6")
+        await settle(pilot)
+        await pilot.press("f9")
+        await wait_for(pilot, lambda: isinstance(app.screen, SupervisorPrompt))
+        await sign_in(pilot, "sup1", "2222")
+        await wait_for(pilot, lambda: "Sale voided" in text_of(app, "#message"))
+        await settle(pilot)
+        assert isinstance(app.screen, VoidScreen) and "voided already" in text_of(app, "#hint")
+        assert "confirm" not in {b.binding.action for b in app.screen.active_bindings.values()}
+        await pilot.press("f9")
+        await settle(pilot)
+        assert not isinstance(app.screen, SupervisorPrompt)  # no PIN asked for a void that cannot happen
+        await pilot.press("escape", "f4")
+        await settle(pilot)
+        assert isinstance(app.screen, TransactionsScreen)
+        table = app.screen.query_one(DataTable)
+        shown = {str(table.get_row_at(i)[0]): str(table.get_row_at(i)[6]) for i in range(table.row_count)}
+        assert shown[f"#{row.short_ref}"] == "VOIDED"
+    assert [r.kind for r in rows(staffed)] == ["sale", "void"]
+
+
+async def test_after_a_refund_the_form_starts_again_so_f9_cannot_refund_twice(app_factory, staffed):
+    row = sell_card(staffed, 8000)
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        await pilot.press("f5")
+        await type_text(pilot, row.short_ref)  # the short reference, as on the receipt
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "Left to refund: ¥80.00" in text_of(app, "#original")
+        await type_text(pilot, "50.00")
+        await pilot.press("f9")
+        await wait_for(pilot, lambda: isinstance(app.screen, SupervisorPrompt))
+        await sign_in(pilot, "sup1", "2222")
+        await wait_for(pilot, lambda: "Refund recorded: ¥50.00" in text_of(app, "#message"))
+        assert isinstance(app.screen, RefundScreen)
+        assert app.screen.query_one("#amount").value == "" and app.screen.query_one("#reference").value == ""
+        await pilot.press("f9")  # nothing looked up: nothing to refund
+        await settle(pilot)
+        assert not isinstance(app.screen, SupervisorPrompt)
+    assert [(r.kind, r.amount.minor) for r in rows(staffed)] == [("sale", 8000), ("refund", 5000)]
+
+
+async def test_a_reference_shared_by_several_days_says_ambiguous(app_factory, staffed, clock):
+    first = sell_card(staffed, 1000)
+    clock.advance(days=1)
+    second = sell_card(staffed, 2000, token="tokB")
+    assert first.short_ref == second.short_ref == "0001"
+    clock.advance(days=1)
+    app = app_factory()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await sign_in(pilot)
+        await pilot.press("f5")
+        await type_text(pilot, "0001")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "Several sales have reference 0001" in text_of(app, "#original")
+        assert "#0001 2026-11-23" in text_of(app, "#original") and "#0001 2026-11-24" in text_of(app, "#original")
+        await pilot.press("f9")
+        await settle(pilot)
+        assert "Refund refused: several transactions have that reference" in text_of(app, "#message")
+
+
+# -- 7. a result that needs a PIN never drops the sale -----------------------------------------------
+
+
+async def test_enter_on_a_result_that_is_not_an_approval_goes_back_to_the_sale(app_factory, staffed):
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        await type_text(pilot, "150000")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, PresentScreen))
+        present = app.screen
+        present.show_result(SaleOutcome(outcome="need_cvm", amount=present.amount, reasons=("cvm_required",),
+                                        no_pinpad=True))
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen))
+        await settle(pilot)
+        assert "no PIN pad" in text_of(app, "#why")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, PresentScreen))
+        assert app.screen is present and present.amount.minor == 150000  # the same sale, waiting to be paid
+
+
+# -- 8. both languages whole --------------------------------------------------------------------------
+
+
+async def test_a_declined_result_never_reads_approved_in_either_language(app_factory, staffed):
+    for locale in ("en", "zh-CN"):
+        app = app_factory(locale=locale)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await sign_in(pilot)
+            outcome = SaleOutcome(outcome="declined", amount=Money(150000, staffed.currency),
+                                  reasons=("backend_unreachable", "above_floor_limit"), auth_mode="offline")
+            await app.push_screen(app.make(ResultScreen, outcome))
+            await settle(pilot)
+            how = text_of(app, "#how")
+            assert how and "approved" not in how.lower() and "授权" not in how and "批准" not in how, how
+
+
+async def test_chinese_lists_receipts_and_search(app_factory, staffed):
+    sell_card(staffed, 1000, scheme="unionpay")
+    staffed.require_journal().deny_locally("tokX", "t", now=staffed.clock())
+    declined = staffed.pay(PaymentRequest(Money(500, staffed.currency), Method.CARD, card_token="tokX"),
+                           CardFacts(scheme="visa"))
+    assert not declined.approved
+    receipt = "\n".join(staffed.receipt_lines(rows(staffed)[0], "zh-CN"))
+    assert "银联" in receipt and "谢谢惠顾" in receipt and "Thank you" not in receipt and "unionpay" not in receipt
+    app = app_factory(locale="zh-CN")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await sign_in(pilot)
+        await pilot.press("f4")
+        await settle(pilot)
+        table = app.screen.query_one(DataTable)
+        methods = {str(table.get_row_at(i)[4]) for i in range(table.row_count)}
+        assert methods == {"银联", "Visa"}
+        await pilot.press("slash")
+        await type_text(pilot, "拒绝")
+        await settle(pilot)
+        assert [r.id for r in app.screen.rows] == [declined.row.id]
+
+
+async def test_the_z_report_file_is_in_the_terminals_language(app_factory, staffed):
+    sell_card(staffed, 1000)
+    app = app_factory(locale="zh-CN")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await sign_in(pilot, "sup1", "2222")
+        await pilot.press("f7")
+        await settle(pilot)
+        await pilot.press("f9")
+        await wait_for(pilot, lambda: isinstance(app.screen, DayCloseScreen) and app.screen.closed_z == 1)
+    text = next((staffed.data_dir / "reports").glob("Z*.txt")).read_text()
+    assert "结算报表 Z1" in text and "营业日 2026-11-23" in text and "银联" in text and "Sales" not in text
+
+
+async def test_the_language_switches_at_run_time(app_factory, staffed):
+    app = app_factory()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f12")  # on the sign-in screen
+        await settle(pilot)
+        assert isinstance(app.screen, SignInScreen) and app.locale == "zh-CN"
+        assert "操作员" in "".join(str(w.render()) for w in app.screen.query("Label"))
+        await sign_in(pilot)
+        await type_text(pilot, "1234")
+        app.switch_language("en")  # what the command palette's "Language" command runs
+        await settle(pilot)
+        assert isinstance(app.screen, CheckoutScreen) and app.screen.query_one(AmountEntry).minor == 1234
+        assert "Total  ¥12.34" in text_of(app, "#total")
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert "Language: 中文" in titles
+
+
+# -- 9. silent failures -------------------------------------------------------------------------------
+
+
+async def test_ctrl_q_needs_a_supervisor_or_a_technician(app_factory, staffed):
+    app = app_factory()
+    told = record_notifications(app)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)  # a cashier
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: isinstance(app.screen, SupervisorPrompt))
+        await sign_in(pilot, "cash1", "1111")  # a cashier cannot approve it
+        await wait_for(pilot, lambda: told)
+        assert app.is_running and "Only a supervisor or a technician" in told[-1].message
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: isinstance(app.screen, SupervisorPrompt))
+        await sign_in(pilot, "tech1", "3333")
+        await wait_for(pilot, lambda: not app.is_running, timeout=5)
+
+
+# -- 11. one short reference everywhere ----------------------------------------------------------------
+
+
+async def test_the_result_shows_the_short_reference_not_the_transaction_id(app_factory, staffed):
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        await type_text(pilot, "500")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, PresentScreen))
+        result = await pay_cash_exactly(pilot)
+        row = result.result.row
+        shown = text_of(app, "#reference")
+        assert shown == f"Reference #{row.short_ref} {row.business_date.isoformat()}" and row.id not in shown
