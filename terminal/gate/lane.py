@@ -31,9 +31,9 @@ from typing import Any
 
 from drivers.base import CardReader, CodeScanner, ScannedCode
 from drivers.gate import GateHardware, GateHardwareError, GateStatus, Indicator
-from terminal.checkout import ReaderWatcher, ScannerWatcher
 from terminal.payment import FareResult
 from terminal.transit import GatePlace, TransitTaps, refusal
+from terminal.watchers import ReaderWatcher, ScannerWatcher
 
 log = logging.getLogger("walletpos.gate")
 
