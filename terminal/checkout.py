@@ -39,7 +39,7 @@ from terminal.errors import CardError, QrPayloadError, ReaderError, StorageError
 from terminal.journal import CodeClaim, TxnRow
 from terminal.payment import CardFacts, PaymentResult
 from terminal.payments import Payments
-from terminal.watchers import DeviceWatcher, ReaderWatcher, ScannerWatcher
+from terminal.watchers import DeviceWatcher, ReaderWatcher, ScannerWatcher, release
 
 log = logging.getLogger("walletpos.checkout")
 
@@ -189,12 +189,7 @@ class Checkout:
             self._release(kind, item)
 
     def _release(self, kind: str, item: Any) -> None:
-        if kind == "card":
-            try:
-                item.close()
-            finally:
-                if self.reader is not None:
-                    self.reader.done.set()
+        release(kind, item, self.reader)
 
     def take_payment(self, amount: Money, *, operator: str | None, cancel: threading.Event,
                      progress: Progress | None = None, note: str = "",

@@ -134,3 +134,14 @@ class ScannerWatcher(DeviceWatcher):
             if self.armed.is_set():
                 self.deliver("code", code)
         self._status = scanner.status()
+
+
+def release(kind: str, item: Any, reader: ReaderWatcher | None) -> None:
+    """Give back a presentation nobody will use (a sale cancelled, a lane closing): a card's session
+    is closed and the reader watcher may look for the next card."""
+    if kind == "card":
+        try:
+            item.close()
+        finally:
+            if reader is not None:
+                reader.done.set()
