@@ -118,7 +118,8 @@ class Chain:
                     if row is None or row[0].hex() != start_hash:
                         raise JournalIntegrityError(f"transaction row {start_seq}, verified at the last checkpoint, "
                                                     "was removed or changed")
-                walked = walk_txn(db, start_seq, start_hash, self._keys.public_key_bytes, signatures=True)
+                walked = walk_txn(db, start_seq, start_hash, self._keys.public_key_bytes, signatures=True,
+                                  signed_here=self._d.signed_here)
                 if walked.problem:
                     raise JournalIntegrityError(f"transaction row {walked.bad_seq}: {walked.problem}")
                 if (walked.last_seq, walked.last_hash) != (head.txn_seq, head.txn_hash):
@@ -135,6 +136,7 @@ class Chain:
                                     "audit_hash": head.audit_hash, "at": utc_text(now)}
             body["signature"] = self._keys.sign(checkpoint_digest(body)).hex()
             self._state.set_guard(db, CHECKPOINT, body)
+            self._d.signed_here.clear()  # what they vouched for is behind the checkpoint now
             ack = self._state.guard(db, BACKEND_ACK)
         anchor = {"terminal_id": self._d.terminal_id, "public_key": self._keys.public_key_bytes.hex(),
                   "checkpoint": body, "backend_ack": ack}
@@ -172,9 +174,13 @@ Progress = Callable[[int, int], None]  # (rows checked, rows to check)
 
 
 def walk_txn(db: sqlite3.Connection, after: int, prev: str, public_key: bytes, *, signatures: bool,
-             progress: Progress | None = None, total: int = 0) -> Walk:
+             progress: Progress | None = None, total: int = 0,
+             signed_here: Mapping[int, tuple[bytes, bytes]] | None = None) -> Walk:
     """Rows after `after` (whose hash is `prev`): contiguous, each linked to the one before, each hash
-    recomputed from the stored values; signatures checked when asked."""
+    recomputed from the stored values; signatures checked when asked, except for a row whose stored
+    hash and signature are byte for byte the ones this process made (`signed_here`): that signature
+    is valid by construction, and the recomputed hash still proves the content."""
+    known = signed_here or {}
     walk = Walk(last_seq=after, last_hash=prev)
     expected = after + 1
     for values in _pages(db, f"SELECT {TXN_COLUMNS} FROM txn WHERE seq > ? ORDER BY seq LIMIT ?", after):
@@ -197,7 +203,8 @@ def walk_txn(db: sqlite3.Connection, after: int, prev: str, public_key: bytes, *
                         problem = "its content does not match its hash: the row was edited"
             if problem is None and values[21] is None:
                 walk.unsigned += 1
-            elif problem is None and signatures and not verify_signature(public_key, values[21], values[20]):
+            elif problem is None and signatures and known.get(seq) != (values[20], values[21]) \
+                    and not verify_signature(public_key, values[21], values[20]):
                 problem = "its signature is not the terminal's"
         if problem:
             walk.bad_seq, walk.problem = expected, problem

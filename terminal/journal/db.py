@@ -184,6 +184,11 @@ class Database:
         self.terminal_id = terminal_id
         self.lock = threading.RLock()
         self.closed = False
+        # rows this process signed since the last checkpoint: seq -> (row hash, signature). A row whose
+        # stored hash and signature are still exactly these needs no second Ed25519 check at the
+        # checkpoint (its content hash is recomputed all the same). Bounded: past the bound the
+        # checkpoint verifies signatures as usual.
+        self.signed_here: dict[int, tuple[bytes, bytes]] = {}
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         fresh = not self.path.exists() or self.path.stat().st_size == 0
         try:

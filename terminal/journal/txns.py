@@ -108,6 +108,10 @@ def row_problem(values: Sequence[Any]) -> str | None:
     return None
 
 
+# rows remembered as signed by this process until the next checkpoint (~250 bytes each)
+SIGNED_HERE_MAX = 100_000
+
+
 class Transactions:
     """Appends (through a session) and reads transaction rows."""
 
@@ -188,6 +192,8 @@ class Transactions:
                 raise self._d.fail(exc, "sign transactions") from None
             signed += len(updates)
             after = page[-1][0]
+            if len(self._d.signed_here) + len(updates) <= SIGNED_HERE_MAX:
+                self._d.signed_here.update((seq, (row_hash, signature)) for signature, seq, row_hash in updates)
         return signed
 
     # -- reads ----------------------------------------------------------------------------------
