@@ -163,8 +163,10 @@ def one_size(rows: int, directory: Path) -> dict[str, Any]:
     journal.close()
     clock = Clock(moment + timedelta(seconds=1))
     with bootstrap(config_path=config_path, data_dir=data, clock=clock, env={}, configure_logging=False) as svc:
+        # the supervisor who closes each day (signed in: no PIN asked)
+        svc.operators.add("sup1", "Night supervisor", "supervisor", "2468", now=clock.now)
         if rows > last_day:
-            svc.close_day(operator=None)  # yesterday's Z, as every day has one
+            svc.close_day(operator="sup1")  # yesterday's Z, as every day has one
         journal = svc.require_journal()
         moment = build(journal, last_day, moment + timedelta(seconds=43), zone, rng=rng, first_index=rows - last_day)
         clock.now = moment + timedelta(seconds=1)
@@ -248,7 +250,7 @@ def one_size(rows: int, directory: Path) -> dict[str, Any]:
 
         out["status_cli_ms"] = ms(statistics.median(timed(status_cli, 3)))
 
-        out["z_report_daily_ms"] = ms(timed(lambda: svc.close_day(operator=None), 1)[0])
+        out["z_report_daily_ms"] = ms(timed(lambda: svc.close_day(operator="sup1"), 1)[0])
 
         t = time.perf_counter()
         full = svc.verify_journal()
@@ -272,11 +274,13 @@ def one_size(rows: int, directory: Path) -> dict[str, Any]:
         out["pay_p50_with_backlog_ms"] = ms(statistics.median(backlog_pays))
 
         if rows >= 50_000:  # a 20,000-row day, and a retention run (both once, at the large sizes)
+            svc.close_day(operator="sup1")  # the backlog's day closed: the next batch is the 20,000-row day
             clock.now = build(journal, 20_000 - 0, clock.now + timedelta(days=1), zone, rng=rng,
                               first_index=rows * 2) + timedelta(seconds=1)
             svc.housekeeping()
-            out["x_report_20k_day_ms"] = ms(timed(svc.day_report, 1)[0])
-            out["z_report_20k_day_ms"] = ms(timed(lambda: svc.close_day(operator=None), 1)[0])
+            out["x_report_20k_day_ms"] = ms(statistics.median(timed(svc.day_report, 3)))
+            out["x_report_20k_day_rows"] = svc.day_report().sales.count
+            out["z_report_20k_day_ms"] = ms(timed(lambda: svc.close_day(operator="sup1"), 1)[0])
             # the unsent backlog was accepted meanwhile; keep ten days (this bench's days are 2,000 rows)
             pending = [r.id for r in journal.sync.pending(limit=backlog + 100_000)]
             journal.sync.set_sync_results([(i, "accepted", None) for i in pending], now=clock.now)
