@@ -1,11 +1,10 @@
 """Taking one payment at the counter: race the card reader and the camera, then decide.
 
-A `DeviceWatcher` thread owns each device. It opens the device, reopens it with exponential
-backoff when it disappears (a pulled USB reader, a camera that stops delivering frames), keeps its
-state for the status bar, and — only while a sale is armed — hands each presentation (a card in the
-field, a decoded code) to the checkout. `Checkout.take_payment` arms the watchers, takes the first
-presentation, turns it into a payment request through an interpreter (the EMV kernel for cards,
-the payload parsers for codes) and lets `Service.pay` decide and journal it.
+A `DeviceWatcher` thread (`terminal.watchers`) owns each device and, only while a sale is armed,
+hands each presentation (a card in the field, a decoded code) to the checkout.
+`Checkout.take_payment` arms the watchers, takes the first presentation, turns it into a payment
+request through an interpreter (the EMV kernel for cards, the payload parsers for codes) and lets
+`Service.pay` decide and journal it.
 
 A card left on the reader after its payment is not read again for the next sale until it has been
 taken away: the reader watcher waits for the field to be empty first.
@@ -26,7 +25,6 @@ from drivers.base import (
     CardRemovedError,
     CardSession,
     CodeScanner,
-    ReaderStatus,
     ReaderUnavailableError,
     ScannedCode,
 )
@@ -41,6 +39,7 @@ from terminal.errors import CardError, QrPayloadError, ReaderError, StorageError
 from terminal.journal import CodeClaim, TxnRow
 from terminal.payment import CardFacts, PaymentResult
 from terminal.payments import Payments
+from terminal.watchers import DeviceWatcher, ReaderWatcher, ScannerWatcher, release
 
 log = logging.getLogger("walletpos.checkout")
 
@@ -119,123 +118,6 @@ class PaymentInterpreter:
 
 
 # ------------------------------------------------------------------------------------------------
-# device watchers
-
-
-class DeviceWatcher(threading.Thread):
-    """One device, kept open (reopened with backoff), its presentations queued while armed."""
-
-    kind = "device"
-
-    def __init__(self, opener: Callable[[], Any], deliver: Callable[[str, Any], None], *,
-                 backoff_max: float = 5.0) -> None:
-        super().__init__(name=f"watch-{self.kind}", daemon=True)
-        self.opener = opener
-        self.deliver = deliver
-        self.backoff_max = backoff_max
-        self.armed = threading.Event()
-        self.stopped = threading.Event()
-        self.device: Any = None
-        self._status = ReaderStatus("starting", self.kind)
-
-    @property
-    def status(self) -> ReaderStatus:
-        return self._status
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.armed.set()  # wake a sleeping watcher
-
-    def _open(self, backoff: float) -> float:
-        try:
-            self.device = self.opener()
-            self._status = self.device.status()
-            log.info("%s opened: %s", self.kind, self._status.name)
-            return 0.2
-        except (ReaderError, OSError) as exc:
-            self._status = ReaderStatus("absent", self.kind, str(exc))
-            self.device = None
-            self.stopped.wait(backoff)
-            return min(self.backoff_max, backoff * 2)
-
-    def _lost(self, exc: Exception) -> None:
-        log.warning("%s lost: %s", self.kind, exc)
-        self._status = ReaderStatus("absent", self.kind, str(exc))
-        try:
-            if self.device is not None:
-                self.device.close()
-        except (ReaderError, OSError):
-            pass
-        self.device = None
-
-    def run(self) -> None:
-        backoff = 0.2
-        while not self.stopped.is_set():
-            if self.device is None:
-                backoff = self._open(backoff)
-                continue
-            try:
-                self.poll()
-            except (ReaderUnavailableError, OSError) as exc:
-                self._lost(exc)
-            except WalletposError as exc:  # a device error that is not a disconnect: report, keep going
-                self._status = ReaderStatus("error", self.kind, exc.message)
-                self.stopped.wait(0.5)
-        if self.device is not None:
-            self.device.close()
-
-    def poll(self) -> None:
-        raise NotImplementedError
-
-
-class ReaderWatcher(DeviceWatcher):
-    kind = "reader"
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.need_removal = False
-        self.done = threading.Event()
-
-    def poll(self) -> None:
-        reader: CardReader = self.device
-        if not self.armed.is_set() and not self.need_removal:
-            self._status = reader.status()
-            self.armed.wait(0.5)
-            return
-        session = reader.wait_for_card(0.2)
-        if session is None:
-            self.need_removal = False
-            self._status = reader.status()
-            return
-        if self.need_removal or not self.armed.is_set():
-            session.close()  # the card of the last sale is still in the field: wait for it to go
-            self.stopped.wait(0.05)
-            return
-        self._status = ReaderStatus("card_present", reader.name)
-        self.done.clear()
-        self.deliver("card", session)
-        self.done.wait()  # the checkout reads the card, then releases it
-        self.need_removal = True
-
-
-class ScannerWatcher(DeviceWatcher):
-    kind = "camera"
-
-    def poll(self) -> None:
-        scanner: CodeScanner = self.device
-        if not self.armed.is_set():
-            if scanner.status().state == "starting":
-                scanner.prepare()  # opened now: the status bar says ready (or absent) before the first sale
-            self._status = scanner.status()
-            self.armed.wait(0.5)
-            return
-        for code in scanner.codes(timeout=0.5):
-            if self.armed.is_set():
-                self.deliver("code", code)
-        self._status = scanner.status()
-
-
-# ------------------------------------------------------------------------------------------------
 # the checkout
 
 
@@ -307,12 +189,7 @@ class Checkout:
             self._release(kind, item)
 
     def _release(self, kind: str, item: Any) -> None:
-        if kind == "card":
-            try:
-                item.close()
-            finally:
-                if self.reader is not None:
-                    self.reader.done.set()
+        release(kind, item, self.reader)
 
     def take_payment(self, amount: Money, *, operator: str | None, cancel: threading.Event,
                      progress: Progress | None = None, note: str = "",

@@ -25,6 +25,7 @@ class Exit(IntEnum):
     READ_ERROR = 13
     NO_CARD = 14
     READER_UNAVAILABLE = 15
+    NEEDS_A_PERSON = 16  # sync ran, but the backend rejected rows or the journal is on hold
     INTERNAL = 70
 
 

@@ -83,7 +83,17 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 _print_json(report.to_dict())
             else:
                 print("\n".join(report.lines()))
-            return Exit.OK if report.ok else Exit.ONLINE_FAILED
+            if not report.ok:
+                return Exit.ONLINE_FAILED
+            # the link works, but what the backend refused (or a journal on hold) waits for a person:
+            # a monitoring script must not read that as a healthy sync
+            status = svc.sync_status()
+            if report.rejected or status.rejected or status.hold:
+                print(f"walletpos: {status.rejected} row(s) rejected by the backend"
+                      + (f"; offline approvals on hold: {status.hold}" if status.hold else "")
+                      + " (walletpos sync --status, walletpos doctor)", file=sys.stderr)
+                return Exit.NEEDS_A_PERSON
+            return Exit.OK
         return _run_foreground(svc)
 
 

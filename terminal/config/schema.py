@@ -6,76 +6,30 @@ writes them out as config/default.toml.
 
 from __future__ import annotations
 
-import re
-import typing
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields
 from datetime import time as dt_time
-from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Literal
+from zoneinfo import ZoneInfo
 
+from terminal.config.fields import (
+    EMBEDDED,
+    check_aid,
+    check_backend_url,
+    check_camera_source,
+    check_country,
+    check_currency,
+    check_gate_device,
+    check_issuer_key,
+    check_local_time,
+    check_reader_device,
+    check_timezone,
+    is_table,
+    section,
+    setting,
+    type_hints,
+)
 from terminal.core.countries import country_numeric
 from terminal.core.money import Currency, Money, currency
-from terminal.errors import MoneyError
-
-EMBEDDED = "<embedded defaults>"
-
-
-def setting(
-    default: Any,
-    doc: str,
-    *,
-    minimum: int | None = None,
-    maximum: int | None = None,
-    pattern: str | None = None,
-    allowed: str | None = None,
-    check: Callable[[Any], str | None] | None = None,
-) -> Any:
-    """Declare one config key: its default (as written in TOML), a comment, and its constraints."""
-    return field(
-        metadata={
-            "default": default,
-            "doc": doc,
-            "minimum": minimum,
-            "maximum": maximum,
-            "pattern": pattern,
-            "allowed": allowed,
-            "check": check,
-        }
-    )
-
-
-def section(doc: str) -> Callable[[type], type]:
-    """Mark a dataclass as a TOML table with a comment."""
-
-    def wrap(cls: type) -> type:
-        cls.__section_doc__ = doc  # type: ignore[attr-defined]
-        return cls
-
-    return wrap
-
-
-def _check_timezone(value: str) -> str | None:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        return "an IANA time zone name such as Asia/Shanghai or UTC"
-    return None
-
-
-def _check_currency(value: str) -> str | None:
-    try:
-        currency(value)
-    except MoneyError:
-        return "an ISO 4217 alphabetic currency code such as CNY, HKD or USD"
-    return None if value.isalpha() else "an alphabetic ISO 4217 code such as CNY"
-
-
-def _check_country(value: str) -> str | None:
-    if len(value) == 2 and country_numeric(value) is not None:
-        return None
-    return "an ISO 3166-1 alpha-2 country code such as CN, HK or SG"
-
 
 # --------------------------------------------------------------------------------------------
 # Sections
@@ -104,15 +58,15 @@ class TerminalConfig:
         "5411", "ISO 18245 merchant category code, four digits (5411 grocery, 4111 transit).",
         pattern=r"[0-9]{4}", allowed="four digits, e.g. 5411",
     )
-    country: str = setting("CN", "ISO 3166-1 alpha-2 country of the terminal.", check=_check_country)
+    country: str = setting("CN", "ISO 3166-1 alpha-2 country of the terminal.", check=check_country)
     currency: str = setting(
         "CNY", "ISO 4217 currency of the terminal; payments in any other currency are declined.",
-        check=_check_currency,
+        check=check_currency,
     )
     timezone: str = setting(
         "Asia/Shanghai",
         "IANA time zone for screens, receipts and the business day (storage is always UTC).",
-        check=_check_timezone,
+        check=check_timezone,
     )
     mode: Literal["retail", "transit"] = setting(
         "retail", "retail: a cashier keys amounts; transit: an unattended gate charges fares."
@@ -254,12 +208,6 @@ class JournalConfig:
         minimum=8, maximum=3650)
 
 
-def _check_local_time(value: str) -> str | None:
-    if value == "" or re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", value):
-        return None
-    return "a local time as HH:MM on the 24-hour clock, such as \"03:30\", or \"\" for no automatic close"
-
-
 @section(
     "The day close (Z report) of a terminal nobody closes by hand: a transit gate, a kiosk. The batch\n"
     "closes itself once a day, as a supervisor's close does (closed by \"auto\"), from the housekeeping of\n"
@@ -270,7 +218,7 @@ def _check_local_time(value: str) -> str | None:
 class DayCloseConfig:
     auto_at: str = setting(
         "", "Local time ([terminal] timezone) of the automatic close, HH:MM on the 24-hour clock (\"03:30\");\n"
-        "\"\": no automatic close (a supervisor closes the day).", check=_check_local_time,
+        "\"\": no automatic close (a supervisor closes the day).", check=check_local_time,
     )
 
     @property
@@ -280,28 +228,6 @@ class DayCloseConfig:
             return None
         hour, minute = self.auto_at.split(":")
         return dt_time(int(hour), int(minute))
-
-
-def _check_backend_url(value: str) -> str | None:
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        return "an http(s) URL such as https://wallet.example.com"
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        return "an http(s) URL such as https://wallet.example.com (no query or fragment)"
-    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
-        return "an https URL: plain http is only allowed for a backend on this machine (127.0.0.1)"
-    return None
-
-
-def _check_camera_source(value: str) -> str | None:
-    if value.strip() != value or not value:
-        return ("a device index (0), a device path (/dev/video0), a video file, an image, a folder of images, "
-                "an rtsp:// URL or sim:")
-    return None
 
 
 @section(
@@ -315,7 +241,7 @@ class BackendConfig:
     url: str = setting(
         "http://127.0.0.1:8765",
         "Base URL of the backend API; https, or http only for a backend on this machine (the sandbox).",
-        check=_check_backend_url,
+        check=check_backend_url,
     )
     connect_timeout_ms: int = setting(3000, "Longest wait to open a connection, in milliseconds.",
                                       minimum=10, maximum=60_000)
@@ -373,7 +299,7 @@ class CameraConfig:
     source: str = setting(
         "sim:", "Where frames come from: a device index (0) or path (/dev/video0), a video file, an image, a\n"
         "folder of images (read in name order), an rtsp:// URL, or sim: for the built-in simulated camera.",
-        check=_check_camera_source,
+        check=check_camera_source,
     )
     width: int = setting(1280, "Frame width asked of the camera, in pixels.", minimum=160, maximum=3840)
     height: int = setting(720, "Frame height asked of the camera, in pixels.", minimum=120, maximum=2160)
@@ -388,18 +314,6 @@ class CameraConfig:
     )
 
 
-def _check_reader_device(value: str) -> str | None:
-    if value == "sim:" or re.fullmatch(r"pcsc:.{0,120}", value) or re.fullmatch(r"nfc:(usb|udp|tty)(:[^\s]*)?", value):
-        return None
-    return "sim:, pcsc:<reader name pattern> (empty: the first reader), or nfc:<nfcpy device> such as " \
-        "nfc:usb:072f:2200 or nfc:udp:localhost:54321"
-
-
-def _check_aid(value: str) -> str | None:
-    return None if re.fullmatch(r"([0-9A-F]{2}){5,16}=[a-z0-9_]{1,16}", value) else (
-        "AID as 10-32 uppercase hex digits, '=', the scheme name (e.g. \"A0000006021010=wallet\")")
-
-
 @section(
     "The contactless card reader and the EMV kernel's terminal data."
 )
@@ -409,12 +323,12 @@ class ReaderConfig:
         "sim:", "Which reader: sim: (the built-in simulated reader), pcsc:<pattern> (a PC/SC reader whose name\n"
         "contains the pattern; pcsc: alone takes the first reader), or nfc:<device> for a reader driven by\n"
         "nfcpy (nfc:usb:072f:2200, nfc:tty:USB0:pn532, nfc:udp:localhost:54321).",
-        check=_check_reader_device,
+        check=check_reader_device,
     )
     extra_aids: tuple[str, ...] = setting(
         [], "Applications accepted besides the built-in schemes (Visa, Mastercard, UnionPay, Amex, JCB,\n"
         "Discover, Interac), as \"AID=scheme\"; the wallet's own AID goes here.",
-        check=lambda aids: next((p for p in map(_check_aid, aids) if p), None),
+        check=lambda aids: next((p for p in map(check_aid, aids) if p), None),
     )
     terminal_type: int = setting(
         0x22, "EMV terminal type (9F35): 34 (0x22) attended with online capability, 37 (0x25) unattended\n"
@@ -437,11 +351,6 @@ class ReaderConfig:
         return dict(item.split("=", 1) for item in self.extra_aids)
 
 
-def _check_issuer_key(value: str) -> str | None:
-    return None if re.fullmatch(r"[A-Za-z0-9._-]{1,32}:[0-9a-f]{64}", value) else (
-        "key-id:64 lowercase hex digits of the issuer's Ed25519 public key")
-
-
 @section("Payment codes: which codes this terminal accepts and the merchant code it shows.")
 @dataclass(frozen=True, kw_only=True)
 class QrConfig:
@@ -452,7 +361,7 @@ class QrConfig:
     issuer_keys: tuple[str, ...] = setting(
         [], "Issuer public keys for signed wallet codes, as \"key-id:hex\" (Ed25519, 32 bytes); keys the\n"
         "backend delivers are used as well. A code signed by a key in neither place is refused.",
-        check=lambda keys: next((p for p in map(_check_issuer_key, keys) if p), None),
+        check=lambda keys: next((p for p in map(check_issuer_key, keys) if p), None),
     )
     clock_skew_seconds: int = setting(
         30, "Tolerance between the issuer's clock and the terminal's when checking a signed code's time window.",
@@ -479,12 +388,6 @@ class QrConfig:
         return {k: bytes.fromhex(v) for k, v in (item.split(":", 1) for item in self.issuer_keys)}
 
 
-def _check_gate_device(value: str) -> str | None:
-    if value == "sim:" or re.fullmatch(r"serial:/[^\s@]{1,200}(@[0-9]{3,7})?", value):
-        return None
-    return "sim: (the simulated gate) or serial:<device>[@baud] (a relay board, e.g. serial:/dev/ttyUSB0@9600)"
-
-
 @section(
     "Transit gate mode (`walletpos gate`, with [terminal] mode = \"transit\"): where the gate stands, its\n"
     "fare table, its hardware and its rules. Every tap is decided offline and journaled as a fare row."
@@ -509,7 +412,7 @@ class TransitConfig:
     )
     gate_device: str = setting(
         "sim:", "The gate hardware: sim: (simulated) or serial:<device>[@baud] for a serial relay board\n"
-        "(e.g. serial:/dev/ttyUSB0@9600).", check=_check_gate_device,
+        "(e.g. serial:/dev/ttyUSB0@9600).", check=check_gate_device,
     )
     open_ms: int = setting(
         6000, "How long the gate stays open for one passenger, in milliseconds.", minimum=500, maximum=60_000,
@@ -560,16 +463,6 @@ class Config:
 
 
 ROOT_SECTIONS: tuple[str, ...] = tuple(f.name for f in fields(Config) if f.name != "source")
-
-
-def type_hints(cls: type) -> dict[str, Any]:
-    """The resolved annotations of a section class (its keys' types)."""
-    return typing.get_type_hints(cls)
-
-
-def is_table(tp: Any) -> bool:
-    """A config type written as a TOML table (a section dataclass; Money is a value, not a table)."""
-    return isinstance(tp, type) and is_dataclass(tp) and tp is not Money
 
 
 def iter_keys(cls: type = Config, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

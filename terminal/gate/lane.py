@@ -31,9 +31,9 @@ from typing import Any
 
 from drivers.base import CardReader, CodeScanner, ScannedCode
 from drivers.gate import GateHardware, GateHardwareError, GateStatus, Indicator
-from terminal.checkout import ReaderWatcher, ScannerWatcher
 from terminal.payment import FareResult
 from terminal.transit import GatePlace, TransitTaps, refusal
+from terminal.watchers import ReaderWatcher, ScannerWatcher, release
 
 log = logging.getLogger("walletpos.gate")
 
@@ -237,12 +237,7 @@ class GateLane:
             self._release(kind, item)
 
     def _release(self, kind: str, item: Any) -> None:
-        if kind == "card":
-            try:
-                item.close()
-            finally:
-                if self.reader is not None:
-                    self.reader.done.set()
+        release(kind, item, self.reader)
 
     # -- deciding -----------------------------------------------------------------------------------
 

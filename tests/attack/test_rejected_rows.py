@@ -122,6 +122,8 @@ def test_an_old_copy_put_back_is_put_on_hold_at_the_first_sync_and_its_rows_keep
           f"exposure {status['unsynced_exposure']['text']}, last sync {status['last_sync_at']}, "
           f"approvals: {status['approvals']}")
     assert report["rejected"] == 3 and report["seq_conflicts"] == 3 and report["accepted"] == 0
+    again = terminal.run("sync", "--once")  # for a monitoring script: not a healthy sync
+    assert again.returncode == 16 and "3 row(s) rejected" in again.stderr and "on hold" in again.stderr
     assert [t["status"] for t in sandbox.admin.transactions(TERMINAL)] == ["accepted"] * 3  # the backend kept its own
     # on hold, and says why, in every place a person looks
     assert status["integrity"]["ok"] is False and "offline approvals disabled" in status["approvals"]

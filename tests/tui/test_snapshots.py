@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Input
 
 from terminal.core.money import Money
 from terminal.core.rules import Method, PaymentRequest
@@ -45,13 +45,16 @@ def seed(service) -> list:
 
 
 async def settle(pilot) -> None:
-    """Workers done, and every table has sized its columns to the rows a worker just added (a
+    """Workers done, a dialog's input focused, and every table has sized its columns to the rows a worker just added (a
     DataTable does that on idle: one pause is not always enough, and the snapshot then shows
     columns cut to the header's width)."""
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
     for _ in range(50):
-        if all(table_measured(t) for t in pilot.app.screen.query(DataTable)):
+        screen = pilot.app.screen
+        # a dialog's first field takes the focus (and shows its cursor) a frame after the dialog shows
+        focus_due = screen.focused is None and any(i.can_focus for i in screen.query(Input))
+        if not focus_due and all(table_measured(t) for t in screen.query(DataTable)):
             break
         await pilot.pause(0.02)
     await pilot.pause()

@@ -106,7 +106,7 @@ def test_distance_fares_by_band(a, b, fare):
 @pytest.mark.parametrize(("metres", "fare"), [(0, 300), (6000, 300), (6001, 400), (16000, 400), (16001, 500),
                                               (26000, 500), (26001, 600)])
 def test_band_boundaries_are_inclusive(metres, fare):
-    assert fares._distance_fare(metres, T.distance_bands, T.beyond_every_m, T.beyond_add) == fare
+    assert fares.table._distance_fare(metres, T.distance_bands, T.beyond_every_m, T.beyond_add) == fare
 
 
 @pytest.mark.parametrize(("when", "peak"), [

@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "terminal.cardpay": 5, "terminal.codepay": 5, "terminal.backoffice": 5, "terminal.sync": 5,
     "terminal.transit": 5,  # taps at a transit gate (cards and codes to Payments.charge_fare)
     "terminal.checkout": 6,
+    "terminal.watchers": 2,  # one thread per device (reader, camera), used by the checkout and a gate lane
     # what reports on the terminal's parts, below the service that offers it: the doctor's checks and
     # the support bundle (which reads the terminal through a protocol)
     "terminal.doctor": 6, "terminal.support": 6,
