@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from terminal.core.basket import taxes_of
@@ -101,7 +101,7 @@ class AutoCloseResult:
     files), `nothing_to_close` (an empty batch is not closed), `already_closed` (by this process
     before, another process, or before a restart), or `busy` (another close holds the lock)."""
 
-    outcome: str
+    outcome: Literal["closed", "nothing_to_close", "already_closed", "busy"]
     scheduled_for: datetime
     report: DayReport | None = None
     paths: tuple[Path, ...] = ()
@@ -495,10 +495,10 @@ class BackOffice:
     # -- housekeeping: the automatic day close ---------------------------------------------------------
 
     def housekeeping(self) -> None:
-        """Upkeep between payments (the gate lane, the TUI and the sync worker call it every few
-        seconds): when `[day_close] auto_at` is set and its moment has passed since the last look,
-        the automatic day close (`auto_close`) runs in a thread of its own, so neither a tap nor the
-        caller waits for it. Otherwise this reads the clock and returns."""
+        """Upkeep between payments (the gate lane's upkeep and `Service.housekeeping`, which the TUI
+        runs, call it every few seconds): when `[day_close] auto_at` is set and its moment has passed
+        since the last look, the automatic day close (`auto_close`) runs in a thread of its own, so
+        neither a tap nor the caller waits for it. Otherwise this reads the clock and returns."""
         at = self.payments.config.day_close.auto_time
         if at is None:
             return
