@@ -205,7 +205,7 @@ def bootstrap(
                         open_hardware=gate.open_hardware, hold_ms=config.transit.open_ms,
                         reader_backoff_s=config.reader.reopen_backoff_max_ms / 1000,
                         camera_backoff_s=config.camera.reopen_backoff_max_ms / 1000,
-                        upkeep=_gate_upkeep(payments), clock=clock, status_dir=directory)
+                        upkeep=_gate_upkeep(payments, backoffice), clock=clock, status_dir=directory)
 
     return Service(payments=payments, operators=operators, backoffice=backoffice, cards=cards,
                    merchant_codes=merchant_codes, backend=client, sync=sync, checkout=checkout, transit=transit,
@@ -226,13 +226,16 @@ def _transit_factory(payments: Payments, cards: CardPayments) -> Callable[[], Tr
     return transit
 
 
-def _gate_upkeep(payments: Payments) -> Callable[[], None]:
-    """A gate's upkeep between taps: the journal's housekeeping, and once a day the journey state of
-    weeks no cap needs any more dropped."""
+def _gate_upkeep(payments: Payments, backoffice: BackOffice | None = None) -> Callable[[], None]:
+    """A gate's upkeep between taps: the journal's housekeeping, the automatic day close (started in
+    a thread of its own, `BackOffice.housekeeping`), and once a day the journey state of weeks no cap
+    needs any more dropped."""
     pruned: list[float] = []
 
     def upkeep() -> None:
         payments.housekeeping()
+        if backoffice is not None:
+            backoffice.housekeeping()
         now = time.monotonic()
         if pruned and now - pruned[0] < 24 * 3600:
             return

@@ -1,7 +1,7 @@
 """How a config key is declared (`setting`: its default, its comment, its constraints) and checked
-(the checks of values that a type alone does not describe: time zones, currencies, countries, URLs,
-devices, AIDs, keys), and the two questions the loader and the renderer ask of a type. The keys
-themselves are declared in `terminal.config.schema`.
+(the checks of values that a type alone does not describe: time zones, local times, currencies,
+countries, URLs, devices, AIDs, keys), and the two questions the loader and the renderer ask of a
+type. The keys themselves are declared in `terminal.config.schema`.
 """
 
 from __future__ import annotations
@@ -119,6 +119,12 @@ def check_gate_device(value: str) -> str | None:
     if value == "sim:" or re.fullmatch(r"serial:/[^\s@]{1,200}(@[0-9]{3,7})?", value):
         return None
     return "sim: (the simulated gate) or serial:<device>[@baud] (a relay board, e.g. serial:/dev/ttyUSB0@9600)"
+
+
+def check_local_time(value: str) -> str | None:
+    if value == "" or re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", value):
+        return None
+    return "a local time as HH:MM on the 24-hour clock, such as \"03:30\", or \"\" for no automatic close"
 
 
 def type_hints(cls: type) -> dict[str, Any]:

@@ -7,6 +7,7 @@ writes them out as config/default.toml.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from datetime import time as dt_time
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -19,6 +20,7 @@ from terminal.config.fields import (
     check_currency,
     check_gate_device,
     check_issuer_key,
+    check_local_time,
     check_reader_device,
     check_timezone,
     is_table,
@@ -204,6 +206,28 @@ class JournalConfig:
     keep_days: int = setting(
         31, "Business days of rows kept on the device once the backend holds them (at least the refund window).",
         minimum=8, maximum=3650)
+
+
+@section(
+    "The day close (Z report) of a terminal nobody closes by hand: a transit gate, a kiosk. The batch\n"
+    "closes itself once a day, as a supervisor's close does (closed by \"auto\"), from the housekeeping of\n"
+    "`walletpos gate` and `walletpos tui`; a terminal that was off at that time closes the missed day when\n"
+    "it starts; an empty batch is not closed."
+)
+@dataclass(frozen=True, kw_only=True)
+class DayCloseConfig:
+    auto_at: str = setting(
+        "", "Local time ([terminal] timezone) of the automatic close, HH:MM on the 24-hour clock (\"03:30\");\n"
+        "\"\": no automatic close (a supervisor closes the day).", check=check_local_time,
+    )
+
+    @property
+    def auto_time(self) -> dt_time | None:
+        """The time of the automatic close, None when it is off."""
+        if not self.auto_at:
+            return None
+        hour, minute = self.auto_at.split(":")
+        return dt_time(int(hour), int(minute))
 
 
 @section(
@@ -424,6 +448,7 @@ class Config:
     checkout: CheckoutConfig
     log: LogConfig
     journal: JournalConfig
+    day_close: DayCloseConfig
     backend: BackendConfig
     sync: SyncConfig
     camera: CameraConfig
@@ -456,8 +481,8 @@ def iter_keys(cls: type = Config, path: tuple[str, ...] = ()) -> list[tuple[str,
 
 
 __all__ = [
-    "EMBEDDED", "ROOT_SECTIONS", "BackendConfig", "CameraConfig", "CheckoutConfig", "Config", "DisplayConfig",
-    "LogConfig",
+    "EMBEDDED", "ROOT_SECTIONS", "BackendConfig", "CameraConfig", "CheckoutConfig", "Config", "DayCloseConfig",
+    "DisplayConfig", "LogConfig",
     "OfflineLimits", "OperatorPolicy", "QrConfig", "ReaderConfig", "ReaderLimits", "ReceiptConfig", "RefundPolicy",
     "SyncConfig", "TerminalConfig", "TierLimits", "TransitConfig", "WalletTiers", "is_table", "iter_keys", "section",
     "setting", "type_hints",

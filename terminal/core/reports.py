@@ -4,8 +4,11 @@ A Z-report covers every transaction since the previous Z (by journal sequence), 
 closing twice in one day gives Z n and Z n+1; an X-report shows the same totals without closing.
 All amounts are integer minor units of the report currency.
 
-The report is built one row at a time (`DayReport.add`, `build_report` over any iterable): a
-terminal not closed for weeks is reported from rows read in pages, never all held at once.
+The report is built one row at a time (`DayReport.add`, `build_report` over any iterable), or from
+the batch as the journal counts it with SQL (`BatchTotals`: groups of alike rows, tax per rate, the
+first and last row; `report_of_totals`), which is what the terminal does: a day of 20,000 taps, or a
+terminal not closed for weeks, is reported without reading its rows one by one. Both give the same
+report.
 Besides the batch totals it keeps the totals of each cashier, of each shift (the batch is cut into
 shifts where a supervisor ended one: `shift_ends`, the last sequence number of each ended shift),
 the tax included per rate (from the items in the rows), and the cash taken (cash is in the drawer,
@@ -124,13 +127,59 @@ class ReportDict(TypedDict):
     expected_settlement: int
 
 
+@dataclass(frozen=True)
+class RowGroup:
+    """Rows alike in everything a report tells apart, counted together: one journal row, or one line
+    of the journal's GROUP BY over a batch (`terminal.journal.txns.Transactions.batch_totals`)."""
+
+    operator: str | None
+    shift: int  # index of the shift within the batch (0: the first)
+    kind: str
+    method: str
+    scheme: str | None
+    decision: str
+    auth_mode: str
+    sync_state: str
+    count: int
+    amount: int  # minor units, all the rows together
+    first_seq: int
+    last_seq: int
+
+    @classmethod
+    def of(cls, row: ReportRow, shift: int = 0) -> RowGroup:
+        return cls(row.operator, shift, row.kind, row.method, row.scheme, row.decision, row.auth_mode,
+                   row.sync_state, 1, row.amount.minor, row.seq, row.seq)
+
+
+@dataclass(frozen=True)
+class RowMark:
+    """The first or the last row of a batch: its sequence number, business day and time."""
+
+    seq: int
+    business_date: date
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class BatchTotals:
+    """A batch of journal rows as the journal counts it (SQL aggregation, nothing held per row):
+    the groups of alike rows, the tax per rate (rate, gross, tax; refunds and voids already taken
+    off), and the batch's first and last row."""
+
+    groups: tuple[RowGroup, ...] = ()
+    taxes: tuple[tuple[int, int, int], ...] = ()
+    first: RowMark | None = None
+    last: RowMark | None = None
+
+
 @dataclass
 class Totals:
     count: int = 0
     amount: int = 0
 
-    def add(self, minor: int) -> None:
-        self.count += 1
+    def add(self, minor: int, count: int = 1) -> None:
+        """Count `count` rows of `minor` minor units in all."""
+        self.count += count
         self.amount += minor
 
     def to_dict(self) -> TotalsDict:
@@ -154,23 +203,26 @@ class PartTotals:
         return self.sales.amount - self.refunds.amount - self.voids.amount
 
     def add(self, row: ReportRow) -> None:
-        if self.first_seq is None:
-            self.first_seq = row.seq
-        self.last_seq = row.seq
-        minor = row.amount.minor
-        if row.decision != "approved":
-            self.declined.add(minor)
+        self.add_group(RowGroup.of(row))
+
+    def add_group(self, group: RowGroup) -> None:
+        """Count a group of alike rows (one row, or a line of the journal's GROUP BY)."""
+        self.first_seq = group.first_seq if self.first_seq is None else min(self.first_seq, group.first_seq)
+        self.last_seq = group.last_seq if self.last_seq is None else max(self.last_seq, group.last_seq)
+        minor, count = group.amount, group.count
+        if group.decision != "approved":
+            self.declined.add(minor, count)
             return
         sign = 1
-        if row.kind == "refund":
-            self.refunds.add(minor)
+        if group.kind == "refund":
+            self.refunds.add(minor, count)
             sign = -1
-        elif row.kind == "void":
-            self.voids.add(minor)
+        elif group.kind == "void":
+            self.voids.add(minor, count)
             sign = -1
         else:
-            self.sales.add(minor)
-        if row.method == CASH:
+            self.sales.add(minor, count)
+        if group.method == CASH:
             self.cash += sign * minor
 
     def to_dict(self) -> PartDict:
@@ -237,45 +289,53 @@ class DayReport:
 
     def add(self, row: ReportRow) -> None:
         """Count one journal row (rows come in sequence order)."""
-        if self.first_seq is None:
-            self.first_seq = row.seq
-            self.first_business_date = row.business_date
-            self.first_at = row.created_at
-        self.last_seq = row.seq
-        self.last_business_date = row.business_date
-        self.last_at = row.created_at
-        self.by_cashier.setdefault(row.operator or "-", PartTotals()).add(row)
+        self.mark(RowMark(row.seq, row.business_date, row.created_at))
         shift = sum(1 for end in self.shift_ends if end < row.seq)
-        while len(self.shifts) <= shift:
-            self.shifts.append(PartTotals())
-        self.shifts[shift].add(row)
-        minor = row.amount.minor
+        self.add_group(RowGroup.of(row, shift))
         if row.decision != "approved":
-            self.declined.add(minor)
             return
-        if row.sync_state == "pending":
-            self.pending_sync.add(minor)
-        if row.kind in ("refund", "void"):
-            (self.refunds if row.kind == "refund" else self.voids).add(minor)
-            for rate, gross, tax in _tax_of(row):
-                totals = self.tax.setdefault(rate, TaxTotals())
-                totals.gross -= gross
-                totals.tax -= tax
-            return
-        self.sales.add(minor)
-        self.by_method.setdefault(row.method, Totals()).add(minor)
-        if row.method != CASH:
-            self.by_scheme.setdefault(row.scheme or "-", Totals()).add(minor)
+        sign = -1 if row.kind in ("refund", "void") else 1
         for rate, gross, tax in _tax_of(row):
-            totals = self.tax.setdefault(rate, TaxTotals())
-            totals.gross += gross
-            totals.tax += tax
-        if row.auth_mode in ("offline", "offline_fallback"):
-            self.offline_approved.add(minor)
-        elif row.auth_mode == "online":
-            self.online_approved.add(minor)
-        if row.sync_state == "declined_after_offline":
-            self.declined_after_offline.add(minor)
+            self.add_tax(rate, sign * gross, sign * tax)
+
+    def mark(self, row: RowMark) -> None:
+        """A row of the batch: the first one seen and the last one are the report's bounds."""
+        if self.first_seq is None or row.seq < self.first_seq:
+            self.first_seq, self.first_business_date, self.first_at = row.seq, row.business_date, row.created_at
+        if self.last_seq is None or row.seq >= self.last_seq:
+            self.last_seq, self.last_business_date, self.last_at = row.seq, row.business_date, row.created_at
+
+    def add_tax(self, rate: int, gross: int, tax: int) -> None:
+        """Tax included at `rate` (negative: taken back by refunds and voids)."""
+        totals = self.tax.setdefault(rate, TaxTotals())
+        totals.gross += gross
+        totals.tax += tax
+
+    def add_group(self, group: RowGroup) -> None:
+        """Count a group of alike rows in every total but the bounds and the tax (`mark`, `add_tax`)."""
+        self.by_cashier.setdefault(group.operator or "-", PartTotals()).add_group(group)
+        while len(self.shifts) <= group.shift:
+            self.shifts.append(PartTotals())
+        self.shifts[group.shift].add_group(group)
+        minor, count = group.amount, group.count
+        if group.decision != "approved":
+            self.declined.add(minor, count)
+            return
+        if group.sync_state == "pending":
+            self.pending_sync.add(minor, count)
+        if group.kind in ("refund", "void"):
+            (self.refunds if group.kind == "refund" else self.voids).add(minor, count)
+            return
+        self.sales.add(minor, count)
+        self.by_method.setdefault(group.method, Totals()).add(minor, count)
+        if group.method != CASH:
+            self.by_scheme.setdefault(group.scheme or "-", Totals()).add(minor, count)
+        if group.auth_mode in ("offline", "offline_fallback"):
+            self.offline_approved.add(minor, count)
+        elif group.auth_mode == "online":
+            self.online_approved.add(minor, count)
+        if group.sync_state == "declined_after_offline":
+            self.declined_after_offline.add(minor, count)
 
     def to_dict(self) -> ReportDict:
         def group(items: Mapping[str, Totals]) -> dict[str, TotalsDict]:
@@ -321,4 +381,19 @@ def build_report(rows: Iterable[ReportRow], currency: str, z_number: int | None,
     report = DayReport(currency=currency, z_number=z_number, shift_ends=tuple(shift_ends))
     for row in rows:
         report.add(row)
+    return report
+
+
+def report_of_totals(totals: BatchTotals, currency: str, z_number: int | None,
+                     shift_ends: Sequence[int] = ()) -> DayReport:
+    """The report of a batch the journal counted (`BatchTotals`): the same report `build_report`
+    makes of the batch's rows, without reading them one by one."""
+    report = DayReport(currency=currency, z_number=z_number, shift_ends=tuple(shift_ends))
+    for mark in (totals.first, totals.last):
+        if mark is not None:
+            report.mark(mark)
+    for group in totals.groups:
+        report.add_group(group)
+    for rate, gross, tax in totals.taxes:
+        report.add_tax(rate, gross, tax)
     return report

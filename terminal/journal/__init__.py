@@ -272,7 +272,8 @@ class Journal:
     # -- upkeep ---------------------------------------------------------------------------------
 
     def housekeeping(self, now: datetime) -> None:
-        """Sign the rows not signed yet and write a checkpoint over what was appended since the last."""
+        """Sign the rows not signed yet and write a checkpoint over what was appended since the last;
+        then copy the WAL back into the file, off the payments' path (`Database.checkpoint_wal`)."""
         try:
             self.txns.sign_pending()
         except JournalIntegrityError as exc:
@@ -280,6 +281,7 @@ class Journal:
                 session.hold(exc.message)
             raise
         self.chain.checkpoint(now)
+        self.db.checkpoint_wal()
 
     def archive(self, *, keep_days: int, today: date, now: datetime, max_rows: int | None = None) -> ArchiveResult:
         """Retention (terminal/journal/retention.py): rows the backend holds, older than `keep_days`

@@ -173,6 +173,11 @@ def open_read_only(path: Path) -> sqlite3.Connection:
 
 
 MAX_IDLE_READERS = 4  # reader connections kept open between reads
+# The writer copies the WAL back into the file itself only past this many pages (about a thousand
+# payments): before that, housekeeping does it every few seconds on a connection of its own
+# (`Database.checkpoint_wal`), so no payment waits for a checkpoint (on a large journal the pages a
+# checkpoint writes are scattered over the file: tens of milliseconds).
+WRITER_AUTOCHECKPOINT_PAGES = 10_000
 
 
 class Database:
@@ -190,6 +195,8 @@ class Database:
         # checkpoint verifies signatures as usual.
         self.signed_here: dict[int, tuple[bytes, bytes]] = {}
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._checkpoint_lock = threading.Lock()
+        self._checkpointer: sqlite3.Connection | None = None
         fresh = not self.path.exists() or self.path.stat().st_size == 0
         try:
             if not self.path.exists():  # owner-only from the first byte; SQLite gives -wal/-shm the same mode
@@ -207,6 +214,7 @@ class Database:
             if mode.lower() != "wal":
                 raise sqlite3.OperationalError(f"journal_mode is {mode}, WAL required")
             self.db.execute("PRAGMA synchronous = FULL")
+            self.db.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}")
             self.db.execute("PRAGMA foreign_keys = ON")
             self._check_schema_version()
             self.db.executescript(SCHEMA)
@@ -298,11 +306,35 @@ class Database:
         except sqlite3.Error as exc:
             raise storage_error(exc, self.path, "save settings") from None
 
+    def checkpoint_wal(self) -> int | None:
+        """Copy the WAL's pages back into the database file (PASSIVE: waits for no reader and holds up
+        no writer) on a connection of its own, outside `lock`, so no payment waits for it; housekeeping
+        calls this. Returns the pages copied, None when another checkpoint runs or it failed (logged:
+        the writer's own checkpoint stays as the fallback)."""
+        if self.closed or not self._checkpoint_lock.acquire(blocking=False):
+            return None
+        try:
+            if self.closed:
+                return None
+            if self._checkpointer is None:
+                self._checkpointer = _connect(f"file:{self.path}", read_only=False)
+                self._checkpointer.execute("PRAGMA synchronous = FULL")
+            row = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            return int(row[2])
+        except sqlite3.Error as exc:
+            log.warning("journal %s: WAL not copied back by housekeeping: %s", self.path, exc)
+            return None
+        finally:
+            self._checkpoint_lock.release()
+
     def close(self) -> None:
         with self.lock:
             if self.closed:
                 return
             self.closed = True
+            with self._checkpoint_lock:
+                if self._checkpointer is not None:
+                    self._checkpointer.close()
             while True:
                 try:
                     self._readers.get_nowait().close()

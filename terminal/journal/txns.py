@@ -19,6 +19,7 @@ from datetime import date, datetime
 from typing import Any
 
 from terminal.core.money import Money, currency
+from terminal.core.reports import BatchTotals, RowGroup, RowMark
 from terminal.errors import JournalIntegrityError
 from terminal.journal.db import Database
 from terminal.journal.record import (
@@ -294,3 +295,43 @@ class Transactions:
     def count_for_day(self, business_date: date) -> int:
         return int(self._d.read("SELECT COUNT(*) FROM txn WHERE business_date = ?",
                                 (business_date.isoformat(),))[0][0])
+
+    def batch_totals(self, after: int, until: int | None = None, shift_ends: Sequence[int] = ()) -> BatchTotals:
+        """The rows with a sequence number above `after` (up to `until`, else the newest), counted by
+        SQL for the X/Z reports (`terminal.core.reports.report_of_totals`): groups of rows alike in
+        everything a report tells apart (operator, shift, kind, method, scheme, decision, auth mode,
+        sync state) with their count, amount and first and last sequence number; the tax of the
+        approved rows per rate from their details (refunds and voids taken off); the first and the
+        last row. One read snapshot, a range of the primary key: nothing per row reaches Python."""
+        ends = [int(e) for e in shift_ends]
+        shift = " + ".join("(seq > ?)" for _ in ends) or "0"  # the shift index: shift ends before the row
+        try:
+            with self._d.reader() as db:
+                db.execute("BEGIN")  # one snapshot: the groups, the tax and the bounds agree
+                try:
+                    if until is None:
+                        until = int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM txn").fetchone()[0])
+                    span = (after, until)
+                    groups = tuple(RowGroup(*values) for values in db.execute(
+                        f"SELECT operator, {shift} AS shift, kind, method, scheme, decision, auth_mode, sync_state, "
+                        "COUNT(*), SUM(amount), MIN(seq), MAX(seq) FROM txn WHERE seq > ? AND seq <= ? "
+                        "GROUP BY operator, shift, kind, method, scheme, decision, auth_mode, sync_state",
+                        (*ends, *span)))
+                    # the tax lines {"rate", "gross", "tax"} (whole numbers) of details["tax"], a list
+                    taxes = tuple(db.execute(
+                        "SELECT json_extract(t.value, '$.rate') AS rate, SUM(sign * json_extract(t.value, '$.gross')), "
+                        "SUM(sign * json_extract(t.value, '$.tax')) FROM "
+                        "(SELECT details, CASE WHEN kind IN ('refund', 'void') THEN -1 ELSE 1 END AS sign FROM txn "
+                        " WHERE seq > ? AND seq <= ? AND decision = 'approved' AND instr(details, '\"tax\"') > 0 "
+                        " AND json_type(details, '$.tax') = 'array') AS r, json_each(r.details, '$.tax') AS t "
+                        "WHERE t.type = 'object' AND json_type(t.value, '$.rate') = 'integer' "
+                        "AND json_type(t.value, '$.gross') = 'integer' AND json_type(t.value, '$.tax') = 'integer' "
+                        "GROUP BY rate", span))
+                    bounds = [db.execute(f"SELECT seq, business_date, created_at FROM txn WHERE seq > ? AND seq <= ? "
+                                         f"ORDER BY seq {order} LIMIT 1", span).fetchone() for order in ("", "DESC")]
+                finally:
+                    db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._d.fail(exc, "count the day's transactions") from None
+        first, last = (RowMark(b[0], date.fromisoformat(b[1]), parse_utc(b[2])) if b else None for b in bounds)
+        return BatchTotals(groups, taxes, first, last)

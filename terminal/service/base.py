@@ -153,6 +153,8 @@ class ServiceBase:
             self._sync.close()
         elif self._backend is not None:
             self._backend.close()
+        if self._backoffice is not None:
+            self._backoffice.close()  # an automatic day close that runs ends before the journal closes
         journal = self.payments.journal
         if journal is not None:
             journal.close()
@@ -169,8 +171,11 @@ class ServiceBase:
         self.payments.audit(event, actor=actor, details=details)
 
     def housekeeping(self) -> None:
-        """Periodic upkeep (the sync worker and the TUI call it every few seconds)."""
+        """Periodic upkeep (the sync worker and the TUI call it every few seconds); the automatic day
+        close starts from here in a thread of its own (`BackOffice.housekeeping`)."""
         self.payments.housekeeping()
+        if self._backoffice is not None:
+            self._backoffice.housekeeping()
 
     # -- operators ------------------------------------------------------------------------------
 
