@@ -38,6 +38,8 @@ S = TypeVar("S", bound=Screen)
 
 _LOCALIZED: dict[tuple[type, str], type] = {}
 
+HOLD_KEYS_LIMIT_S = 1.5  # keys held while screens change are let go after this at the latest
+
 
 def localized(cls: type[S], locale: str) -> type[S]:
     """`cls` with its binding descriptions (i18n keys) translated into `locale`."""
@@ -106,6 +108,8 @@ class WalletposApp(App):
         self.customer = customer if customer is not None else (demo.customer_side() if demo is not None else None)
         self.last_activity = time.monotonic()
         self.idle_limit = service.config.operators.idle_sign_out_minutes * 60
+        self._held_keys: list[events.Key] | None = None  # see `hold_keys`
+        self._hold_number = 0
 
     # -- localisation and screens ---------------------------------------------------------------
 
@@ -235,7 +239,46 @@ class WalletposApp(App):
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key):
             self.last_activity = time.monotonic()
+            if not event.is_forwarded:  # a key from the terminal (not one coming back from a screen)
+                if self._held_keys is not None:
+                    self._held_keys.append(event)
+                    return
+                self._hold_after(event.key)
         await super().on_event(event)
+
+    # -- keys typed while one screen gives way to another -------------------------------------------
+
+    def _hold_after(self, key: str) -> None:
+        """Hold the keys after `key` when the screen on top says `key` takes it away (see `hold_keys`):
+        decided here, before `key` is sent on, because a screen gets every key sent to it, in its own
+        queue, also those typed after the one that makes it go."""
+        from terminal.tui.screens.base import BaseScreen
+
+        screen = self.screen
+        if isinstance(screen, BaseScreen) and screen.holds_keys_after(key):
+            self.hold_keys()
+
+    def hold_keys(self, limit_s: float = HOLD_KEYS_LIMIT_S) -> None:
+        """Keys typed from now on wait, in order, until `release_keys` (at most `limit_s`): a key that
+        leaves a screen for one that is not up yet (Enter after a paid sale: the payment screens close,
+        the checkout clears for the next sale) must not hand the keys typed right after it to the
+        screens on their way out, or have them cleared with the old sale."""
+        self._held_keys = []
+        self._hold_number += 1
+        number = self._hold_number
+        self.set_timer(limit_s, lambda: self.release_keys() if self._hold_number == number else None)
+
+    def release_keys(self) -> None:
+        """The held keys go to what is on screen now, in the order they were typed, ahead of any key
+        that comes after them (they are handled on the app's own loop before its next message)."""
+        if self._held_keys is not None:
+            self.call_next(self._replay_held_keys)
+
+    async def _replay_held_keys(self) -> None:
+        keys, self._held_keys = self._held_keys, None
+        self._hold_number += 1
+        for key in keys or ():
+            await self.on_event(events.Key(key.key, key.character))
 
     def _check_idle(self) -> None:
         if self.operator is not None and self.idle_limit and time.monotonic() - self.last_activity > self.idle_limit:

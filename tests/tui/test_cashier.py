@@ -99,6 +99,26 @@ async def test_keys_typed_after_enter_go_to_the_payment_screen_in_order(app_fact
     assert [(r.method, r.amount.minor) for r in rows(staffed)] == [("cash", 500)]
 
 
+async def test_the_next_amount_keyed_right_after_enter_on_a_paid_sale_is_charged_whole(app_factory, staffed):
+    """Enter on the result of a paid sale, then the next amount and Enter, in one burst (a cashier who
+    does not wait for the screen, a keypad): the next sale is charged exactly that amount. (The digits
+    went to the payment and result screens on their way out, or were cleared with the old sale:
+    the checkout came back with nothing keyed, and in a pseudo-terminal with the first digits lost.)"""
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        burst(app, ["1", "8", "enter"])
+        await wait_for(pilot, lambda: isinstance(app.screen, PresentScreen))
+        burst(app, ["x"])
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen) and app.screen.is_mounted)
+        burst(app, ["enter", "1", "2", "3", "0", "0", "2", "enter"])
+        await wait_for(pilot, lambda: isinstance(app.screen, PresentScreen) and app.screen.amount.minor != 18)
+        assert app.screen.amount.minor == 123002
+        burst(app, ["x"])
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen) and app.screen.is_mounted)
+    assert [(r.method, r.amount.minor) for r in rows(staffed)] == [("cash", 18), ("cash", 123002)]
+
+
 # -- 3. items that count ------------------------------------------------------------------------------
 
 

@@ -55,6 +55,11 @@ class BaseScreen(Screen):
             return self.wp.demo is not None
         return True
 
+    def holds_keys_after(self, key: str) -> bool:
+        """True when `key` takes this screen away for one that is not up yet: the keys typed after it
+        then wait for that screen (`WalletposApp.hold_keys`); the screen it leads to lets them go."""
+        return False
+
     def action_demo_network(self) -> None:
         self.demo_network()
 

@@ -299,6 +299,7 @@ class CheckoutScreen(BaseScreen):
         else:
             self.ticket = None
             self.show_sale()
+        self.wp.release_keys()  # the keys typed after the result's Enter: into this sale, in order
 
     def action_abandon(self) -> None:
         """Give up the rest of a partly paid sale: its paid parts stay paid (refund them if the

@@ -138,6 +138,11 @@ class ResultScreen(BaseScreen):
             return f"action.{parameters[0]}" == self.go_on_label()
         return True
 
+    def holds_keys_after(self, key: str) -> bool:
+        """Enter (or Escape) after a paid sale: the checkout comes back cleared for the next sale, and
+        the amount the cashier keys right after it goes there (`WalletposApp.hold_keys`)."""
+        return key in ("enter", "escape") and self.ticket is not None and self.ticket.settled
+
     def action_go_on(self, _what: str = "") -> None:
         self.dismiss(self.approved)
 
