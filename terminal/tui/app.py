@@ -73,7 +73,7 @@ def backend_state(sync: SyncStatus) -> str:
 def collect_status(service: Service) -> StatusSnapshot:
     """Read what the status bar shows (journal queue, backend, devices): runs in a worker thread."""
     now = service.clock()
-    queue, oldest, backend = 0, None, "disabled"
+    queue, oldest, backend, hold = 0, None, "disabled", None
     readable = service.storage_problem is None
     if readable:
         try:
@@ -82,11 +82,13 @@ def collect_status(service: Service) -> StatusSnapshot:
             if summary.oldest_pending_at is not None:
                 oldest = max(0.0, (now - summary.oldest_pending_at).total_seconds())
             backend = backend_state(service.sync_status())
+            hold = service.integrity_problem()  # the journal's authenticated head: one read
         except WalletposError:  # the journal cannot be read now (held too long, broken): storage shows red
             readable = False
     reader, camera = service.device_states()
     return StatusSnapshot(at=now, backend=backend, queue=queue, oldest_pending_s=oldest, reader=reader,
-                          camera=camera, storage_ok=readable and not service.last_storage_error)
+                          camera=camera, storage_ok=readable and not service.last_storage_error,
+                          integrity_hold=hold)
 
 
 class WalletposApp(App):
