@@ -254,10 +254,10 @@ class WalletposApp(App):
         """Hold the keys after `key` when the screen on top says `key` takes it away (see `hold_keys`):
         decided here, before `key` is sent on, because a screen gets every key sent to it, in its own
         queue, also those typed after the one that makes it go."""
-        from terminal.tui.screens.base import BaseScreen
+        from terminal.tui.screens.base import BaseDialog, BaseScreen
 
         screen = self.screen
-        if isinstance(screen, BaseScreen) and screen.holds_keys_after(key):
+        if isinstance(screen, (BaseScreen, BaseDialog)) and screen.holds_keys_after(key):
             self.hold_keys()
 
     def hold_keys(self, limit_s: float = HOLD_KEYS_LIMIT_S) -> None:

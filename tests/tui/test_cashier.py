@@ -127,6 +127,86 @@ def items_shown(app) -> list[tuple[str, ...]]:
     return [tuple(str(c) for c in table.get_row_at(i)) for i in range(table.row_count)]
 
 
+async def test_signing_in_and_the_first_amount_in_one_burst(app_factory, staffed):
+    """Id, Enter, PIN, Enter and the first amount typed without waiting for the screen: the PIN goes
+    to the PIN field (it went into the id field: `cash11111`) and the amount to the checkout."""
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        burst(app, [*"cash1", "enter", *"1111", "enter", *"1234"])
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckoutScreen) and app.screen.entry.typed == "1234")
+        assert app.operator is not None and app.operator.id == "cash1"
+        assert app.screen.total().minor == 1234
+
+
+async def test_enter_typed_twice_in_a_dialog_never_closes_the_checkout_under_it(app_factory, staffed):
+    """`5 0 0 F2 Enter Enter` in one burst: the first Enter adds the keyed item, the second charges
+    it. (Both Enters reached the item dialog, and Textual's dismiss pops whatever screen is on top:
+    the second closed the checkout, and the next one stopped the app.)"""
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        burst(app, [*"500", "f2", "enter", "enter"])
+        await wait_for(pilot, lambda: isinstance(app.screen, PresentScreen))
+        assert app.screen.amount.minor == 500
+        assert [type(s).__name__ for s in app.screen_stack[1:]] == ["CheckoutScreen", "PresentScreen"]
+
+
+def catalogue_service(staffed, tmp_path):
+    from dataclasses import replace
+
+    from terminal.bootstrap import bootstrap
+
+    catalogue = tmp_path / "products.csv"
+    catalogue.write_text("code,name,price,tax_rate\n6901234567892,Green tea 500ml,4.50,13\n"
+                         "12345670,Bread roll,2.00,9\n")
+    config = replace(staffed.config, checkout=replace(staffed.config.checkout, catalogue=str(catalogue)))
+    return bootstrap(config, staffed.data_dir, clock=staffed.clock)
+
+
+async def test_a_product_chosen_for_a_keyed_amount_takes_its_place(app_factory, staffed, tmp_path):
+    """`4 5 0 F2`, a product looked up by name, Enter: the product is in the sale at its price and the
+    keyed 4.50 is gone (it stayed keyed: the total read 9.00 and Enter charged it twice over)."""
+    from terminal.tui.app import make_app
+
+    svc = catalogue_service(staffed, tmp_path)
+    try:
+        app = make_app(svc, status_interval=None)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await sign_in(pilot)
+            await type_text(pilot, "450")
+            await pilot.press("f2")
+            await wait_for(pilot, lambda: "ItemPrompt" in type(app.screen).__name__)
+            await type_text(pilot, "tea")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, CheckoutScreen))
+            assert items_shown(app) == [("Green tea 500ml", "1×", "¥4.50")]
+            assert app.screen.entry.typed == "" and app.screen.total().minor == 450
+    finally:
+        svc.close()
+
+
+async def test_items_codes_and_quantity_keys_in_one_burst_land_in_order(app_factory, staffed, tmp_path):
+    """A product by name (F2), two barcodes with their Enter and `+`, all in one burst as a scanner and
+    a quick cashier send them: every key lands where and when it was typed. (The keys after a
+    command waited in the amount entry's own queue; let go while keys typed ahead of the command
+    were still in that queue, they came back behind the next Enter: the sale was charged without them.)"""
+    from terminal.tui.app import make_app
+
+    svc = catalogue_service(staffed, tmp_path)
+    try:
+        app = make_app(svc, status_interval=None)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await sign_in(pilot)
+            burst(app, [*"450", "f2", *"tea", "enter", *"6901234567892", "enter", *"12345670", "enter", "plus"])
+            want = [("Green tea 500ml", "2×", "¥9.00"), ("Bread roll", "2×", "¥4.00")]
+            await wait_for(pilot, lambda: isinstance(app.screen, CheckoutScreen) and items_shown(app) == want)
+            await pilot.pause(0.3)
+            assert isinstance(app.screen, CheckoutScreen) and items_shown(app) == want
+            assert app.screen.entry.typed == "" and app.screen.total().minor == 1300
+    finally:
+        svc.close()
+
+
 async def add_keyed_item(pilot, digits: str, name: str, quantity: str = "") -> None:
     await type_text(pilot, digits)
     await pilot.press("f2")

@@ -322,7 +322,7 @@ class PresentScreen(BaseScreen):
 
         self.app.push_screen(self.wp.make(AmountPrompt, self.tr("present.cash_title"),
                                           self.tr("present.cash_hint", amount=self.money(self.amount)),
-                                          self.amount), self.cash_handed)
+                                          self.amount), self.releasing(self.cash_handed))
 
     def action_cash_exact(self) -> None:
         """The customer hands over exactly the amount asked, in cash (no change)."""
@@ -380,7 +380,7 @@ class PresentScreen(BaseScreen):
 
         self.app.push_screen(self.wp.make(AmountPrompt, self.tr("present.split_title"),
                                           self.tr("present.split_hint", rest=self.money(rest)), rest,
-                                          at_least=one_minor, at_most=rest), chosen)
+                                          at_least=one_minor, at_most=rest), self.releasing(chosen))
 
     # -- merchant-presented QR ------------------------------------------------------------------
 

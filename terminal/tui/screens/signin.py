@@ -45,9 +45,14 @@ class SignInScreen(BaseScreen):
     def say(self, text: str) -> None:
         self.query_one("#message", Static).update(text)
 
+    def holds_keys_after(self, key: str) -> bool:
+        """Enter moves from the id to the PIN, or signs in: the keys typed right after it (the PIN, the
+        first amount) wait for the PIN field or the checkout, as typed."""
+        return key == "enter" and isinstance(self.focused, Input)
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "operator":
-            self.query_one("#pin", Input).focus()
+            self.release_keys_to(self.query_one("#pin", Input))
         else:
             self.action_submit()
 
@@ -55,10 +60,10 @@ class SignInScreen(BaseScreen):
         operator = self.query_one("#operator", Input).value.strip()
         pin = self.query_one("#pin", Input).value
         if not operator:
-            self.query_one("#operator", Input).focus()
+            self.release_keys_to(self.query_one("#operator", Input))
             return
         if not pin:
-            self.query_one("#pin", Input).focus()
+            self.release_keys_to(self.query_one("#pin", Input))
             return
         self.say(self.tr("signin.checking"))
         self.check(operator, pin)
@@ -80,4 +85,4 @@ class SignInScreen(BaseScreen):
             self.say(self.tr("signin.locked", until=self.local_time(result.locked_until, "%H:%M")))
         else:
             self.say(self.tr(f"signin.{result.reason}"))
-        pin.focus()
+        self.release_keys_to(pin)
