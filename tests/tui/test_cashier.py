@@ -367,6 +367,21 @@ async def test_a_cashier_closes_the_day_with_a_supervisor_who_is_named_and_the_s
     assert "By cashier" in text
 
 
+async def test_f9_and_the_supervisors_id_and_pin_in_one_burst_close_the_day(app_factory, staffed):
+    """F9 and the supervisor's id, Enter, PIN, Enter typed without waiting for the prompt: they wait
+    for it (they went to the day-close screen before the prompt was up, and were lost)."""
+    sell_card(staffed, 1000)
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)  # the cashier
+        await pilot.press("f7")
+        await settle(pilot)
+        burst(app, ["f9", *"sup1", "enter", *"2222", "enter"])
+        await wait_for(pilot, lambda: isinstance(app.screen, DayCloseScreen) and app.screen.closed_z is not None)
+    reports = sorted((staffed.data_dir / "reports").glob("Z*.json"))
+    assert len(reports) == 1 and json.loads(reports[0].read_text())["closed_by"] == "sup1"
+
+
 async def test_closing_with_nothing_open_writes_no_empty_z_report(app_factory, staffed):
     sell_card(staffed, 1000)
     staffed.close_day(operator="sup1")

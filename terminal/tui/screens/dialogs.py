@@ -57,6 +57,10 @@ class SupervisorPrompt(BaseDialog[tuple[str, str] | None]):
             yield Input(password=True, max_length=8, restrict=r"[0-9]*", id="pin")
         yield Footer(compact=True, show_command_palette=False)
 
+    def on_mount(self) -> None:
+        # the id and PIN typed right after the key that asked for approval (held meanwhile) come here
+        self.release_keys_to(self.query_one("#supervisor", Input))
+
     def holds_keys_after(self, key: str) -> bool:
         """Enter after the id: the PIN typed right after it waits for the PIN field."""
         return key == "enter" and isinstance(self.focused, Input) and self.focused.id == "supervisor"
