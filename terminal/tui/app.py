@@ -268,13 +268,24 @@ class WalletposApp(App):
         self._held_keys = []
         self._hold_number += 1
         number = self._hold_number
-        self.set_timer(limit_s, lambda: self.release_keys() if self._hold_number == number else None)
+        self.set_timer(limit_s, lambda: self.release_keys(number))
 
-    def release_keys(self) -> None:
+    def release_keys(self, hold: int | None = None) -> None:
         """The held keys go to what is on screen now, in the order they were typed, ahead of any key
-        that comes after them (they are handled on the app's own loop before its next message)."""
-        if self._held_keys is not None:
+        that comes after them (they are handled on the app's own loop before its next message).
+        With `hold`, only if that hold is still the one in force (see `release_keys_later`)."""
+        if self._held_keys is not None and (hold is None or hold == self._hold_number):
             self.call_next(self._replay_held_keys)
+
+    def key_hold(self) -> int:
+        """The hold in force now (a number; any later hold has another), for `release_keys`."""
+        return self._hold_number
+
+    def release_keys_later(self, hold: int | None = None) -> None:
+        """`release_keys` on the app's next turn (after a focus change asked for now), for the hold in
+        force now (or `hold`): if its keys were let go meanwhile and one of them started a new hold
+        (Tab to the next field), that one waits for its own release."""
+        self.call_later(self.release_keys, self._hold_number if hold is None else hold)
 
     async def _replay_held_keys(self) -> None:
         keys, self._held_keys = self._held_keys, None

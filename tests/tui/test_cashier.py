@@ -151,6 +151,21 @@ async def test_enter_typed_twice_in_a_dialog_never_closes_the_checkout_under_it(
         assert [type(s).__name__ for s in app.screen_stack[1:]] == ["CheckoutScreen", "PresentScreen"]
 
 
+async def test_tab_to_the_next_field_in_a_burst_takes_the_keys_typed_after_it_there(app_factory, staffed):
+    """Sign-in by id, Tab, PIN, Enter, and `4 5 0 F2`, a description, Tab, `3` (over the selected 1),
+    Enter, each in one burst: Textual moves the focus when Tab comes back unhandled from the field,
+    after the keys typed behind it have reached that field (the item was named `bag3`, one of it).
+    They now wait for the next field."""
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        burst(app, [*"cash1", "tab", *"1111", "enter"])
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckoutScreen))
+        burst(app, [*"450", "f2", *"bag", "tab", "3", "enter"])
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckoutScreen) and bool(app.screen.query("#items"))
+                       and items_shown(app) != [])
+        assert items_shown(app) == [("bag", "3×", "¥13.50")]
+
+
 def catalogue_service(staffed, tmp_path):
     from dataclasses import replace
 

@@ -14,7 +14,7 @@ from textual.await_complete import AwaitComplete
 from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Static
+from textual.widgets import Footer, Input, Static
 
 from terminal.core.money import Money, format_money
 from terminal.errors import WalletposError
@@ -157,7 +157,15 @@ ResultT = TypeVar("ResultT")
 
 def release_keys_to(screen: Screen[Any], widget: Widget) -> None:
     widget.focus()
-    screen.app.call_later(cast(Host, screen.app).release_keys)
+    cast(Host, screen.app).release_keys_later()
+
+
+def moves_field(screen: Screen[Any], key: str) -> bool:
+    """Tab (or Shift+Tab) from a text field to another: Textual moves the focus when the key comes
+    back unhandled from the field, after the keys typed behind it have reached the field. Held
+    instead, they wait for the field the focus moves to (the screen lets them go on its focus)."""
+    return (key in ("tab", "shift+tab") and isinstance(screen.focused, Input)
+            and len(screen.query(Input)) > 1)
 
 
 def dismiss_once(screen: Screen[Any], result: Any, dismiss: Callable[[Any], AwaitComplete]) -> AwaitComplete:
@@ -179,8 +187,11 @@ class BaseDialog(ModalScreen[ResultT]):
         """As `BaseScreen.holds_keys_after`. A dialog that answers on Enter holds the keys typed after
         it: they are meant for the screen under it once it has the answer (`BaseScreen.releasing`),
         not for the dialog on its way out; when Enter does not answer (a wrong value), the dialog
-        lets them go to itself (`refused`)."""
-        return False
+        lets them go to itself (`refused`). Tab between fields holds them too (see `moves_field`)."""
+        return moves_field(self, key)
+
+    def on_descendant_focus(self) -> None:
+        self.wp.release_keys()  # the field Tab moved to (or the first one) has the focus now
 
     def refused(self) -> None:
         """Enter did not answer (the dialog says why): the keys held after it come back here."""

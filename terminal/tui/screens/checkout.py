@@ -223,12 +223,12 @@ class CheckoutScreen(BaseScreen):
         entry = self.entry
         return isinstance(self.focused, AmountEntry) and key in entry.command_keys and not entry.held
 
-    def let_keys_go(self, entry: AmountEntry) -> None:
+    def let_keys_go(self, entry: AmountEntry, hold: int | None = None) -> None:
         """The entry takes keys again; the keys typed after its command (held by the app, or by the
         entry) go to what has the focus now, in order: after the focus moves (it moves on the app's
-        next turn)."""
+        next turn). `hold`: the app's hold to let go (default: the one in force now)."""
         entry.release()
-        self.app.call_later(self.wp.release_keys)
+        self.wp.release_keys_later(hold)
 
     def release_entry(self) -> None:
         """The entry takes keys again; the keys typed after the command go to what is on screen now."""
@@ -238,11 +238,12 @@ class CheckoutScreen(BaseScreen):
         """Release the entry once the screen just pushed is mounted (and has its focus), so the keys
         typed after the command reach it, in order."""
         entry = self.entry
+        hold = self.wp.key_hold()  # the keys held since the command (the screen may let them go first)
 
         async def release() -> None:
             await mounted
             await asyncio.sleep(0)
-            self.let_keys_go(entry)
+            self.let_keys_go(entry, hold)
 
         self.app.call_later(release)
 

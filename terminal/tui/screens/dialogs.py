@@ -28,7 +28,7 @@ class TextPrompt(BaseDialog[str | None]):
         yield Footer(compact=True, show_command_palette=False)
 
     def holds_keys_after(self, key: str) -> bool:
-        return key == "enter" and isinstance(self.focused, Input)
+        return (key == "enter" and isinstance(self.focused, Input)) or super().holds_keys_after(key)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value.strip())
@@ -63,7 +63,8 @@ class SupervisorPrompt(BaseDialog[tuple[str, str] | None]):
 
     def holds_keys_after(self, key: str) -> bool:
         """Enter after the id: the PIN typed right after it waits for the PIN field."""
-        return key == "enter" and isinstance(self.focused, Input) and self.focused.id == "supervisor"
+        return ((key == "enter" and isinstance(self.focused, Input) and self.focused.id == "supervisor")
+                or super().holds_keys_after(key))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "supervisor":
@@ -98,7 +99,7 @@ class AmountPrompt(BaseDialog[Money | None]):
         yield Footer(compact=True, show_command_palette=False)
 
     def holds_keys_after(self, key: str) -> bool:
-        return key == "enter" and isinstance(self.focused, Input)
+        return (key == "enter" and isinstance(self.focused, Input)) or super().holds_keys_after(key)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         text = event.value.strip()

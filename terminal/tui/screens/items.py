@@ -95,7 +95,7 @@ class ItemPrompt(BaseDialog[ItemChoice | None]):
         self.submit()
 
     def holds_keys_after(self, key: str) -> bool:
-        return key == "enter" and isinstance(self.focused, Input)
+        return (key == "enter" and isinstance(self.focused, Input)) or super().holds_keys_after(key)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

@@ -8,7 +8,7 @@ from textual.containers import Vertical
 from textual.widgets import Input, Label, Static
 
 from terminal.operators import PinCheck
-from terminal.tui.screens.base import BaseScreen, screen_work
+from terminal.tui.screens.base import BaseScreen, moves_field, screen_work
 
 
 class SignInScreen(BaseScreen):
@@ -48,7 +48,10 @@ class SignInScreen(BaseScreen):
     def holds_keys_after(self, key: str) -> bool:
         """Enter moves from the id to the PIN, or signs in: the keys typed right after it (the PIN, the
         first amount) wait for the PIN field or the checkout, as typed."""
-        return key == "enter" and isinstance(self.focused, Input)
+        return (key == "enter" and isinstance(self.focused, Input)) or moves_field(self, key)
+
+    def on_descendant_focus(self) -> None:
+        self.wp.release_keys()  # Tab moved to the other field: the keys typed after it go there
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "operator":
