@@ -166,6 +166,20 @@ async def test_tab_to_the_next_field_in_a_burst_takes_the_keys_typed_after_it_th
         assert items_shown(app) == [("bag", "3×", "¥13.50")]
 
 
+async def test_a_split_sale_paid_in_one_burst_of_tender_keys(app_factory, staffed):
+    """`6 0 0 0 Enter`, S (pay part), `2 0 Enter`, X (that part in cash), Enter (next payment), X (the
+    rest in cash), all in one burst: 20.00 and 40.00 are journaled. (The keys after S reached the
+    payment screen before the part dialog was up, and the Enter among them, handled when it came
+    back to the app, answered the dialog with its default: the part typed was lost.)"""
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        burst(app, [*"6000", "enter", "s", *"20", "enter", "x", "enter", "x"])
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen) and app.screen.ticket is not None
+                       and app.screen.ticket.settled)
+    assert [(r.method, r.amount.minor) for r in rows(staffed)] == [("cash", 2000), ("cash", 4000)]
+
+
 def catalogue_service(staffed, tmp_path):
     from dataclasses import replace
 

@@ -221,7 +221,12 @@ class CheckoutScreen(BaseScreen):
         the command were still in that queue: they then went round the app again and came back
         behind the next command (a product code and Enter in a burst charged the sale without them)."""
         entry = self.entry
+        if key == "f3" or (key == "f9" and self.current_line() is not None and not self.ticket_paid()):
+            return True  # the note or the item dialog opens: what is typed next goes there
         return isinstance(self.focused, AmountEntry) and key in entry.command_keys and not entry.held
+
+    def ticket_paid(self) -> bool:
+        return self.ticket is not None and bool(self.ticket.paid)
 
     def let_keys_go(self, entry: AmountEntry, hold: int | None = None) -> None:
         """The entry takes keys again; the keys typed after its command (held by the app, or by the

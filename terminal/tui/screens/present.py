@@ -262,6 +262,7 @@ class PresentScreen(BaseScreen):
         self.say("")
         self.show_customer(CustomerView("amount", self.money(self.amount), self.tr("customer.present")))
         self.restart_wait()
+        self.wp.release_keys()  # the keys typed after the result's Enter: for this payment screen
 
     # -- the customer's PIN, on the PIN pad ------------------------------------------------------
 
@@ -311,6 +312,16 @@ class PresentScreen(BaseScreen):
         self.show_result(SaleOutcome(outcome="need_cvm", amount=self.amount, reasons=("pin_not_verifiable",)))
 
     # -- cash and parts ---------------------------------------------------------------------------
+
+    def holds_keys_after(self, key: str) -> bool:
+        """C and S open an amount dialog, X takes the cash and shows the result: the keys typed right
+        after them wait for that dialog or result (they reached this screen on its way out, and an
+        Enter among them answered the dialog with its default when it came back to the app)."""
+        if self.showing_qr or self.result_up or self.left is not None:
+            return False
+        if key in ("c", "C", "x", "X"):
+            return self.pending_cash is None
+        return key in ("s", "S")
 
     def action_cash(self) -> None:
         from terminal.tui.screens.dialogs import AmountPrompt
