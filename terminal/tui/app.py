@@ -257,7 +257,9 @@ class WalletposApp(App):
         from terminal.tui.screens.base import BaseDialog, BaseScreen
 
         screen = self.screen
-        if isinstance(screen, (BaseScreen, BaseDialog)) and screen.holds_keys_after(key):
+        if key == "ctrl+q" and not isinstance(screen, BaseDialog):
+            self.hold_keys()  # the approval (or the confirmation) asked by `action_quit` takes what comes next
+        elif isinstance(screen, (BaseScreen, BaseDialog)) and screen.holds_keys_after(key):
             self.hold_keys()
 
     def hold_keys(self, limit_s: float = HOLD_KEYS_LIMIT_S) -> None:

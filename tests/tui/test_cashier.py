@@ -610,6 +610,19 @@ async def test_ctrl_q_needs_a_supervisor_or_a_technician(app_factory, staffed):
         await wait_for(pilot, lambda: not app.is_running, timeout=5)
 
 
+async def test_ctrl_q_and_the_technicians_id_and_pin_in_one_burst_close_the_product(app_factory, staffed):
+    """Ctrl+Q, then the id, Tab, PIN, Enter typed without waiting for the prompt: they wait for it.
+    (In a terminal, `tmux send-keys C-q 2 0 0 1 Tab 2 2 2 2 Enter`, they reached the checkout behind
+    the prompt and were lost; under Pilot the prompt was up in time, so this guards the behaviour
+    rather than reproducing the loss.)"""
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)  # a cashier
+        burst(app, ["ctrl+q", *"tech1", "tab", *"3333", "enter"])
+        await wait_for(pilot, lambda: not app.is_running, timeout=10)
+    assert rows(staffed) == []
+
+
 # -- 11. one short reference everywhere ----------------------------------------------------------------
 
 

@@ -137,6 +137,9 @@ class ConfirmPrompt(BaseDialog[bool]):
         super().__init__()
         self.prompt_title, self.text = title, text
 
+    def on_mount(self) -> None:
+        self.wp.release_keys_later()  # the answer typed right after the key that asked the question
+
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self.prompt_title, classes="dialog-title")
