@@ -22,6 +22,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.widget import Widget
 
 from terminal.core.money import Money, format_money
 from terminal.errors import WalletposError
@@ -111,6 +112,7 @@ class WalletposApp(App):
         self.last_activity = time.monotonic()
         self.idle_limit = service.config.operators.idle_sign_out_minutes * 60
         self._held_keys: list[events.Key] | None = None  # see `hold_keys`
+        self._hold_focus: Widget | None = None
         self._hold_number = 0
 
     # -- localisation and screens ---------------------------------------------------------------
@@ -268,6 +270,7 @@ class WalletposApp(App):
         the checkout clears for the next sale) must not hand the keys typed right after it to the
         screens on their way out, or have them cleared with the old sale."""
         self._held_keys = []
+        self._hold_focus = self.focused  # what had the focus when the hold began (see `release_keys_on_focus`)
         self._hold_number += 1
         number = self._hold_number
         self.set_timer(limit_s, lambda: self.release_keys(number))
@@ -277,7 +280,13 @@ class WalletposApp(App):
         that comes after them (they are handled on the app's own loop before its next message).
         With `hold`, only if that hold is still the one in force (see `release_keys_later`)."""
         if self._held_keys is not None and (hold is None or hold == self._hold_number):
-            self.call_next(self._replay_held_keys)
+            self.call_next(self._replay_held_keys, self._hold_number)
+
+    def release_keys_on_focus(self, widget: Widget) -> None:
+        """`widget` got the focus: the held keys go to it if it has the focus now and is not what had
+        it when the hold began (a focus event that comes late, for an earlier change, lets nothing go)."""
+        if self._held_keys is not None and widget is self.focused and widget is not self._hold_focus:
+            self.release_keys()
 
     def key_hold(self) -> int:
         """The hold in force now (a number; any later hold has another), for `release_keys`."""
@@ -289,7 +298,9 @@ class WalletposApp(App):
         (Tab to the next field), that one waits for its own release."""
         self.call_later(self.release_keys, self._hold_number if hold is None else hold)
 
-    async def _replay_held_keys(self) -> None:
+    async def _replay_held_keys(self, hold: int) -> None:
+        if hold != self._hold_number:  # let go already (asked twice), and maybe a new hold since
+            return
         keys, self._held_keys = self._held_keys, None
         self._hold_number += 1
         for key in keys or ():

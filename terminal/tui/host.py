@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from textual.screen import Screen
+from textual.widget import Widget
 
 from drivers.customerdisplay import CustomerDisplay
 from drivers.pinpad import PinPad
@@ -78,6 +79,8 @@ class Host(Protocol):
     def release_keys(self, hold: int | None = None) -> None: ...
 
     def key_hold(self) -> int: ...
+
+    def release_keys_on_focus(self, widget: Widget) -> None: ...
 
     def release_keys_later(self, hold: int | None = None) -> None: ...
 

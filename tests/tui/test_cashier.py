@@ -133,7 +133,8 @@ async def test_signing_in_and_the_first_amount_in_one_burst(app_factory, staffed
     app = app_factory()
     async with app.run_test(size=(80, 24)) as pilot:
         burst(app, [*"cash1", "enter", *"1111", "enter", *"1234"])
-        await wait_for(pilot, lambda: isinstance(app.screen, CheckoutScreen) and app.screen.entry.typed == "1234")
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckoutScreen) and bool(app.screen.query(AmountEntry))
+                       and app.screen.entry.typed == "1234")
         assert app.operator is not None and app.operator.id == "cash1"
         assert app.screen.total().minor == 1234
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.await_complete import AwaitComplete
 from textual.binding import Binding
@@ -190,8 +190,8 @@ class BaseDialog(ModalScreen[ResultT]):
         lets them go to itself (`refused`). Tab between fields holds them too (see `moves_field`)."""
         return moves_field(self, key)
 
-    def on_descendant_focus(self) -> None:
-        self.wp.release_keys()  # the field Tab moved to (or the first one) has the focus now
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        self.wp.release_keys_on_focus(event.widget)  # the field Tab moved to (or the first one)
 
     def refused(self) -> None:
         """Enter did not answer (the dialog says why): the keys held after it come back here."""

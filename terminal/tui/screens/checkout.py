@@ -220,10 +220,10 @@ class CheckoutScreen(BaseScreen):
         in the entry's own queue, where the screen could let the entry go while keys typed ahead of
         the command were still in that queue: they then went round the app again and came back
         behind the next command (a product code and Enter in a burst charged the sale without them)."""
-        entry = self.entry
         if key == "f3" or (key == "f9" and self.current_line() is not None and not self.ticket_paid()):
             return True  # the note or the item dialog opens: what is typed next goes there
-        return isinstance(self.focused, AmountEntry) and key in entry.command_keys and not entry.held
+        entry = self.focused  # the amount entry, once the screen is composed and has its focus
+        return isinstance(entry, AmountEntry) and key in entry.command_keys and not entry.held
 
     def ticket_paid(self) -> bool:
         return self.ticket is not None and bool(self.ticket.paid)

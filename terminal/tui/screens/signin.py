@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -50,8 +51,8 @@ class SignInScreen(BaseScreen):
         first amount) wait for the PIN field or the checkout, as typed."""
         return (key == "enter" and isinstance(self.focused, Input)) or moves_field(self, key)
 
-    def on_descendant_focus(self) -> None:
-        self.wp.release_keys()  # Tab moved to the other field: the keys typed after it go there
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        self.wp.release_keys_on_focus(event.widget)  # Tab moved to the other field: the keys go there
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "operator":
