@@ -22,6 +22,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.widget import Widget
 
 from terminal.core.money import Money, format_money
 from terminal.errors import WalletposError
@@ -37,6 +38,8 @@ log = logging.getLogger("walletpos.tui")
 S = TypeVar("S", bound=Screen)
 
 _LOCALIZED: dict[tuple[type, str], type] = {}
+
+HOLD_KEYS_LIMIT_S = 1.5  # keys held while screens change are let go after this at the latest
 
 
 def localized(cls: type[S], locale: str) -> type[S]:
@@ -71,7 +74,7 @@ def backend_state(sync: SyncStatus) -> str:
 def collect_status(service: Service) -> StatusSnapshot:
     """Read what the status bar shows (journal queue, backend, devices): runs in a worker thread."""
     now = service.clock()
-    queue, oldest, backend = 0, None, "disabled"
+    queue, oldest, backend, hold = 0, None, "disabled", None
     readable = service.storage_problem is None
     if readable:
         try:
@@ -80,11 +83,13 @@ def collect_status(service: Service) -> StatusSnapshot:
             if summary.oldest_pending_at is not None:
                 oldest = max(0.0, (now - summary.oldest_pending_at).total_seconds())
             backend = backend_state(service.sync_status())
+            hold = service.integrity_problem()  # the journal's authenticated head: one read
         except WalletposError:  # the journal cannot be read now (held too long, broken): storage shows red
             readable = False
     reader, camera = service.device_states()
     return StatusSnapshot(at=now, backend=backend, queue=queue, oldest_pending_s=oldest, reader=reader,
-                          camera=camera, storage_ok=readable and not service.last_storage_error)
+                          camera=camera, storage_ok=readable and not service.last_storage_error,
+                          integrity_hold=hold)
 
 
 class WalletposApp(App):
@@ -106,6 +111,9 @@ class WalletposApp(App):
         self.customer = customer if customer is not None else (demo.customer_side() if demo is not None else None)
         self.last_activity = time.monotonic()
         self.idle_limit = service.config.operators.idle_sign_out_minutes * 60
+        self._held_keys: list[events.Key] | None = None  # see `hold_keys`
+        self._hold_focus: Widget | None = None
+        self._hold_number = 0
 
     # -- localisation and screens ---------------------------------------------------------------
 
@@ -235,7 +243,68 @@ class WalletposApp(App):
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key):
             self.last_activity = time.monotonic()
+            if not event.is_forwarded:  # a key from the terminal (not one coming back from a screen)
+                if self._held_keys is not None:
+                    self._held_keys.append(event)
+                    return
+                self._hold_after(event.key)
         await super().on_event(event)
+
+    # -- keys typed while one screen gives way to another -------------------------------------------
+
+    def _hold_after(self, key: str) -> None:
+        """Hold the keys after `key` when the screen on top says `key` takes it away (see `hold_keys`):
+        decided here, before `key` is sent on, because a screen gets every key sent to it, in its own
+        queue, also those typed after the one that makes it go."""
+        from terminal.tui.screens.base import BaseDialog, BaseScreen
+
+        screen = self.screen
+        if key == "ctrl+q" and not isinstance(screen, BaseDialog):
+            self.hold_keys()  # the approval (or the confirmation) asked by `action_quit` takes what comes next
+        elif isinstance(screen, (BaseScreen, BaseDialog)) and screen.holds_keys_after(key):
+            self.hold_keys()
+
+    def hold_keys(self, limit_s: float = HOLD_KEYS_LIMIT_S) -> None:
+        """Keys typed from now on wait, in order, until `release_keys` (at most `limit_s`): a key that
+        leaves a screen for one that is not up yet (Enter after a paid sale: the payment screens close,
+        the checkout clears for the next sale) must not hand the keys typed right after it to the
+        screens on their way out, or have them cleared with the old sale."""
+        self._held_keys = []
+        self._hold_focus = self.focused  # what had the focus when the hold began (see `release_keys_on_focus`)
+        self._hold_number += 1
+        number = self._hold_number
+        self.set_timer(limit_s, lambda: self.release_keys(number))
+
+    def release_keys(self, hold: int | None = None) -> None:
+        """The held keys go to what is on screen now, in the order they were typed, ahead of any key
+        that comes after them (they are handled on the app's own loop before its next message).
+        With `hold`, only if that hold is still the one in force (see `release_keys_later`)."""
+        if self._held_keys is not None and (hold is None or hold == self._hold_number):
+            self.call_next(self._replay_held_keys, self._hold_number)
+
+    def release_keys_on_focus(self, widget: Widget) -> None:
+        """`widget` got the focus: the held keys go to it if it has the focus now and is not what had
+        it when the hold began (a focus event that comes late, for an earlier change, lets nothing go)."""
+        if self._held_keys is not None and widget is self.focused and widget is not self._hold_focus:
+            self.release_keys()
+
+    def key_hold(self) -> int:
+        """The hold in force now (a number; any later hold has another), for `release_keys`."""
+        return self._hold_number
+
+    def release_keys_later(self, hold: int | None = None) -> None:
+        """`release_keys` on the app's next turn (after a focus change asked for now), for the hold in
+        force now (or `hold`): if its keys were let go meanwhile and one of them started a new hold
+        (Tab to the next field), that one waits for its own release."""
+        self.call_later(self.release_keys, self._hold_number if hold is None else hold)
+
+    async def _replay_held_keys(self, hold: int) -> None:
+        if hold != self._hold_number:  # let go already (asked twice), and maybe a new hold since
+            return
+        keys, self._held_keys = self._held_keys, None
+        self._hold_number += 1
+        for key in keys or ():
+            await self.on_event(events.Key(key.key, key.character))
 
     def _check_idle(self) -> None:
         if self.operator is not None and self.idle_limit and time.monotonic() - self.last_activity > self.idle_limit:

@@ -26,6 +26,7 @@ class StatusSnapshot:
     reader: str = "none"  # ReaderStatus.state or "none"
     camera: str = "none"
     storage_ok: bool = True
+    integrity_hold: str | None = None  # why offline approvals are off until a technician resolves it
 
 
 def human_age(seconds: float) -> str:
@@ -38,8 +39,13 @@ def human_age(seconds: float) -> str:
     return f"{int(seconds // 86400)}d"
 
 
+INTEGRITY_HOLD_STYLE = "bold black on yellow"
+
+
 class StatusBar(Static):
-    """One line on every screen: backend, queue, reader, camera, operator, clock."""
+    """One line on every screen: backend, queue, reader, camera, operator, clock; first, in a colour of
+    its own, a storage failure or an integrity hold (offline approvals off until a technician has
+    checked the journal and run `walletpos journal resolve`)."""
 
     DEFAULT_CSS = """
     StatusBar { dock: top; height: 1; background: $panel; color: $text; padding: 0 1; }
@@ -56,19 +62,24 @@ class StatusBar(Static):
         from terminal.i18n import display_width
 
         width = self.app.size.width - 2
-        for short in (False, True):  # the long form when it fits, else the compact one
-            text = self._render_status(short)
+        # the long form when it fits, else the compact one, then without the clock, then without the
+        # operator too (an alarm, which comes first, is never the part cut off)
+        for short, drop in ((False, 0), (True, 0), (True, 1), (True, 2)):
+            text = self._render_status(short, drop)
             if display_width(text.plain) <= width:
                 break
         self.update(text)
 
-    def _render_status(self, short: bool) -> Text:
+    def _render_status(self, short: bool, drop: int = 0) -> Text:
         app = self.app
         tr = app.tr  # type: ignore[attr-defined]
         status: StatusSnapshot = app.status  # type: ignore[attr-defined]
         parts: list[tuple[str, str]] = []
         if not status.storage_ok:
             parts.append((tr("status.storage_failed"), "bold white on red"))
+        if status.integrity_hold is not None:  # the journal is in doubt: a technician must check it
+            parts.append((tr("status.short.integrity_hold" if short else "status.integrity_hold"),
+                          INTEGRITY_HOLD_STYLE))
         style = {"online": "bold green", "offline": "bold red", "not_enrolled": "bold red"}.get(status.backend,
                                                                                              "yellow")
         parts.append(("● " + tr(("status.short." if short else "status.backend.") + status.backend), style))
@@ -84,13 +95,15 @@ class StatusBar(Static):
             word = tr(("short." if short else "state.") + state)
             parts.append((tr(prefix + key, state=word), style))
         operator = app.operator  # type: ignore[attr-defined]
-        if operator is None:
+        if drop >= 2:
+            pass
+        elif operator is None:
             parts.append((tr("status.signed_out"), "dim"))
         elif short:
             parts.append((operator.name[:14], "bold"))
         else:
             parts.append((tr("status.operator", name=operator.name, role=tr(f"role.{operator.role}")), "bold"))
-        if status.at is not None:
+        if status.at is not None and drop < 1:
             zone = app.service.config.terminal.zone  # type: ignore[attr-defined]
             parts.append((status.at.astimezone(zone).strftime("%H:%M" if short else "%H:%M:%S"), ""))
         text = Text()

@@ -8,11 +8,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
+from textual.await_complete import AwaitComplete
 from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Static
+from textual.widget import Widget
+from textual.widgets import Footer, Input, Static
 
 from terminal.core.money import Money, format_money
 from terminal.errors import WalletposError
@@ -54,6 +56,31 @@ class BaseScreen(Screen):
         if action.startswith("demo_"):
             return self.wp.demo is not None
         return True
+
+    def holds_keys_after(self, key: str) -> bool:
+        """True when `key` takes this screen away for one that is not up yet, or moves the focus to
+        another field: the keys typed after it then wait (`WalletposApp.hold_keys`) until the screen
+        or field they are meant for lets them go (`release_keys_to`, `Host.release_keys`)."""
+        return False
+
+    def release_keys_to(self, widget: Widget) -> None:
+        """Focus `widget`, then let the held keys go to it (a focus change takes effect on the app's
+        next turn: the keys are let go after it)."""
+        release_keys_to(self, widget)
+
+    def dismiss(self, result: Any = None) -> AwaitComplete:
+        return dismiss_once(self, result, super().dismiss)
+
+    def releasing(self, callback: Callable[[Any], None]) -> Callable[[Any], None]:
+        """`callback` for a dialog's answer, and then the keys typed after the dialog's Enter go on to
+        what is on screen now, in order (the dialog's Enter held them: `BaseDialog.holds_keys_after`)."""
+        def answered(result: Any) -> None:
+            try:
+                callback(result)
+            finally:
+                self.wp.release_keys()
+
+        return answered
 
     def action_demo_network(self) -> None:
         self.demo_network()
@@ -128,10 +155,53 @@ class BaseScreen(Screen):
 ResultT = TypeVar("ResultT")
 
 
+def release_keys_to(screen: Screen[Any], widget: Widget) -> None:
+    widget.focus()
+    cast(Host, screen.app).release_keys_later()
+
+
+def moves_field(screen: Screen[Any], key: str) -> bool:
+    """Tab (or Shift+Tab) from a text field to another: Textual moves the focus when the key comes
+    back unhandled from the field, after the keys typed behind it have reached the field. Held
+    instead, they wait for the field the focus moves to (the screen lets them go on its focus)."""
+    return (key in ("tab", "shift+tab") and isinstance(screen.focused, Input)
+            and len(screen.query(Input)) > 1)
+
+
+def dismiss_once(screen: Screen[Any], result: Any, dismiss: Callable[[Any], AwaitComplete]) -> AwaitComplete:
+    """`Screen.dismiss` for a screen still on the stack; nothing for one already gone. Textual's
+    dismiss pops whatever screen is on top: a second Enter that reached a dialog on its way out (a
+    burst from a keypad or a scanner) closed the checkout under it, and then stopped the app."""
+    if screen not in screen.app.screen_stack:
+        log.info("%s was already closed: a key that reached it on its way out is ignored", type(screen).__name__)
+        return AwaitComplete.nothing()
+    return dismiss(result)
+
+
 class BaseDialog(ModalScreen[ResultT]):
     @property
     def wp(self) -> Host:
         return cast(Host, self.app)
+
+    def holds_keys_after(self, key: str) -> bool:
+        """As `BaseScreen.holds_keys_after`. A dialog that answers on Enter holds the keys typed after
+        it: they are meant for the screen under it once it has the answer (`BaseScreen.releasing`),
+        not for the dialog on its way out; when Enter does not answer (a wrong value), the dialog
+        lets them go to itself (`refused`). Tab between fields holds them too (see `moves_field`)."""
+        return moves_field(self, key)
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        self.wp.release_keys_on_focus(event.widget)  # the field Tab moved to (or the first one)
+
+    def refused(self) -> None:
+        """Enter did not answer (the dialog says why): the keys held after it come back here."""
+        self.wp.release_keys()
+
+    def release_keys_to(self, widget: Widget) -> None:
+        release_keys_to(self, widget)
+
+    def dismiss(self, result: ResultT | None = None) -> AwaitComplete:
+        return dismiss_once(self, result, super().dismiss)
 
     def tr(self, key: str, **values: object) -> str:
         return self.wp.tr(key, **values)

@@ -100,7 +100,7 @@ class CheckoutScreen(BaseScreen):
         if self.typed:
             entry.typed = self.typed
             entry.minor = int(self.typed.lstrip("0") or "0") if len(self.typed) <= entry.MAX_AMOUNT_DIGITS else 0
-        entry.focus()
+        self.release_keys_to(entry)  # keys typed right after signing in (the first amount) come here
         self.show_sale()
         self.start_item_scan()
 
@@ -108,7 +108,7 @@ class CheckoutScreen(BaseScreen):
         entry = self.query_one(AmountEntry)
         entry.focus()
         if entry.held:
-            entry.release()
+            self.let_keys_go(entry)
         self.show_sale()
         self.start_item_scan()
 
@@ -215,19 +215,40 @@ class CheckoutScreen(BaseScreen):
         else:
             self.charge(command.typed, command.minor)
 
+    def holds_keys_after(self, key: str) -> bool:
+        """A command key on the amount entry (Enter, F2): the keys typed after it wait at the app, not
+        in the entry's own queue, where the screen could let the entry go while keys typed ahead of
+        the command were still in that queue: they then went round the app again and came back
+        behind the next command (a product code and Enter in a burst charged the sale without them)."""
+        if key == "f3" or (key == "f9" and self.current_line() is not None and not self.ticket_paid()):
+            return True  # the note or the item dialog opens: what is typed next goes there
+        entry = self.focused  # the amount entry, once the screen is composed and has its focus
+        return isinstance(entry, AmountEntry) and key in entry.command_keys and not entry.held
+
+    def ticket_paid(self) -> bool:
+        return self.ticket is not None and bool(self.ticket.paid)
+
+    def let_keys_go(self, entry: AmountEntry, hold: int | None = None) -> None:
+        """The entry takes keys again; the keys typed after its command (held by the app, or by the
+        entry) go to what has the focus now, in order: after the focus moves (it moves on the app's
+        next turn). `hold`: the app's hold to let go (default: the one in force now)."""
+        entry.release()
+        self.wp.release_keys_later(hold)
+
     def release_entry(self) -> None:
         """The entry takes keys again; the keys typed after the command go to what is on screen now."""
-        self.entry.release()
+        self.let_keys_go(self.entry)
 
     def release_when_up(self, mounted: Awaitable[Any]) -> None:
         """Release the entry once the screen just pushed is mounted (and has its focus), so the keys
         typed after the command reach it, in order."""
         entry = self.entry
+        hold = self.wp.key_hold()  # the keys held since the command (the screen may let them go first)
 
         async def release() -> None:
             await mounted
             await asyncio.sleep(0)
-            entry.release()
+            self.let_keys_go(entry, hold)
 
         self.app.call_later(release)
 
@@ -299,6 +320,7 @@ class CheckoutScreen(BaseScreen):
         else:
             self.ticket = None
             self.show_sale()
+        self.wp.release_keys()  # the keys typed after the result's Enter: into this sale, in order
 
     def action_abandon(self) -> None:
         """Give up the rest of a partly paid sale: its paid parts stay paid (refund them if the
@@ -353,7 +375,11 @@ class CheckoutScreen(BaseScreen):
             if choice is None:
                 return
             if choice.product is not None:
+                before = self.sale.basket
                 self.add_product(choice.product, choice.quantity)
+                if self.sale.basket is not before:  # the product at its price took the place of the keyed
+                    self.entry.clear()              # amount: left keyed, it was added again at Enter
+                    self.show_sale()
                 return
             try:
                 line = Line(choice.name, keyed, choice.quantity, self.wp.service.default_tax_rate())
@@ -364,7 +390,8 @@ class CheckoutScreen(BaseScreen):
             self.entry.clear()
             self.show_sale()
 
-        mounted = self.app.push_screen(self.wp.make(ItemPrompt, catalogue, keyed, self.money(keyed)), chosen)
+        mounted = self.app.push_screen(self.wp.make(ItemPrompt, catalogue, keyed, self.money(keyed)),
+                                       self.releasing(chosen))
         if held:
             self.release_when_up(mounted)
 
@@ -430,7 +457,8 @@ class CheckoutScreen(BaseScreen):
             self.show_sale()
 
         self.app.push_screen(self.wp.make(ItemPrompt, self.wp.service.catalogue(), line.unit, self.money(line.unit),
-                                          name=line.name, quantity=line.quantity, editing=True), edited)
+                                          name=line.name, quantity=line.quantity, editing=True),
+                             self.releasing(edited))
 
     def action_note(self) -> None:
         from terminal.tui.screens.dialogs import TextPrompt
@@ -440,7 +468,8 @@ class CheckoutScreen(BaseScreen):
                 self.sale.note = note
                 self.show_sale()
 
-        self.app.push_screen(self.wp.make(TextPrompt, self.tr("checkout.note_prompt"), value=self.sale.note), set_note)
+        self.app.push_screen(self.wp.make(TextPrompt, self.tr("checkout.note_prompt"), value=self.sale.note),
+                             self.releasing(set_note))
 
     # -- a product's code shown to the camera -----------------------------------------------------
 

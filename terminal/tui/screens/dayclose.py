@@ -43,6 +43,12 @@ class DayCloseScreen(BaseScreen):
             return self.closed_z is None
         return super().check_action(action, parameters)
 
+    def holds_keys_after(self, key: str) -> bool:
+        """F9 or F8 asks a supervisor's id and PIN: typed right after it, they wait for the prompt."""
+        operator = self.wp.operator
+        return (key in ("f9", "f8") and self.closed_z is None
+                and not (operator is not None and operator.role == "supervisor"))
+
     @screen_work(exclusive=True, group="report")
     def load(self) -> None:
         service = self.wp.service

@@ -27,6 +27,9 @@ class TextPrompt(BaseDialog[str | None]):
             yield Input(value=self.value, max_length=self.max_length, id="text")
         yield Footer(compact=True, show_command_palette=False)
 
+    def holds_keys_after(self, key: str) -> bool:
+        return (key == "enter" and isinstance(self.focused, Input)) or super().holds_keys_after(key)
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value.strip())
 
@@ -54,9 +57,18 @@ class SupervisorPrompt(BaseDialog[tuple[str, str] | None]):
             yield Input(password=True, max_length=8, restrict=r"[0-9]*", id="pin")
         yield Footer(compact=True, show_command_palette=False)
 
+    def on_mount(self) -> None:
+        # the id and PIN typed right after the key that asked for approval (held meanwhile) come here
+        self.release_keys_to(self.query_one("#supervisor", Input))
+
+    def holds_keys_after(self, key: str) -> bool:
+        """Enter after the id: the PIN typed right after it waits for the PIN field."""
+        return ((key == "enter" and isinstance(self.focused, Input) and self.focused.id == "supervisor")
+                or super().holds_keys_after(key))
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "supervisor":
-            self.query_one("#pin", Input).focus()
+            self.release_keys_to(self.query_one("#pin", Input))
             return
         supervisor = self.query_one("#supervisor", Input).value.strip()
         if supervisor and event.value:
@@ -86,6 +98,9 @@ class AmountPrompt(BaseDialog[Money | None]):
             yield Static("", id="message", classes="message")
         yield Footer(compact=True, show_command_palette=False)
 
+    def holds_keys_after(self, key: str) -> bool:
+        return (key == "enter" and isinstance(self.focused, Input)) or super().holds_keys_after(key)
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         text = event.value.strip()
         if not text:
@@ -97,12 +112,15 @@ class AmountPrompt(BaseDialog[Money | None]):
                                   group_sep=display.group_separator)
         except MoneyError as exc:
             self.query_one("#message", Static).update(str(exc))
+            self.refused()
             return
         if self.at_least is not None and amount < self.at_least:
             self.query_one("#message", Static).update(self.tr("dialog.at_least", amount=self.money(self.at_least)))
+            self.refused()
             return
         if self.at_most is not None and amount > self.at_most:
             self.query_one("#message", Static).update(self.tr("dialog.at_most", amount=self.money(self.at_most)))
+            self.refused()
             return
         self.dismiss(amount)
 
@@ -118,6 +136,9 @@ class ConfirmPrompt(BaseDialog[bool]):
     def __init__(self, title: str, text: str) -> None:
         super().__init__()
         self.prompt_title, self.text = title, text
+
+    def on_mount(self) -> None:
+        self.wp.release_keys_later()  # the answer typed right after the key that asked the question
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):

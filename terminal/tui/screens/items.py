@@ -94,6 +94,9 @@ class ItemPrompt(BaseDialog[ItemChoice | None]):
     def picked(self, _: OptionList.OptionSelected) -> None:
         self.submit()
 
+    def holds_keys_after(self, key: str) -> bool:
+        return (key == "enter" and isinstance(self.focused, Input)) or super().holds_keys_after(key)
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self.submit()
@@ -103,7 +106,7 @@ class ItemPrompt(BaseDialog[ItemChoice | None]):
         quantity = int(qty_text)
         if not 1 <= quantity <= MAX_QUANTITY:
             self.query_one("#message", Static).update(self.tr("items.bad_quantity", most=MAX_QUANTITY))
-            self.query_one("#qty", Input).focus()
+            self.release_keys_to(self.query_one("#qty", Input))
             return
         name = self.query_one("#query", Input).value.strip()
         product = self.chosen()
@@ -115,6 +118,7 @@ class ItemPrompt(BaseDialog[ItemChoice | None]):
             return
         self.query_one("#message", Static).update(self.tr("items.nothing" if len(self.catalogue)
                                                           else "checkout.enter_amount"))
+        self.refused()
 
     def action_cancel(self) -> None:
         self.dismiss(None)

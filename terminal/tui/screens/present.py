@@ -262,6 +262,7 @@ class PresentScreen(BaseScreen):
         self.say("")
         self.show_customer(CustomerView("amount", self.money(self.amount), self.tr("customer.present")))
         self.restart_wait()
+        self.wp.release_keys()  # the keys typed after the result's Enter: for this payment screen
 
     # -- the customer's PIN, on the PIN pad ------------------------------------------------------
 
@@ -312,6 +313,16 @@ class PresentScreen(BaseScreen):
 
     # -- cash and parts ---------------------------------------------------------------------------
 
+    def holds_keys_after(self, key: str) -> bool:
+        """C and S open an amount dialog, X takes the cash and shows the result: the keys typed right
+        after them wait for that dialog or result (they reached this screen on its way out, and an
+        Enter among them answered the dialog with its default when it came back to the app)."""
+        if self.showing_qr or self.result_up or self.left is not None:
+            return False
+        if key in ("c", "C", "x", "X"):
+            return self.pending_cash is None
+        return key in ("s", "S")
+
     def action_cash(self) -> None:
         from terminal.tui.screens.dialogs import AmountPrompt
 
@@ -322,7 +333,7 @@ class PresentScreen(BaseScreen):
 
         self.app.push_screen(self.wp.make(AmountPrompt, self.tr("present.cash_title"),
                                           self.tr("present.cash_hint", amount=self.money(self.amount)),
-                                          self.amount), self.cash_handed)
+                                          self.amount), self.releasing(self.cash_handed))
 
     def action_cash_exact(self) -> None:
         """The customer hands over exactly the amount asked, in cash (no change)."""
@@ -380,7 +391,7 @@ class PresentScreen(BaseScreen):
 
         self.app.push_screen(self.wp.make(AmountPrompt, self.tr("present.split_title"),
                                           self.tr("present.split_hint", rest=self.money(rest)), rest,
-                                          at_least=one_minor, at_most=rest), chosen)
+                                          at_least=one_minor, at_most=rest), self.releasing(chosen))
 
     # -- merchant-presented QR ------------------------------------------------------------------
 

@@ -106,13 +106,19 @@ class RefundScreen(BaseScreen):
             self.say(str(exc))
             return False
 
+    def holds_keys_after(self, key: str) -> bool:
+        """F9 asks a supervisor's id and PIN (once the refund is possible): typed right after it, they
+        wait for the prompt, or come back here when there is none."""
+        return key == "f9"
+
     def action_confirm(self) -> None:
         reference = self.query_one("#reference", Input).value.strip()
         if not reference:
-            self.query_one("#reference", Input).focus()
+            self.release_keys_to(self.query_one("#reference", Input))
             return
         amount = self.amount()
         if amount is False:
+            self.wp.release_keys()
             return
         self.precheck(reference, amount)
 
@@ -126,6 +132,7 @@ class RefundScreen(BaseScreen):
 
         if not check.ok:  # no supervisor PIN for a refund that cannot happen
             self.say(self.tr("refund.refused", why=check.message(self.wp.locale)))
+            self.wp.release_keys()
             return
 
         def approved(answer: tuple[str, str] | None) -> None:
@@ -216,6 +223,10 @@ class VoidScreen(BaseScreen):
         else:
             hint.update(self.tr("void.refused", why=check.message(self.wp.locale)))
 
+    def holds_keys_after(self, key: str) -> bool:
+        """F9 asks a supervisor's id and PIN: typed right after it, they wait for the prompt."""
+        return key == "f9" and self.check is not None and self.check.ok
+
     def action_confirm(self) -> None:
         if self.check is not None and self.check.ok:
             self.precheck()
@@ -229,6 +240,7 @@ class VoidScreen(BaseScreen):
 
         if not check.ok:  # voided meanwhile, a newer sale...: no supervisor PIN for nothing
             self.show_last(check)
+            self.wp.release_keys()
             return
 
         def approved(answer: tuple[str, str] | None) -> None:

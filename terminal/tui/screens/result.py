@@ -128,6 +128,7 @@ class ResultScreen(BaseScreen):
     def on_mount(self) -> None:
         if self.result.outcome in ("approved", "declined", "storage"):
             self.wp.ring()
+        self.wp.release_keys_later()  # the keys typed after the tender key (X) that brought this result
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action.startswith("demo_"):
@@ -137,6 +138,12 @@ class ResultScreen(BaseScreen):
         if action == "go_on":
             return f"action.{parameters[0]}" == self.go_on_label()
         return True
+
+    def holds_keys_after(self, key: str) -> bool:
+        """Enter (or Escape) goes on: after a paid sale the checkout comes back cleared for the next
+        sale, else the payment screen takes the next payment; what the cashier types right after it
+        goes there (`WalletposApp.hold_keys`), not to this screen on its way out."""
+        return key in ("enter", "escape") and self.ticket is not None
 
     def action_go_on(self, _what: str = "") -> None:
         self.dismiss(self.approved)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Input, Label, Static
 
 from terminal.operators import PinCheck
-from terminal.tui.screens.base import BaseScreen, screen_work
+from terminal.tui.screens.base import BaseScreen, moves_field, screen_work
 
 
 class SignInScreen(BaseScreen):
@@ -45,9 +46,17 @@ class SignInScreen(BaseScreen):
     def say(self, text: str) -> None:
         self.query_one("#message", Static).update(text)
 
+    def holds_keys_after(self, key: str) -> bool:
+        """Enter moves from the id to the PIN, or signs in: the keys typed right after it (the PIN, the
+        first amount) wait for the PIN field or the checkout, as typed."""
+        return (key == "enter" and isinstance(self.focused, Input)) or moves_field(self, key)
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        self.wp.release_keys_on_focus(event.widget)  # Tab moved to the other field: the keys go there
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "operator":
-            self.query_one("#pin", Input).focus()
+            self.release_keys_to(self.query_one("#pin", Input))
         else:
             self.action_submit()
 
@@ -55,10 +64,10 @@ class SignInScreen(BaseScreen):
         operator = self.query_one("#operator", Input).value.strip()
         pin = self.query_one("#pin", Input).value
         if not operator:
-            self.query_one("#operator", Input).focus()
+            self.release_keys_to(self.query_one("#operator", Input))
             return
         if not pin:
-            self.query_one("#pin", Input).focus()
+            self.release_keys_to(self.query_one("#pin", Input))
             return
         self.say(self.tr("signin.checking"))
         self.check(operator, pin)
@@ -80,4 +89,4 @@ class SignInScreen(BaseScreen):
             self.say(self.tr("signin.locked", until=self.local_time(result.locked_until, "%H:%M")))
         else:
             self.say(self.tr(f"signin.{result.reason}"))
-        pin.focus()
+        self.release_keys_to(pin)
