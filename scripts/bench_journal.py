@@ -48,8 +48,8 @@ def machine(directory: Path) -> dict:
 
 RAW_ROW = (
     "INSERT INTO txn (id, terminal_id, created_at, business_date, kind, amount, currency, method, scheme, "
-    "card_token, masked_pan, decision, reasons, auth_mode, reference, operator, sealed_card_sha256, details, prev_hash, "
-    "row_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "card_token, masked_pan, decision, reasons, auth_mode, reference, operator, sealed_card_sha256, details, "
+    "prev_hash, row_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 MINIMAL_ROW = "INSERT INTO t (id, amount) VALUES (?, ?)"
 

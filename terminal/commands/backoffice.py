@@ -126,7 +126,7 @@ def cmd_void(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """X-report, or with --close the Z-report: closing needs a supervisor (--supervisor and the PIN,
     typed or with --pin-stdin), and says what is not sent to the backend yet."""
-    from terminal.backoffice import DayCloseRefused
+    from terminal.dayclose import DayCloseRefused
 
     if args.close and not args.supervisor:
         raise UsageError("--close needs a supervisor: --supervisor ID (the PIN is asked, or read with --pin-stdin)")

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from terminal.backoffice import AUTO_CLOSER, last_scheduled, next_scheduled
 from terminal.bootstrap import GateDevices, bootstrap
 from terminal.config import load_config
 from terminal.core.money import Money
 from terminal.core.rules import Method, PaymentRequest
+from terminal.dayclose import AUTO_CLOSER, last_scheduled, next_scheduled
 from terminal.errors import ConfigError
 from terminal.payment import CardFacts
 from tests.conftest import ROOT, FixedClock

@@ -36,7 +36,7 @@ LAYERS: dict[str, int] = {
     # 4: the one payment path
     "terminal.payments": 4,
     # 5: payment modules over it
-    "terminal.cardpay": 5, "terminal.codepay": 5, "terminal.backoffice": 5, "terminal.sync": 5,
+    "terminal.cardpay": 5, "terminal.codepay": 5, "terminal.backoffice": 5, "terminal.dayclose": 5, "terminal.sync": 5,
     "terminal.transit": 5,  # taps at a transit gate (cards and codes to Payments.charge_fare)
     "terminal.checkout": 6,
     "terminal.watchers": 2,  # one thread per device (reader, camera), used by the checkout and a gate lane

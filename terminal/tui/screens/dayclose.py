@@ -14,8 +14,8 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from terminal.backoffice import DayCloseRefused
 from terminal.core.money import Money
+from terminal.dayclose import DayCloseRefused
 from terminal.tui.screens.base import BaseScreen, screen_work
 
 
