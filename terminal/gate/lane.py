@@ -9,7 +9,8 @@ again). One decision thread takes presentations in order, so a card and a code s
 moment are two taps, decided one after the other. The gate hardware is opened the same way: when it
 fails the lane keeps deciding (the display still says GO or STOP) and opens it again with backoff.
 
-Between taps the lane does the journal's upkeep (rows signed, checkpoint) and writes
+Between taps the lane starts the journal's upkeep (rows signed, checkpoint, retention) in a thread of
+its own, and writes
 `gate-status.json` in the data directory (what `walletpos gate --status` shows from another process).
 """
 
@@ -170,6 +171,7 @@ class GateLane:
         self.hold_ms = hold_ms
         self.clock = clock
         self.upkeep = upkeep
+        self._upkeep_thread: threading.Thread | None = None
         self.status_dir = status_dir
         self.extra_status = extra_status
         self.metrics = GateMetrics()
@@ -220,6 +222,8 @@ class GateLane:
             watcher.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._upkeep_thread is not None:
+            self._upkeep_thread.join(timeout=30)  # before the journal closes under it
         for watcher in self.watchers:
             if watcher.is_alive():
                 watcher.join(timeout=3)
@@ -263,8 +267,16 @@ class GateLane:
                 self._release(kind, item)
 
     def _upkeep(self) -> None:
-        if self.upkeep is None:
+        """Start the journal's upkeep in a thread of its own (one at a time): retention, a checkpoint
+        or the WAL copy-back can take seconds on a large journal, and a tap arriving meanwhile must
+        be decided at once, not after it (the journal's own locks keep each write short)."""
+        if self.upkeep is None or (self._upkeep_thread is not None and self._upkeep_thread.is_alive()):
             return
+        self._upkeep_thread = threading.Thread(target=self._run_upkeep, name="gate-upkeep", daemon=True)
+        self._upkeep_thread.start()
+
+    def _run_upkeep(self) -> None:
+        assert self.upkeep is not None
         try:
             self.upkeep()
         except Exception:
