@@ -169,6 +169,15 @@ def spawn(config_file: Path, data: Path) -> Terminal:
                      "tui", "--locale", "en"], env)
 
 
+
+def sign_in(term: Terminal) -> None:
+    """The cashier signs in on the sign-in screen and reaches the checkout."""
+    term.wait_for("Operator", 30)
+    term.send("cash1\r")
+    time.sleep(0.3)
+    term.send("1111\r")
+    term.wait_for("New sale", 30)
+
 BURST_RATES = (50, 100, 250, 500, 1000, 2000, 5000, 0)  # keys per second; 0: the whole burst in one write
 
 
@@ -265,11 +274,7 @@ def main() -> None:
             sandbox.admin.faults(latency_ms=args.latency_ms)
             term = spawn(config_file, data)
             try:
-                term.wait_for("Operator", 30)
-                term.send("cash1\r")
-                time.sleep(0.3)
-                term.send("1111\r")
-                term.wait_for("New sale", 30)
+                sign_in(term)
                 deadline = time.monotonic() + 30
                 while sandbox.admin.stats("BENCHTUI")["stored"] == 0 and time.monotonic() < deadline:
                     time.sleep(0.05)
@@ -298,11 +303,7 @@ def main() -> None:
             burst_config, burst_data = prepare(base, "burst", "BENCHBST", sandbox, 0)
             term = spawn(burst_config, burst_data)
             try:
-                term.wait_for("Operator", 30)
-                term.send("cash1\r")
-                time.sleep(0.3)
-                term.send("1111\r")
-                term.wait_for("New sale", 30)
+                sign_in(term)
                 time.sleep(0.5)
                 levels, charged = burst_typing(term, args.burst_amounts, args.seed)
             finally:
