@@ -83,7 +83,7 @@ def test_full_and_partial_refund_never_more_than_the_original(service, staff):
     over = service.refund(sale.id, yuan(service, "50.01"), operator="cash1", supervisor_id="sup1",
                           supervisor_pin="2222")
     assert not over.ok and over.problems == ("refund_exceeds_original",) and over.row is None
-    rest = service.refund(sale.id[:13], None, operator="cash1", supervisor_id="sup1", supervisor_pin="2222")
+    rest = service.refund(sale.id[:23], None, operator="cash1", supervisor_id="sup1", supervisor_pin="2222")
     assert rest.ok and rest.row.amount == yuan(service, "50.00")
     done = service.refund(sale.id, yuan(service, "0.01"), operator="cash1", supervisor_id="sup1",
                           supervisor_pin="2222")
