@@ -34,7 +34,6 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from terminal.backend import (
@@ -49,11 +48,10 @@ from terminal.backend import (
 from terminal.config import SyncConfig
 from terminal.core.backend_limits import BackendLimits, tighten
 from terminal.errors import StorageError
-from terminal.journal import BACKEND_ACK, Journal, TxnRow, parse_utc, utc_text
-from terminal.journal.record import head_ack_digest
+from terminal.journal import Journal, TxnRow, parse_utc, utc_text
 from terminal.payment import Clock
 from terminal.payments import RuleBook
-from terminal.security import verify_signature
+from terminal.sync.answers import keep_head_ack, tally_answer
 from terminal.sync.report import (
     META_LAST_ATTEMPT,
     META_LAST_ERROR,
@@ -68,9 +66,7 @@ log = logging.getLogger("walletpos.sync")
 GUARD_LIMITS = "backend_limits"  # authenticated: decisions read the limits
 MAX_DENY_PAGES = 10_000
 SKEW_WARNING_MS = 60_000
-SEQ_CONFLICT = "seq_conflict"  # the reason the backend gives for a row whose sequence number it holds otherwise
 HEARTBEAT_REUSE_S = 10.0  # a retry within this long after an answered heartbeat skips the next one
-MAX_DECLINES_LISTED = 100  # in one report; the journal keeps every one (sync_state declined_after_offline)
 
 
 class SyncWorker:
@@ -316,82 +312,26 @@ class SyncWorker:
         self._record(rows, answer, report)
 
     def _record(self, rows: list[TxnRow], answer: BatchAnswer, report: SyncReport) -> None:
-        results: list[tuple[str, str, str | None]] = []
-        denials: list[tuple[str, str]] = []
-        conflicts: list[int] = []
-        for row, item in zip(rows, answer.results, strict=True):
-            state, reason = item.status, item.reason
-            if state == "duplicate":
-                report.duplicate += 1
-                if item.original_status == "declined_after_offline":
-                    state = "declined_after_offline"
-            elif state == "accepted":
-                report.accepted += 1
-            if state == "declined_after_offline":
-                report.declined_after_offline += 1
-                reason = reason or "declined_by_backend"
-                if row.card_token:
-                    denials.append((row.card_token, f"declined_after_offline:{reason}"))
-                if len(report.declined) < MAX_DECLINES_LISTED:
-                    report.declined.append({"id": row.id, "seq": row.seq, "amount": row.amount.minor,
-                                            "amount_text": str(row.amount), "card_token": row.card_token,
-                                            "masked_pan": row.masked_pan, "reason": reason})
-                log.warning("backend declined offline-approved payment seq=%d %s (%s); card token denied here",
-                            row.seq, row.amount, reason)
-            elif state == "rejected":
-                report.rejected += 1
-                log.error("backend rejected journal row seq=%d id=%s: %s (kept in the journal; call support)",
-                          row.seq, row.id, reason)
-                if (reason or "").startswith(SEQ_CONFLICT):
-                    conflicts.append(row.seq)
-            results.append((row.id, state, reason))
+        tally = tally_answer(rows, answer, report)
         now = self.clock()
-        for token, why in denials:  # first the deny list, then the rows leave the queue
+        for token, why in tally.denials:  # first the deny list, then the rows leave the queue
             self.journal.deny_locally(token, why, now=now)
-        self.journal.sync.set_sync_results(results, now=now)
+        self.journal.sync.set_sync_results(tally.results, now=now)
         if answer.head_ack is not None:
-            self._keep_ack(answer.head_ack, now)
-        if conflicts:
+            keep_head_ack(self.journal, self.client.enrolment, answer.head_ack, now)
+        if tally.conflicts:
             # the backend holds other rows under these sequence numbers: this journal was lost and started
             # again, or copied to another terminal; its offline approvals are money nobody can account for
-            report.seq_conflicts = len(conflicts)
-            self.journal.hold(f"the backend holds other transactions with sequence numbers {conflicts[0]} to "
-                              f"{conflicts[-1]}: this terminal's journal was lost, restored from an old copy or "
-                              "forked", now=now)
+            report.seq_conflicts = len(tally.conflicts)
+            self.journal.hold(f"the backend holds other transactions with sequence numbers {tally.conflicts[0]} "
+                              f"to {tally.conflicts[-1]}: this terminal's journal was lost, restored from an old "
+                              "copy or forked", now=now)
         if answer.gaps:
             requeued = self.journal.sync.requeue_for_sync(answer.gaps, now=now)
             report.gaps = sorted(set(report.gaps) | set(answer.gaps))
             report.requeued += requeued
             if requeued:
                 log.warning("backend is missing rows %s; %d rows queued again", list(answer.gaps), requeued)
-
-    def _keep_ack(self, ack: dict[str, Any], now: datetime) -> None:
-        """Keep the backend's signed acknowledgement of the journal head (the anchor a shell on the
-        terminal cannot rewrite alone): when its signature is the backend's and the journal holds that
-        very row. A signed acknowledgement of a row this journal does not hold puts the journal on hold."""
-        enrolment = self.client.enrolment
-        key = enrolment.ack_public_key if enrolment is not None else None
-        try:
-            seq, digest = int(ack["txn_seq"]), str(ack["txn_hash"])
-            signature = bytes.fromhex(str(ack["signature"]))
-            body = head_ack_digest(str(ack["terminal_id"]), seq, digest, str(ack["terminal_key"]), str(ack["at"]))
-        except (KeyError, TypeError, ValueError):
-            log.warning("the backend's acknowledgement of the journal head is unreadable; ignored")
-            return
-        if key is None or not verify_signature(key, signature, body):
-            log.warning("the backend's acknowledgement of the journal head is not signed by its key; ignored")
-            return
-        if ack["terminal_key"] != self.journal.meta("public_key"):
-            self.journal.hold("the backend acknowledged rows of another terminal key: the key file was replaced",
-                              now=now)
-            return
-        ours = self.journal.txns.rows("WHERE seq = ?", (seq,))
-        if ours and ours[0].row_hash != digest:
-            self.journal.hold(f"the backend holds another row {seq} than this journal: the journal was rewritten "
-                              "or forked", now=now)
-            return
-        if ours:
-            self.journal.set_guard(BACKEND_ACK, dict(ack), now=now)
 
     # -- retries and the background worker --------------------------------------------------------
 
