@@ -36,6 +36,7 @@ from terminal.checkout import Checkout, PaymentInterpreter, seal_pin_block
 from terminal.codepay import MerchantCodes
 from terminal.config import Config, load_config
 from terminal.errors import SecurityError, StorageError
+from terminal.farepay import FarePayments
 from terminal.gate.lane import GateLane
 from terminal.journal import Journal, VerifyReport
 from terminal.journal.chain import verify_journal
@@ -242,7 +243,7 @@ def _gate_upkeep(payments: Payments, backoffice: BackOffice | None = None) -> Ca
         pruned[:] = [now]
         today = payments.business_date()
         try:
-            dropped = payments.forget_transit_state(today - timedelta(days=21))
+            dropped = FarePayments(payments).forget_transit_state(today - timedelta(days=21))
         except StorageError as exc:
             log.warning("transit journey state not pruned: %s", exc.message)
             return

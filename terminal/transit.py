@@ -3,7 +3,7 @@
 `TransitTaps` reads a card with the EMV kernel (`terminal.cardpay`: the card token, the masked
 number, the expiry and the card's own cryptogram decision) or verifies a signed wallet code
 (`terminal.codepay`: the wallet token, its tier as the concession, its single-use claim), then lets
-`Payments.charge_fare` decide and journal the tap in one write transaction. A card that cannot be
+`FarePayments.charge_fare` decide and journal the tap in one write transaction. A card that cannot be
 read is answered at once (tap again, card not accepted) with nothing journaled: nobody is known to
 have tapped. A signed wallet code that fails its checks is journaled as a declined fare row, as a
 shop journals it, because a wallet was presented.
@@ -31,6 +31,7 @@ from terminal.core.emv import ApduTransport
 from terminal.core.money import Money
 from terminal.core.qrpay import CodeKind
 from terminal.errors import CardError, ConfigError, QrPayloadError, StorageError
+from terminal.farepay import FarePayments
 from terminal.journal import NewTransaction
 from terminal.payment import STORAGE_FAILURE, FareResult, FareTap
 from terminal.payments import Payments
@@ -108,11 +109,12 @@ def refusal(place: GatePlace, reason: str, sign: str, t0: float, row: Any = None
 
 
 class TransitTaps:
-    """Cards and codes at one terminal's gates, decided through `Payments.charge_fare`."""
+    """Cards and codes at one terminal's gates, decided through `FarePayments.charge_fare`."""
 
     def __init__(self, payments: Payments, cards: CardPayments, table: fares.FareTable,
                  policy: gaterules.GatePolicy) -> None:
         self.payments = payments
+        self.fares = FarePayments(payments)
         self.cards = cards
         self.table = table
         self.policy = policy
@@ -137,7 +139,7 @@ class TransitTaps:
         request = card.request
         tap = FareTap(place.gate_id, place.station, place.direction, method="card", expiry=request.expiry,
                       card_declined=request.card_declined)
-        result = self.payments.charge_fare(tap, card.facts, self.table, self.policy, started=t0)
+        result = self.fares.charge_fare(tap, card.facts, self.table, self.policy, started=t0)
         return _with_card_time(result, t_card)
 
     def tap_code(self, text: str, place: GatePlace, *, started: float | None = None) -> FareResult:
@@ -155,7 +157,7 @@ class TransitTaps:
         tier = payment.request.wallet_tier
         tap = FareTap(place.gate_id, place.station, place.direction, method=payment.request.method.value,
                       concession=tier.value if tier is not None else None)
-        return self.payments.charge_fare(tap, payment.facts, self.table, self.policy, claim=payment.claim,
+        return self.fares.charge_fare(tap, payment.facts, self.table, self.policy, claim=payment.claim,
                                          started=t0)
 
     def _code_refused(self, text: str, place: GatePlace, exc: QrPayloadError, t0: float) -> FareResult:

@@ -2,4 +2,4 @@
 and journaled as a fare row: `terminal.gate.lane`) and the passenger display (`terminal.gate.display`,
 Textual). `walletpos gate` (terminal/commands/gate.py) runs them; the fares and gate rules themselves
 are pure (`terminal.core.fares`, `terminal.core.gaterules`) and every tap goes through
-`terminal.payments.Payments.charge_fare`."""
+`terminal.farepay.FarePayments.charge_fare`."""

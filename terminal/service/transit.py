@@ -40,7 +40,7 @@ class TransitOps(ServiceBase):
     def gate_tap(self, transport: ApduTransport, place: GatePlace | None = None, *,
                  started: float | None = None) -> FareResult:
         """A card tapped at a gate: read it, decide the tap (gate rules, fare) and journal it as a
-        fare row (`terminal.transit.TransitTaps.tap_card`, `Payments.charge_fare`)."""
+        fare row (`terminal.transit.TransitTaps.tap_card`, `FarePayments.charge_fare`)."""
         return self._require_transit().tap_card(transport, place or self.gate_place(), started=started)
 
     def gate_code(self, text: str, place: GatePlace | None = None, *, started: float | None = None) -> FareResult:

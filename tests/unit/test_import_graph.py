@@ -37,7 +37,8 @@ LAYERS: dict[str, int] = {
     "terminal.payments": 4,
     # 5: payment modules over it
     "terminal.cardpay": 5, "terminal.codepay": 5, "terminal.backoffice": 5, "terminal.dayclose": 5, "terminal.sync": 5,
-    "terminal.transit": 5,  # taps at a transit gate (cards and codes to Payments.charge_fare)
+    "terminal.farepay": 5,  # fares at a transit gate, journaled with the card's journey state
+    "terminal.transit": 5,  # taps at a transit gate (cards and codes to FarePayments.charge_fare)
     "terminal.checkout": 6,
     "terminal.watchers": 2,  # one thread per device (reader, camera), used by the checkout and a gate lane
     # what reports on the terminal's parts, below the service that offers it: the doctor's checks and
