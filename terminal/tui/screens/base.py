@@ -111,6 +111,10 @@ class BaseScreen(Screen):
     def tr(self, key: str, **values: object) -> str:
         return self.wp.tr(key, **values)
 
+    def say(self, text: str) -> None:
+        """Show `text` on the screen's message line (`#message`)."""
+        self.query_one("#message", Static).update(text)
+
     def from_worker(self, callback: Callable[..., Any], *args: Any,
                     when_gone: Callable[..., Any] | None = None) -> None:
         """Run `callback(*args)` on the app's loop, from a worker thread; when the screen was left

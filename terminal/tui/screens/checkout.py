@@ -20,12 +20,12 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 
 from drivers.customerdisplay import CustomerView
-from terminal.core.basket import Basket, BasketError, Line, Product, line_from
+from terminal.core.basket import Basket, BasketError, Line
 from terminal.core.money import Money
 from terminal.errors import WalletposError
 from terminal.journal import TxnRow
-from terminal.tui.screens.base import BaseScreen
 from terminal.tui.screens.sale import Sale, Ticket
+from terminal.tui.screens.salelines import SaleLines
 from terminal.tui.widgets import AmountEntry
 
 log = logging.getLogger("walletpos.tui")
@@ -38,7 +38,7 @@ def is_code(typed: str) -> bool:
     return len(typed) >= 8 or (len(typed) > 1 and typed.startswith("0"))
 
 
-class CheckoutScreen(BaseScreen):
+class CheckoutScreen(SaleLines):
     TITLE_KEY = "checkout.title"
     BINDINGS = [
         Binding("enter", "charge", "action.charge"),
@@ -132,12 +132,6 @@ class CheckoutScreen(BaseScreen):
         if self.ticket is not None:
             return self.ticket.remaining
         return self.sale.basket.total + self.keyed()
-
-    def say(self, text: str) -> None:
-        self.query_one("#message", Static).update(text)
-
-    def item_name(self, line: Line) -> str:
-        return line.name or self.tr("checkout.unnamed_item")
 
     def show_sale(self) -> None:
         basket = self.sale.basket
@@ -335,23 +329,6 @@ class CheckoutScreen(BaseScreen):
 
     # -- items ----------------------------------------------------------------------------------
 
-    def locked(self) -> bool:
-        if self.ticket is not None and self.ticket.paid:
-            self.say(self.tr("checkout.finish_first"))
-            return True
-        return False
-
-    def add_product(self, product: Product, quantity: int = 1) -> None:
-        if self.locked():
-            return
-        try:
-            self.sale.basket, self.selected = self.sale.basket.add(line_from(product, quantity))
-        except BasketError as exc:
-            self.say(exc.message)
-            return
-        self.say(self.tr("checkout.added", name=product.name))
-        self.show_sale()
-
     def action_item(self) -> None:
         self.open_item_dialog(self.entry.minor if len(self.entry.typed) <= AmountEntry.MAX_AMOUNT_DIGITS else 0,
                               held=False)
@@ -394,82 +371,6 @@ class CheckoutScreen(BaseScreen):
                                        self.releasing(chosen))
         if held:
             self.release_when_up(mounted)
-
-    def current_line(self) -> int | None:
-        lines = self.sale.basket.lines
-        if not lines:
-            return None
-        index = self.selected if self.selected is not None else len(lines) - 1
-        return min(index, len(lines) - 1)
-
-    def action_select_line(self, step: int) -> None:
-        index = self.current_line()
-        if index is None:
-            return
-        self.selected = max(0, min(len(self.sale.basket.lines) - 1, index + step))
-        self.show_sale()
-
-    def action_quantity(self, step: int) -> None:
-        index = self.current_line()
-        if index is None or self.locked():
-            return
-        line = self.sale.basket.lines[index]
-        if line.quantity + step < 1:
-            self.action_remove_line()
-            return
-        try:
-            self.sale.basket = self.sale.basket.set_quantity(index, line.quantity + step)
-        except BasketError as exc:
-            self.say(exc.message)
-            return
-        self.selected = index
-        self.show_sale()
-
-    def action_remove_line(self) -> None:
-        index = self.current_line()
-        if index is None or self.locked():
-            return
-        name = self.item_name(self.sale.basket.lines[index])
-        self.sale.basket = self.sale.basket.remove(index)
-        self.selected = min(index, len(self.sale.basket.lines) - 1) if self.sale.basket.lines else None
-        self.say(self.tr("checkout.removed", name=name))
-        self.show_sale()
-
-    def action_edit_line(self) -> None:
-        from terminal.tui.screens.items import ItemChoice, ItemPrompt
-
-        index = self.current_line()
-        if index is None or self.locked():
-            return
-        line = self.sale.basket.lines[index]
-
-        def edited(choice: ItemChoice | None) -> None:
-            if choice is None:
-                return
-            try:
-                self.sale.basket = self.sale.basket.replace_line(
-                    index, Line(choice.name if not line.code else line.name, line.unit, choice.quantity,
-                                line.tax_rate, line.code))
-            except BasketError as exc:
-                self.say(exc.message)
-                return
-            self.selected = index
-            self.show_sale()
-
-        self.app.push_screen(self.wp.make(ItemPrompt, self.wp.service.catalogue(), line.unit, self.money(line.unit),
-                                          name=line.name, quantity=line.quantity, editing=True),
-                             self.releasing(edited))
-
-    def action_note(self) -> None:
-        from terminal.tui.screens.dialogs import TextPrompt
-
-        def set_note(note: str | None) -> None:
-            if note is not None:
-                self.sale.note = note
-                self.show_sale()
-
-        self.app.push_screen(self.wp.make(TextPrompt, self.tr("checkout.note_prompt"), value=self.sale.note),
-                             self.releasing(set_note))
 
     # -- a product's code shown to the camera -----------------------------------------------------
 

@@ -64,9 +64,6 @@ class DayCloseScreen(BaseScreen):
             self.tr("dayclose.unsynced", count=rows, amount=self.money(Money(amount, self.wp.service.currency)))
             if rows else "")
 
-    def say(self, text: str) -> None:
-        self.query_one("#message", Static).update(text)
-
     def approve(self, purpose: str, then: Any) -> None:
         """A signed-in supervisor approves by being signed in; anyone else needs a supervisor's PIN."""
         from terminal.tui.screens.dialogs import SupervisorPrompt

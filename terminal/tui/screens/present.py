@@ -28,14 +28,15 @@ from terminal.core.money import Money
 from terminal.errors import WalletposError
 from terminal.journal import TxnRow
 from terminal.tui.qrtext import qr_lines
-from terminal.tui.screens.base import BaseScreen, screen_work
+from terminal.tui.screens.base import screen_work
+from terminal.tui.screens.democustomer import DEMO_CUSTOMER_BINDINGS, DemoCustomerKeys
 from terminal.tui.screens.result import ResultScreen, SaleOutcome
 from terminal.tui.screens.sale import Ticket
 
 log = logging.getLogger("walletpos.tui")
 
 
-class PresentScreen(BaseScreen):
+class PresentScreen(DemoCustomerKeys):
     TITLE_KEY = "present.title"
     BINDINGS = [
         Binding("q,Q", "merchant_qr", "action.merchant_qr"),
@@ -43,14 +44,7 @@ class PresentScreen(BaseScreen):
         Binding("x,X", "cash_exact", "action.cash_exact"),
         Binding("s,S", "split", "action.split"),
         Binding("escape", "cancel", "action.cancel"),
-        Binding("w,W", "demo_code('real_name')", "action.demo_signed_code", show=False),
-        Binding("u,U", "demo_code('unverified')", "action.demo_unverified_code", show=False),
-        Binding("n,N", "demo_code('numeric')", "action.demo_numeric_code", show=False),
-        Binding("p,P", "demo_pay_code", "action.demo_pay_code", show=False),
-        Binding("k,K", "demo_pin(True)", "action.demo_pin_right", show=False),
-        Binding("j,J", "demo_pin(False)", "action.demo_pin_wrong", show=False),
-        Binding("l,L", "demo_pin_cancel", "action.demo_pin_cancel", show=False),
-        *(Binding(str(i + 1), f"demo_tap({i})", f"action.demo_tap_{i + 1}", show=False) for i in range(9)),
+        *DEMO_CUSTOMER_BINDINGS,
     ]
 
     def __init__(self, ticket: Ticket, on_paid_late: Callable[[Ticket, TxnRow], None] | None = None) -> None:
@@ -88,9 +82,6 @@ class PresentScreen(BaseScreen):
         self.show_customer(CustomerView("amount", self.money(self.amount), self.tr("customer.present")))
         if self.wp.service.can_take_payments():
             self.wait_for_payment()
-
-    def say(self, text: str) -> None:
-        self.query_one("#message", Static).update(text)
 
     def show_customer(self, view: CustomerView) -> None:
         customer = self.wp.customer
@@ -443,56 +434,6 @@ class PresentScreen(BaseScreen):
         self.remove_class("showing-qr")
         self.query_one("#qr", Static).update("")
         self.query_one("#prompt", Static).update(self.tr("present.prompt"))
-
-    # -- the demo's customer ------------------------------------------------------------------------
-
-    def action_demo_code(self, kind: str) -> None:
-        self.demo_code(kind)
-
-    @screen_work(group="demo")
-    def demo_code(self, kind: str) -> None:
-        demo = self.wp.demo
-        if demo is None:
-            return
-        try:
-            if kind == "numeric":
-                demo.show_numeric_code()
-            else:
-                demo.show_signed_code(kind)
-        except WalletposError as exc:
-            self.from_worker(self.say, exc.message)
-
-    def action_demo_pay_code(self) -> None:
-        self.demo_pay_code()
-
-    @screen_work(group="demo")
-    def demo_pay_code(self) -> None:
-        demo = self.wp.demo
-        if demo is None:
-            return
-        try:
-            demo.pay_merchant_code()
-        except WalletposError as exc:
-            self.from_worker(self.say, exc.message)
-
-    def action_demo_tap(self, index: int) -> None:
-        demo = self.wp.demo
-        if demo is None:
-            return
-        try:
-            demo.tap_card(index)
-        except WalletposError as exc:
-            self.say(exc.message)
-
-    def action_demo_pin(self, right: bool) -> None:
-        demo = self.wp.demo
-        if demo is not None and not demo.customer_enters_pin(right):
-            self.say(self.tr("demo.pinpad_idle"))
-
-    def action_demo_pin_cancel(self) -> None:
-        demo = self.wp.demo
-        if demo is not None:
-            demo.customer_cancels_pin()
 
     def action_cancel(self) -> None:
         self.cashier_cancelled = True

@@ -46,9 +46,6 @@ class RefundScreen(BaseScreen):
         else:
             self.query_one("#reference", Input).focus()
 
-    def say(self, text: str) -> None:
-        self.query_one("#message", Static).update(text)
-
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "reference" and self.original is not None and event.value.strip() != self.reference:
             self.original = None  # another reference: looked up again before anything is refunded

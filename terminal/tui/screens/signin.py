@@ -43,9 +43,6 @@ class SignInScreen(BaseScreen):
         if self.wp.service.storage_problem is None and not self.wp.service.has_operators():
             self.from_worker(self.say, self.tr("signin.no_operators"))
 
-    def say(self, text: str) -> None:
-        self.query_one("#message", Static).update(text)
-
     def holds_keys_after(self, key: str) -> bool:
         """Enter moves from the id to the PIN, or signs in: the keys typed right after it (the PIN, the
         first amount) wait for the PIN field or the checkout, as typed."""
