@@ -345,7 +345,9 @@ def build(steps) -> list[Tap]:
     out = []
     for i, (gap, station, direction, concession) in enumerate(steps):
         when += timedelta(minutes=gap)
-        out.append(Tap(f"p{i}", when, when.replace(tzinfo=None), station, direction, concession))
+        # ids sort in the order the taps were made, as the terminal's time-ordered ids do: the batch
+        # breaks a tie in time (gap 0) by the id, the gate by the order the taps came
+        out.append(Tap(f"p{i:04d}", when, when.replace(tzinfo=None), station, direction, concession))
     return out
 
 

@@ -297,7 +297,8 @@ class PricedCard:
 def price_card(table: FareTable, taps: Iterable[Tap], *, now: datetime, now_local: datetime,
                view: View = "network") -> PricedCard:
     """Every tap of one card, in time order (a tap id seen twice counts once), priced as one fold,
-    then a journey left open settled when it can no longer end by `now`."""
+    then a journey left open settled when it can no longer end by `now`. Taps at the same instant
+    are taken in the order of their ids (the terminal's ids are time-ordered)."""
     seen: set[str] = set()
     ordered = sorted(taps, key=lambda t: (t.at, t.id))
     state = CardState()
