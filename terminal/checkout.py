@@ -45,6 +45,9 @@ log = logging.getLogger("walletpos.checkout")
 
 Progress = Callable[..., None]  # progress(i18n_key, **values)
 T = TypeVar("T")
+# how soon a wait for a card or a code sees its cancel (the cashier's Escape, or cash taken instead):
+# the screen that takes the cash waits for the wait to end, so the cashier sees it
+CANCEL_POLL_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -207,7 +210,7 @@ class Checkout:
         try:
             while not cancel.is_set():
                 try:
-                    kind, item = self._queue.get(timeout=0.1)
+                    kind, item = self._queue.get(timeout=CANCEL_POLL_S)
                 except queue.Empty:
                     continue
                 self._arm(False)
@@ -263,7 +266,7 @@ class Checkout:
         try:
             while not cancel.is_set() and time.monotonic() < deadline:
                 try:
-                    kind, item = self._queue.get(timeout=0.1)
+                    kind, item = self._queue.get(timeout=CANCEL_POLL_S)
                 except queue.Empty:
                     continue
                 if kind != "card":

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 import pytest
 from rich.cells import cell_len
 from rich.text import Text
+from textual import events
 from textual.widgets import DataTable
 
 from terminal.tui.app import make_app
@@ -30,6 +31,18 @@ def app_factory(staffed):
         return make_app(staffed, **kwargs)
 
     return make
+
+
+def burst(app, keys: list[str]) -> None:
+    """Keys as a keypad or a barcode scanner sends them: all queued at once, no pause between them
+    (the events the terminal driver would deliver, posted to the app before it handles any)."""
+    for key in keys:
+        char = "\r" if key == "enter" else " " if key == "space" else key if len(key) == 1 else None
+        app.post_message(events.Key(key, char))
+
+
+def keys_of(text: str) -> list[str]:
+    return ["space" if ch == " " else ch for ch in text]
 
 
 async def type_text(pilot, text: str) -> None:

@@ -18,8 +18,7 @@ from hypothesis import strategies as st
 
 from terminal.tui.screens import CheckoutScreen, ResultScreen
 from terminal.tui.screens.present import PresentScreen
-from tests.tui.conftest import sign_in
-from tests.tui.test_cashier import burst
+from tests.tui.conftest import burst, sign_in
 
 pytestmark = pytest.mark.timeout(900)
 

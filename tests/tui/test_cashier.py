@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 
-from textual import events
 from textual.widgets import DataTable
 
 from terminal.core.money import Money
@@ -20,18 +19,11 @@ from terminal.tui.screens.present import PresentScreen
 from terminal.tui.screens.refund import RefundScreen, VoidScreen
 from terminal.tui.screens.transactions import TransactionsScreen
 from terminal.tui.widgets import AmountEntry
-from tests.tui.conftest import record_notifications, sign_in, type_text, wait_for
+from tests.tui.conftest import burst, keys_of, record_notifications, sign_in, type_text, wait_for
 
 
 def text_of(app, selector: str) -> str:
     return str(app.screen.query_one(selector).render())
-
-
-def burst(app, keys: list[str]) -> None:
-    """Keys as a keypad or a barcode scanner sends them: all queued at once, no pause between them
-    (the events the terminal driver would deliver, posted to the app before it handles any)."""
-    for key in keys:
-        app.post_message(events.Key(key, "\r" if key == "enter" else (key if len(key) == 1 else None)))
 
 
 async def settle(pilot) -> None:
@@ -280,8 +272,10 @@ async def test_the_total_stays_on_screen_with_many_items_at_80x24(app_factory, s
     app = app_factory()
     async with app.run_test(size=(80, 24)) as pilot:
         await sign_in(pilot)
-        for i in range(20):
-            await add_keyed_item(pilot, "100", f"item {i}")
+        for i in range(20):  # each item in one burst: amount, F2, its name, Enter
+            burst(app, [*"100", "f2", *keys_of(f"item {i}"), "enter"])
+            await wait_for(pilot, lambda n=i + 1: isinstance(app.screen, CheckoutScreen)
+                           and len(app.screen.sale.basket.lines) == n)
         total = app.screen.query_one("#total")
         assert "Total  ¥20.00" in str(total.render())
         region = total.region

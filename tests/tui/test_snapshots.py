@@ -16,8 +16,8 @@ from textual.widgets import DataTable, Input
 from terminal.core.money import Money
 from terminal.core.rules import Method, PaymentRequest
 from terminal.payment import CardFacts
-from terminal.tui.screens import ReceiptScreen, ResultScreen, SaleOutcome
-from tests.tui.conftest import sign_in, table_measured, type_text
+from terminal.tui.screens import CheckoutScreen, ReceiptScreen, ResultScreen, SaleOutcome
+from tests.tui.conftest import burst, keys_of, sign_in, table_measured, type_text, wait_for
 
 SIZES = {"80x24": (80, 24), "100x30": (100, 30)}
 
@@ -86,8 +86,11 @@ async def checkout(pilot) -> None:
 
 async def checkout_many_items(pilot) -> None:
     await sign_in(pilot)
-    for i in range(18):
-        await add_item(pilot, str(100 + i), f"item {i + 1}")
+    app = pilot.app
+    for i in range(18):  # each item in one burst: amount, F2, its name, Enter
+        burst(app, [*str(100 + i), "f2", *keys_of(f"item {i + 1}"), "enter"])
+        await wait_for(pilot, lambda n=i + 1: isinstance(app.screen, CheckoutScreen)
+                       and len(app.screen.sale.basket.lines) == n)
     await settle(pilot)
 
 
