@@ -204,3 +204,13 @@ def test_only_the_demo_starts_the_sandbox():
     bad = sorted(f"{a} -> {b}" for a, b in external_imports(("sandbox",))
                  if production(a) and a not in SANDBOX_USERS)
     assert not bad, f"production modules importing the sandbox backend: {bad}"
+
+
+MAX_MODULE_LINES = 500  # a module a reader takes in at one sitting; split along its parts past this
+
+
+def test_no_module_outside_the_tests_is_over_500_lines():
+    paths = [*(p for package in PACKAGES for p in (ROOT / package).rglob("*.py")), *(ROOT / "scripts").glob("*.py")]
+    long = sorted(f"{p.relative_to(ROOT)}: {n}" for p in paths
+                  if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES)
+    assert len(paths) > 100 and not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
