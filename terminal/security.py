@@ -61,27 +61,35 @@ def check_not_writable_by_others(path: Path) -> None:
                             f"replace the journal or the keys; run `chmod go-w {path}` and start again")
 
 
-def _read_or_create_secret(path: Path, make: bytes) -> bytes:
-    """Return the secret in `path`, creating it with `make` (mode 0600, exclusive) when absent."""
+def _create_secret(path: Path, make: bytes) -> bytes:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process created it first: use theirs
-            return path.read_bytes()
-        except OSError as exc:
-            raise StorageError(f"cannot create {path}: {exc.strerror}") from None
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             os.write(fd, make)
             os.fsync(fd)
-        except OSError as exc:
+        finally:
             os.close(fd)
-            path.unlink(missing_ok=True)
-            raise StorageError(f"cannot write {path}: {exc.strerror}") from None
-        os.close(fd)
-        _fsync_dir(path.parent)
-        return make
+        os.link(tmp, path)  # fails when another process linked its secret first: theirs is used
+    except FileExistsError:
+        return _read_or_create_secret(path, make)
+    except OSError as exc:
+        raise StorageError(f"cannot create {path}: {exc.strerror}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+    return make
+
+
+def _read_or_create_secret(path: Path, make: bytes) -> bytes:
+    """Return the secret in `path`, creating it with `make` (mode 0600) when absent. The file appears
+    whole or not at all: it is written under a temporary name and linked into place, so a second
+    process starting at the same moment reads either nothing (and links its own, which loses) or
+    the whole secret, never a half-written one."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return _create_secret(path, make)
     except OSError as exc:
         raise StorageError(f"cannot read {path}: {exc.strerror}") from None
     mode = path.stat().st_mode & 0o777

@@ -216,9 +216,20 @@ class Database:
             self.db.execute("PRAGMA synchronous = FULL")
             self.db.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}")
             self.db.execute("PRAGMA foreign_keys = ON")
-            self._check_schema_version()
-            self.db.executescript(SCHEMA)
-            self._init_meta(now or datetime.now(UTC), public_key_hex)
+            # one write transaction: a second process opening the same new journal waits for it,
+            # then finds the schema and its version whole (never the tables without the version)
+            with self.write():
+                self._check_schema_version()
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self._init_meta(now or datetime.now(UTC), public_key_hex)
+            stored = self.meta("terminal_id")
+            if stored != self.terminal_id:
+                raise StorageError(
+                    f"journal {self.path} belongs to terminal {stored}, not {self.terminal_id}; "
+                    "use that terminal's data directory or a new one"
+                )
         except sqlite3.Error as exc:
             raise storage_error(exc, self.path, "open") from None
 
@@ -235,23 +246,17 @@ class Database:
                 "and start this terminal on a new data directory", title="Cannot record")
 
     def _init_meta(self, now: datetime, public_key_hex: str) -> None:
-        with self.write():
-            have = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
-            defaults = {
-                "schema_version": str(SCHEMA_VERSION),
-                "terminal_id": self.terminal_id,
-                "installed_at": utc_text(now),
-                "public_key": public_key_hex,
-            }
-            for key, value in defaults.items():
-                if key not in have:
-                    self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
-        stored = self.meta("terminal_id")
-        if stored != self.terminal_id:
-            raise StorageError(
-                f"journal {self.path} belongs to terminal {stored}, not {self.terminal_id}; "
-                "use that terminal's data directory or a new one"
-            )
+        """The journal's identity, written once (in the opening write transaction)."""
+        have = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+        defaults = {
+            "schema_version": str(SCHEMA_VERSION),
+            "terminal_id": self.terminal_id,
+            "installed_at": utc_text(now),
+            "public_key": public_key_hex,
+        }
+        for key, value in defaults.items():
+            if key not in have:
+                self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def write(self) -> WriteTx:
         """A write transaction (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on an exception)."""
