@@ -104,3 +104,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if item.get_closest_marker("pcsc") or item.get_closest_marker("nfc") \
                 or "pcscd" in getattr(item, "fixturenames", ()) or readers in item.path.parents:
             item.add_marker(pytest.mark.devices)
+    # the long tests first: pytest-xdist hands tests out in this order, so a test of minutes starts
+    # while the others keep the rest of the cores busy, instead of running alone at the end
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

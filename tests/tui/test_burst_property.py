@@ -20,7 +20,7 @@ from terminal.tui.screens import CheckoutScreen, ResultScreen
 from terminal.tui.screens.present import PresentScreen
 from tests.tui.conftest import burst, sign_in
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
 
 
 async def until(pilot, condition, timeout: float = 20.0) -> None:
