@@ -4,7 +4,8 @@
 when the rules say so (with the offline answer already decided), then makes the outcome durable in
 the journal *before* returning it. If the journal cannot record, the payment is declined (fail
 closed). Cards (`terminal.cardpay`), scanned codes and merchant codes (`terminal.codepay`), the
-checkout and the back office all pay through here; the service only wires it.
+checkout and the back office all pay through here; fares at a gate (`terminal.farepay`) read the
+same terminal state (`state_in`) in their own write transaction; the service only wires it.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ class Payments:
     # -- rules ----------------------------------------------------------------------------------
 
     def state_in(self, session: Session, card_token: str | None, now: datetime, *,
-                  backend_reachable: bool | None = None) -> TerminalState:
+                 backend_reachable: bool | None = None) -> TerminalState:
         """What the rules read, inside a write session (authenticated, checked, atomic with the append)."""
         head = session.head
         day = self.business_date(now)
