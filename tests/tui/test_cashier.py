@@ -229,6 +229,22 @@ async def test_items_codes_and_quantity_keys_in_one_burst_land_in_order(app_fact
         svc.close()
 
 
+async def test_line_keys_before_the_next_item_in_one_burst_act_on_the_line_before_it(app_factory, staffed):
+    """`+`, `-`, arrows and F8 act on the sale's lines when they come, also when the next item's F2
+    follows in the same burst. (They came back to the app after the amount entry passed them on, by
+    then the item dialog of that F2 was on top, and the `+` was lost.)"""
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        burst(app, [*"1250", "f2", *keys_of("green tea"), "enter", "plus", *"300", "f2", *keys_of("bag"), "enter",
+                    "up", "plus", "down", "minus", *"200", "f2", *keys_of("cup"), "enter", "f8", *"150", "f2",
+                    *keys_of("lid"), "enter"])
+        want = [("green tea", "3×", "¥37.50"), ("lid", "1×", "¥1.50")]
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckoutScreen) and items_shown(app) == want)
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, CheckoutScreen) and items_shown(app) == want
+
+
 async def add_keyed_item(pilot, digits: str, name: str, quantity: str = "") -> None:
     await type_text(pilot, digits)
     await pilot.press("f2")

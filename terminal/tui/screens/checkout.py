@@ -48,13 +48,16 @@ class CheckoutScreen(SaleLines):
         Binding("f5", "refund", "action.refund"),
         Binding("f6", "void", "action.void"),
         Binding("f7", "day_close", "action.day_close"),
-        Binding("f8", "remove_line", "action.remove_line"),
+        # The line keys act on the basket, not on the amount, so they run when the app takes them
+        # (priority), in the order typed: a key the amount entry passes on comes back to the app
+        # later, when F2 in the same burst may already have put the item dialog on top (+ was lost).
+        Binding("f8", "remove_line", "action.remove_line", priority=True),
         Binding("f9", "edit_line", "action.edit_line"),
         Binding("f10", "sign_out", "action.sign_out"),
-        Binding("plus", "quantity(1)", "action.quantity_up", show=False, key_display="+"),
-        Binding("minus", "quantity(-1)", "action.quantity_down", show=False, key_display="-"),
-        Binding("down", "select_line(1)", "action.next_line", show=False),
-        Binding("up", "select_line(-1)", "action.previous_line", show=False),
+        Binding("plus", "quantity(1)", "action.quantity_up", show=False, key_display="+", priority=True),
+        Binding("minus", "quantity(-1)", "action.quantity_down", show=False, key_display="-", priority=True),
+        Binding("down", "select_line(1)", "action.next_line", show=False, priority=True),
+        Binding("up", "select_line(-1)", "action.previous_line", show=False, priority=True),
         Binding("ctrl+x", "abandon", "action.abandon", show=False),
     ]
 
