@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from textual.widgets import DataTable
 
 from terminal.core.money import Money
@@ -243,6 +244,25 @@ async def test_line_keys_before_the_next_item_in_one_burst_act_on_the_line_befor
         await wait_for(pilot, lambda: isinstance(app.screen, CheckoutScreen) and items_shown(app) == want)
         await pilot.pause(0.3)
         assert isinstance(app.screen, CheckoutScreen) and items_shown(app) == want
+
+
+@pytest.mark.parametrize("opening", [["f4"], ["f4", "enter"], ["f5"], ["f6"], ["f7"]],
+                         ids=["transactions", "receipt", "refund", "void", "day_close"])
+async def test_escape_and_the_next_amount_in_one_burst_start_the_next_sale(app_factory, staffed, opening):
+    """Escape back to the checkout, the next amount and Enter in one burst: the amount is charged.
+    (The keys reached the screen on its way out, where Enter, a priority key there, opened a
+    receipt before Escape came back to the app; the digits were lost.)"""
+    sell_card(staffed, 1000)
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        for key in opening:
+            await pilot.press(key)
+            await settle(pilot)
+        assert not isinstance(app.screen, CheckoutScreen)
+        burst(app, ["escape"] * len(opening) + [*"500", "enter"])
+        await wait_for(pilot, lambda: isinstance(app.screen, PresentScreen))
+        assert app.screen.amount == Money(500, staffed.currency)
 
 
 async def add_keyed_item(pilot, digits: str, name: str, quantity: str = "") -> None:

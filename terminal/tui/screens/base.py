@@ -60,8 +60,16 @@ class BaseScreen(Screen):
     def holds_keys_after(self, key: str) -> bool:
         """True when `key` takes this screen away for one that is not up yet, or moves the focus to
         another field: the keys typed after it then wait (`WalletposApp.hold_keys`) until the screen
-        or field they are meant for lets them go (`release_keys_to`, `Host.release_keys`)."""
-        return False
+        or field they are meant for lets them go (`release_keys_to`, `Host.release_keys`). Here:
+        Escape on a screen it takes back (`action_back`), for the screen under it."""
+        return key == "escape" and any(isinstance(b, Binding) and b.action == "back" and key in b.key.split(",")
+                                       for b in self.BINDINGS)
+
+    def action_back(self) -> None:
+        """Back to the screen under this one; the keys typed after Escape go there, in order (they
+        reached this screen's queue too, and a priority key among them, Enter, acted here first)."""
+        self.dismiss()
+        self.wp.release_keys_later()
 
     def release_keys_to(self, widget: Widget) -> None:
         """Focus `widget`, then let the held keys go to it (a focus change takes effect on the app's

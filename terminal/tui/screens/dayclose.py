@@ -47,7 +47,7 @@ class DayCloseScreen(BaseScreen):
         """F9 or F8 asks a supervisor's id and PIN: typed right after it, they wait for the prompt."""
         operator = self.wp.operator
         return (key in ("f9", "f8") and self.closed_z is None
-                and not (operator is not None and operator.role == "supervisor"))
+                and not (operator is not None and operator.role == "supervisor")) or super().holds_keys_after(key)
 
     @screen_work(exclusive=True, group="report")
     def load(self) -> None:
@@ -130,5 +130,3 @@ class DayCloseScreen(BaseScreen):
     def closed_after_leaving(self, report: Any, paths: list[Any], _lines: list[str]) -> None:
         self.app.notify(self.closed_text(report, paths), timeout=30)
 
-    def action_back(self) -> None:
-        self.dismiss()

@@ -43,8 +43,6 @@ class ReceiptScreen(BaseScreen):
     def show(self, lines: list[str]) -> None:
         self.query_one("#receipt", Static).update(Text("\n".join(lines), no_wrap=True, overflow="ellipsis"))
 
-    def action_back(self) -> None:
-        self.dismiss()
 
     def action_save(self) -> None:
         self.save()

@@ -106,7 +106,7 @@ class RefundScreen(BaseScreen):
     def holds_keys_after(self, key: str) -> bool:
         """F9 asks a supervisor's id and PIN (once the refund is possible): typed right after it, they
         wait for the prompt, or come back here when there is none."""
-        return key == "f9"
+        return key == "f9" or super().holds_keys_after(key)
 
     def action_confirm(self) -> None:
         reference = self.query_one("#reference", Input).value.strip()
@@ -170,8 +170,6 @@ class RefundScreen(BaseScreen):
         """The cashier left the screen while the refund was being decided: tell them how it went."""
         self.app.notify(self.outcome_text(result), severity="information" if result.ok else "warning", timeout=30)
 
-    def action_back(self) -> None:
-        self.dismiss()
 
 
 class VoidScreen(BaseScreen):
@@ -222,7 +220,7 @@ class VoidScreen(BaseScreen):
 
     def holds_keys_after(self, key: str) -> bool:
         """F9 asks a supervisor's id and PIN: typed right after it, they wait for the prompt."""
-        return key == "f9" and self.check is not None and self.check.ok
+        return (key == "f9" and self.check is not None and self.check.ok) or super().holds_keys_after(key)
 
     def action_confirm(self) -> None:
         if self.check is not None and self.check.ok:
@@ -268,5 +266,3 @@ class VoidScreen(BaseScreen):
         """The cashier left the screen while the void was being decided: tell them how it went."""
         self.app.notify(self.outcome_text(result), severity="information" if result.ok else "warning", timeout=30)
 
-    def action_back(self) -> None:
-        self.dismiss()

@@ -110,5 +110,3 @@ class TransactionsScreen(BaseScreen):
         self.app.push_screen(self.wp.make(RefundScreen, reference),
                              lambda _: self.load(self.query_one("#search", Input).value))
 
-    def action_back(self) -> None:
-        self.dismiss()
