@@ -24,11 +24,11 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
 from drivers.base import CardReader, CodeScanner
-from drivers.gate import GateHardware
 from terminal.backend import BackendAuthorizer, BackendClient, Enrolment
 from terminal.backoffice import BackOffice
 from terminal.cardpay import CardPayments
@@ -36,8 +36,6 @@ from terminal.checkout import Checkout, PaymentInterpreter, seal_pin_block
 from terminal.codepay import MerchantCodes
 from terminal.config import Config, load_config
 from terminal.errors import SecurityError, StorageError
-from terminal.farepay import FarePayments
-from terminal.gate.lane import GateLane
 from terminal.journal import Journal, VerifyReport
 from terminal.journal.chain import verify_journal
 from terminal.logs import setup_logging
@@ -47,7 +45,14 @@ from terminal.payments import Payments, Storage
 from terminal.security import ensure_private_dir, load_keys, load_or_create_keys
 from terminal.service import Service
 from terminal.sync import SyncWorker
-from terminal.transit import GatePlace, TransitTaps, gate_policy, load_fare_table
+
+# A transit gate's code (fares, gate rules, the lane and its hardware) is loaded when a gate is built
+# or a fare is first asked for: a cashier's terminal does not pay for it at start (~45 ms). The
+# import-graph test counts these imports like any other.
+if TYPE_CHECKING:
+    from drivers.gate import GateHardware
+    from terminal.gate.lane import GateLane
+    from terminal.transit import GatePlace, TransitTaps
 
 log = logging.getLogger("walletpos.bootstrap")
 
@@ -67,13 +72,16 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None, env: Mapping[str, 
 @dataclass(frozen=True)
 class Devices:
     """How the checkout opens its card reader and its camera (either may be None: not attached).
-    The watchers open them in their own threads, so a missing device only shows as absent."""
+    The watchers open them in their own threads, so a missing device only shows as absent. `held`:
+    the devices are opened at `Service.start_devices()` rather than at once (the TUI opens them once
+    its first screen is on the terminal, so that opening a camera does not slow the start)."""
 
     open_reader: Callable[[], CardReader] | None = None
     open_scanner: Callable[[], CodeScanner] | None = None
+    held: bool = False
 
     @classmethod
-    def configured(cls, config: Config) -> Devices:
+    def configured(cls, config: Config, *, held: bool = False) -> Devices:
         """The reader (`[reader] device`) and the camera (`[camera] source`) from config."""
 
         def reader() -> CardReader:
@@ -86,7 +94,7 @@ class Devices:
 
             return scanner_from_config(config)
 
-        return cls(reader, scanner)
+        return cls(reader, scanner, held)
 
 
 @dataclass(frozen=True)
@@ -196,11 +204,15 @@ def bootstrap(
     checkout: Checkout | None = None
     if devices is not None:
         checkout = Checkout(payments, PaymentInterpreter(cards), merchant_codes, open_reader=devices.open_reader,
-                            open_scanner=devices.open_scanner, seal_pin=partial(seal_pin_block, payments))
+                            open_scanner=devices.open_scanner, seal_pin=partial(seal_pin_block, payments),
+                            start=not devices.held)
 
     transit = _transit_factory(payments, cards)
     lane: GateLane | None = None
     if gate is not None:
+        from terminal.gate.lane import GateLane
+        from terminal.transit import GatePlace
+
         place = gate_place or GatePlace.configured(config)
         lane = GateLane(transit, place, open_reader=gate.open_reader, open_scanner=gate.open_scanner,
                         open_hardware=gate.open_hardware, hold_ms=config.transit.open_ms,
@@ -220,6 +232,9 @@ def _transit_factory(payments: Payments, cards: CardPayments) -> Callable[[], Tr
 
     def transit() -> TransitTaps:
         if not made:
+            from terminal.transit import TransitTaps, gate_policy, load_fare_table
+
+
             config = payments.config
             made.append(TransitTaps(payments, cards, load_fare_table(config), gate_policy(config)))
         return made[0]
@@ -242,6 +257,8 @@ def _gate_upkeep(payments: Payments, backoffice: BackOffice | None = None) -> Ca
             return
         pruned[:] = [now]
         today = payments.business_date()
+        from terminal.farepay import FarePayments
+
         try:
             dropped = FarePayments(payments).forget_transit_state(today - timedelta(days=21))
         except StorageError as exc:

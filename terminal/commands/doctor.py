@@ -17,15 +17,16 @@ MARKS = {"pass": "[✓]", "warn": "[!]", "fail": "[✗]", "skip": "[-]"}
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    from terminal.doctor.checks import AREAS
-
+    # The doctor's areas are checked when the command runs: building the parser (every command,
+    # `walletpos tui` too) does not load the doctor.
     p = sub.add_parser("doctor", parents=[common], help="check every part of the terminal and say what to fix",
                        description="Check the system packages and pcscd, the reader, the camera, the backend link "
                                    "and clock, the journal, the queue and the limits in force. Exit 0 healthy, "
                                    "20 warnings, 21 a failure.")
     p.add_argument("--json", action="store_true", help="print JSON (each check with its figures and time)")
-    p.add_argument("--area", action="append", choices=AREAS, metavar="AREA",
-                   help=f"only this area (repeat for more): {', '.join(AREAS)}")
+    p.add_argument("--area", action="append", metavar="AREA",
+                   help="only this area (repeat for more): system, reader, camera, backend, clock, journal, "
+                        "queue, limits")
     p.add_argument("--camera-seconds", type=float, default=1.5, metavar="S",
                    help="how long to sample the camera (default 1.5)")
     p.add_argument("--requests", type=int, default=5, metavar="N",
@@ -53,6 +54,11 @@ def report_lines(report: Any) -> list[str]:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from terminal.doctor.checks import AREAS
+
+    unknown = [area for area in args.area or () if area not in AREAS]
+    if unknown:
+        raise UsageError(f"--area: no area {', '.join(unknown)}; the areas are {', '.join(AREAS)}")
     if args.camera_seconds <= 0 or args.camera_seconds > 30:
         raise UsageError("--camera-seconds: from 0.1 to 30")
     if not 1 <= args.requests <= 50:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from zoneinfo import ZoneInfo
 
 from drivers.base import CardReader
@@ -25,14 +25,16 @@ from terminal.core.basket import Catalogue
 from terminal.core.money import Currency
 from terminal.core.rules import RuleSet
 from terminal.errors import StorageError, WalletposError
-from terminal.gate.lane import GateLane
 from terminal.journal import Journal, VerifyReport
 from terminal.operators import Operators, PinCheck
 from terminal.payment import Clock
 from terminal.payments import Payments
 from terminal.security import TerminalKeys
 from terminal.sync import Enrolment, SyncReport, SyncStatus, SyncWorker, disabled_status
-from terminal.transit import TransitTaps
+
+if TYPE_CHECKING:  # a gate's code is loaded only where a gate is built (terminal.bootstrap)
+    from terminal.gate.lane import GateLane
+    from terminal.transit import TransitTaps
 
 
 @dataclass(frozen=True)

@@ -8,19 +8,21 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from terminal.backend import NotEnrolled, SupportTicket
 from terminal.core.money import Money
-from terminal.doctor import DoctorContext, DoctorReport, run_doctor
-from terminal.doctor.camera import PreviewFrame
-from terminal.doctor.camera import preview as camera_preview
 from terminal.errors import StorageError, WalletposError
 from terminal.logs import current_level, set_level
 from terminal.service.records import RecordsOps
-from terminal.support import bundle_name, make_bundle, removable_drives, write_bundle, write_to_drive
-from terminal.tapreplay import ReplayTransport
 from terminal.tapstore import SavedTap, TapCheck, load_trace_file
+
+# The technician's tools (the doctor, the camera preview, tap replay, the support bundle) are loaded
+# when a technician first uses them: a cashier's or a gate's start does not pay for them (~40 ms).
+# The import-graph test counts these imports like any other.
+if TYPE_CHECKING:
+    from terminal.doctor import DoctorContext, DoctorReport
+    from terminal.doctor.camera import PreviewFrame
 
 log = logging.getLogger("walletpos.service")
 
@@ -32,6 +34,8 @@ class TechnicianOps(RecordsOps):
     # -- technician: doctor, test tap, failed taps, camera, log level, support bundle ---------------
 
     def _doctor_context(self, *, camera_seconds: float, latency_requests: int) -> DoctorContext:
+        from terminal.doctor import DoctorContext
+
         journal = self.journal
         checkout = self._checkout
         reader = checkout.reader if checkout is not None else None
@@ -54,6 +58,8 @@ class TechnicianOps(RecordsOps):
                latency_requests: int = 5) -> DoctorReport:
         """Check every part of the terminal (`terminal.doctor`): areas side by side, each check with
         its figure, time and, when it fails, the one thing to do next."""
+        from terminal.doctor import run_doctor
+
         return run_doctor(self._doctor_context(camera_seconds=camera_seconds, latency_requests=latency_requests),
                           areas)
 
@@ -65,6 +71,8 @@ class TechnicianOps(RecordsOps):
                        rows: int = 12) -> None:
         """The camera as half-block pictures with sharpness and decode rate, until `stop` (the
         checkout's camera is borrowed: call it while no sale runs). Raises ReaderUnavailableError."""
+        from terminal.doctor.camera import preview as camera_preview
+
         camera_preview(self._doctor_context(camera_seconds=0, latency_requests=0), stop=stop, show=show,
                        columns=columns, rows=rows)
 
@@ -117,6 +125,8 @@ class TechnicianOps(RecordsOps):
             item, label = self.cards.failed_taps.load(trace), trace
         else:
             item, label = load_trace_file(Path(trace)), Path(trace).name
+        from terminal.tapreplay import ReplayTransport
+
         meta = item.get("walletpos") or {}
         if amount is None and isinstance(meta.get("amount"), int) and meta.get("currency") == self.currency.alpha:
             amount = Money(meta["amount"], self.currency)
@@ -140,10 +150,14 @@ class TechnicianOps(RecordsOps):
 
     def support_bundle(self, out: Path | None = None) -> Path:
         """A support bundle in the data directory (or at `out`): `terminal.support`."""
+        from terminal.support import write_bundle
+
         return write_bundle(self, out)
 
     def support_bundle_to_drive(self, drive: Path | None = None) -> Path:
         """A support bundle on a removable drive (the first one mounted when `drive` is None)."""
+        from terminal.support import removable_drives, write_to_drive
+
         if drive is None:
             drives = removable_drives()
             if not drives:
@@ -157,6 +171,8 @@ class TechnicianOps(RecordsOps):
         if client is None:
             raise NotEnrolled(self.storage_problem or "the backend is switched off ([backend] enabled = false); "
                               "write the bundle to a drive instead")
+        from terminal.support import bundle_name, make_bundle
+
         data = make_bundle(self)
         ticket = client.upload_support_bundle(data, file_name=bundle_name(self), reason=reason)
         self.last_support_ticket = ticket

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from terminal.core import fares
 from terminal.core.emv import ApduTransport
 from terminal.errors import ConfigError, WalletposError
-from terminal.gate.lane import GateEvent, GateLane, read_status_file
 from terminal.payment import FareResult
 from terminal.service.base import ServiceBase
-from terminal.transit import GatePlace, TransitTaps
+
+# A gate's code is loaded when a gate is used (see terminal.bootstrap): a cashier's start does not pay for it.
+if TYPE_CHECKING:
+    from terminal.core import fares
+    from terminal.gate.lane import GateEvent, GateLane
+    from terminal.transit import GatePlace, TransitTaps
 
 
 class TransitOps(ServiceBase):
@@ -34,6 +37,8 @@ class TransitOps(ServiceBase):
     def gate_place(self, station: str | None = None, direction: str | None = None,
                    gate_id: str | None = None) -> GatePlace:
         """The configured gate (station, direction, gate id), with any of them replaced."""
+        from terminal.transit import GatePlace
+
         place = GatePlace.configured(self.config)
         return GatePlace(gate_id or place.gate_id, station or place.station, direction or place.direction)
 
@@ -69,6 +74,9 @@ class TransitOps(ServiceBase):
         camera and gate hardware state (from the running lane, or from the status file the running
         `walletpos gate` writes when asked from another process), the deny list's version, size and
         memory, the sync queue and the last sync."""
+        from terminal.gate.lane import read_status_file
+        from terminal.transit import GatePlace
+
         if self._gate is not None:
             out: dict[str, Any] = {"running_here": True, **self._gate.status()}
         else:

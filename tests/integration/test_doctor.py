@@ -237,3 +237,17 @@ def test_status_names_reader_camera_and_backend(cli_env: dict[str, str]):
     lines = {line.split()[0]: line for line in text.splitlines() if line.strip()}
     assert lines["reader"].startswith("reader      sim:") and lines["camera"].startswith("camera      sim:")
     assert "http://127.0.0.1:8765  NOT ENROLLED" in lines["backend"]
+
+
+def test_an_unknown_area_is_a_usage_error_that_names_the_areas(cli_env: dict[str, str]):
+    """The areas are checked when the command runs (building the parser does not load the doctor):
+    an unknown one exits 2 and names the known ones, and the help names every area there is."""
+    from terminal.doctor import AREAS
+
+    run = subprocess.run([*WALLETPOS, "doctor", "--area", "journal", "--area", "printer"], env=cli_env,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and run.stdout == ""
+    assert "printer" in run.stderr and all(area in run.stderr for area in AREAS)
+    helped = subprocess.run([*WALLETPOS, "doctor", "--help"], env=cli_env, capture_output=True, text=True,
+                            timeout=60)
+    assert helped.returncode == 0 and all(area in " ".join(helped.stdout.split()) for area in AREAS)
