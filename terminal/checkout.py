@@ -139,7 +139,7 @@ class Checkout:
     def __init__(self, payments: Payments, interpreter: Interpreter, merchant_codes: MerchantCodes, *,
                  open_reader: Callable[[], CardReader] | None = None,
                  open_scanner: Callable[[], CodeScanner] | None = None,
-                 seal_pin: Callable[[str, PendingCvm], str | None] | None = None) -> None:
+                 seal_pin: Callable[[str, PendingCvm], str | None] | None = None, start: bool = True) -> None:
         self.payments = payments
         self.merchant_codes = merchant_codes
         self.interpreter = interpreter
@@ -151,8 +151,15 @@ class Checkout:
         self._code_watchers = 0  # callers of next_code (the camera stays armed while there is one)
         self.reader = ReaderWatcher(open_reader, self._queue_put) if open_reader else None
         self.scanner = ScannerWatcher(open_scanner, self._queue_put) if open_scanner else None
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Open the devices, each in its watcher's thread (at construction unless `start=False`; a
+        second call does nothing)."""
         for watcher in self.watchers:
-            watcher.start()
+            if watcher.ident is None:
+                watcher.start()
 
     @property
     def watchers(self) -> list[DeviceWatcher]:
@@ -172,7 +179,8 @@ class Checkout:
         for watcher in self.watchers:
             watcher.stop()
         for watcher in self.watchers:
-            watcher.join(timeout=3)
+            if watcher.ident is not None:  # never started: nothing to wait for
+                watcher.join(timeout=3)
 
     # -- one sale ---------------------------------------------------------------------------------
 

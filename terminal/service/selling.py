@@ -67,6 +67,12 @@ class SellingOps(ServiceBase):
         """A reader or a camera is attached (the checkout has devices to wait on)."""
         return self._checkout is not None and self._checkout.has_devices()
 
+    def start_devices(self) -> None:
+        """Open the checkout's reader and camera when it was built with held devices
+        (`Devices(held=True)`); otherwise, or a second time, nothing happens."""
+        if self._checkout is not None:
+            self._checkout.start()
+
     def _require_checkout(self) -> Checkout:
         if self._checkout is None:
             raise WalletposError("no card reader or camera is attached to this terminal")

@@ -31,6 +31,7 @@ from terminal.operators import Operator
 from terminal.service import Service
 from terminal.sync import SyncStatus
 from terminal.tui.host import CustomerSide, DemoControls
+from terminal.tui.screens.signin import SignInScreen
 from terminal.tui.widgets import StatusSnapshot
 
 log = logging.getLogger("walletpos.tui")
@@ -127,8 +128,7 @@ class WalletposApp(App):
     def switch_language(self, locale: str) -> None:
         """Every text in `locale` from now on: the sign-in or checkout screen is built again in it (the
         sale on the checkout kept as it is); the status bar follows at once."""
-        from terminal.tui.screens import CheckoutScreen, SignInScreen
-
+        from terminal.tui.screens.checkout import CheckoutScreen
         if locale not in LOCALES or locale == self.locale:
             return
         self.locale = locale
@@ -190,15 +190,22 @@ class WalletposApp(App):
         return localized(cls, self.locale)(*args, **kwargs)
 
     def on_mount(self) -> None:
-        from terminal.tui.screens import SignInScreen
-
         self.title = self.tr("app.title")
         self.push_screen(self.make(SignInScreen))
-        self.refresh_status()
+        self.call_after_refresh(self._after_first_paint)
         if self.status_interval:
             self.set_interval(self.status_interval, self.refresh_status)
             self.set_interval(15, self._check_idle)
             self.set_interval(5, self._housekeeping)
+
+    def _after_first_paint(self) -> None:
+        """Once the sign-in screen is on the terminal, while the cashier types a PIN: open the reader
+        and the camera (`walletpos tui` holds them until now: opening a camera takes a few hundred ms
+        of CPU) and load the sale's screens (~60 ms). The start waits for neither, and by the first
+        sale both are ready."""
+        self.service.start_devices()
+        self.refresh_status()
+        from terminal.tui.screens import checkout, present, receipt, transactions  # noqa: F401
 
     # -- status bar -----------------------------------------------------------------------------
 
@@ -214,7 +221,8 @@ class WalletposApp(App):
     # -- operators ------------------------------------------------------------------------------
 
     def signed_in(self, operator: Operator) -> None:
-        from terminal.tui.screens import CheckoutScreen, DiagnosticsScreen
+        from terminal.tui.screens.checkout import CheckoutScreen
+        from terminal.tui.screens.diagnostics import DiagnosticsScreen
 
         self.operator = operator
         self.last_activity = time.monotonic()
@@ -222,8 +230,6 @@ class WalletposApp(App):
         self.switch_screen(self.make(home))
 
     def sign_out(self) -> None:
-        from terminal.tui.screens import SignInScreen
-
         if self.operator is not None:
             self._audit_sign_out(self.operator.id)
         self.operator = None
@@ -319,8 +325,7 @@ class WalletposApp(App):
     # -- command palette: every binding of the active screen ------------------------------------
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        from terminal.tui.screens import CheckoutScreen, SignInScreen
-
+        from terminal.tui.screens.checkout import CheckoutScreen
         # Textual's own commands (theme, keys, screenshot) are left out: they are in English only and a
         # till has no use for them; quitting is the product's own (approved, see `action_quit`)
         yield SystemCommand(self.tr("action.quit"), self.tr("action.quit_help"), self.action_quit)

@@ -17,7 +17,8 @@ from terminal.core.money import MAX_MINOR_UNITS, Currency, Money, format_money
 
 @dataclass(frozen=True)
 class StatusSnapshot:
-    """Everything the status bar shows, collected off the event loop."""
+    """Everything the status bar shows, collected off the event loop (`at` None: not collected yet; the
+    bar then says the terminal is starting up and shows no figure)."""
 
     at: datetime | None = None
     backend: str = "disabled"  # online | offline | connecting | not_enrolled | disabled
@@ -82,14 +83,18 @@ class StatusBar(Static):
                           INTEGRITY_HOLD_STYLE))
         style = {"online": "bold green", "offline": "bold red", "not_enrolled": "bold red"}.get(status.backend,
                                                                                              "yellow")
-        parts.append(("● " + tr(("status.short." if short else "status.backend.") + status.backend), style))
+        # `at` None: nothing collected yet (the first moments of a start): no figure is shown as a fact
+        backend = status.backend if status.at is not None else "starting"
+        parts.append(("● " + tr(("status.short." if short else "status.backend.") + backend), style))
         prefix = "status.short." if short else "status."
-        if status.oldest_pending_s is not None and status.queue:
+        if status.at is None:
+            pass
+        elif status.oldest_pending_s is not None and status.queue:
             parts.append((tr(prefix + "queue_oldest", count=status.queue, age=human_age(status.oldest_pending_s)),
                           "yellow" if status.oldest_pending_s > 3600 else ""))
         else:
             parts.append((tr(prefix + "queue", count=status.queue), ""))
-        for key, state in (("reader", status.reader), ("camera", status.camera)):
+        for key, state in (("reader", status.reader), ("camera", status.camera)) if status.at is not None else ():
             style = "green" if state in ("ready", "card_present") else ("bold red" if state in ("absent", "error")
                                                                          else "")
             word = tr(("short." if short else "state.") + state)

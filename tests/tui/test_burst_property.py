@@ -16,8 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from terminal.tui.screens import CheckoutScreen, ResultScreen
+from terminal.tui.screens.checkout import CheckoutScreen
 from terminal.tui.screens.present import PresentScreen
+from terminal.tui.screens.result import ResultScreen
 from tests.tui.conftest import burst, sign_in
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]

@@ -14,10 +14,13 @@ from terminal.core.money import Money
 from terminal.core.rules import Method, PaymentRequest
 from terminal.i18n import t
 from terminal.payment import CardFacts
-from terminal.tui.screens import CheckoutScreen, DayCloseScreen, ResultScreen, SaleOutcome, SignInScreen
+from terminal.tui.screens.checkout import CheckoutScreen
+from terminal.tui.screens.dayclose import DayCloseScreen
 from terminal.tui.screens.dialogs import AmountPrompt, SupervisorPrompt
 from terminal.tui.screens.present import PresentScreen
 from terminal.tui.screens.refund import RefundScreen, VoidScreen
+from terminal.tui.screens.result import ResultScreen, SaleOutcome
+from terminal.tui.screens.signin import SignInScreen
 from terminal.tui.screens.transactions import TransactionsScreen
 from terminal.tui.widgets import AmountEntry
 from tests.tui.conftest import burst, keys_of, record_notifications, sign_in, type_text, wait_for

@@ -11,8 +11,9 @@ from drivers.qrdecode import Pipeline
 from terminal.config import config_from_mapping
 from terminal.demo import Demo
 from terminal.tui.app import make_app
-from terminal.tui.screens import CheckoutScreen, ResultScreen
+from terminal.tui.screens.checkout import CheckoutScreen
 from terminal.tui.screens.present import PresentScreen
+from terminal.tui.screens.result import ResultScreen
 from tests.tui.conftest import sign_in, type_text, wait_for
 from tests.tui.screenshot import svg_to_image
 

@@ -10,8 +10,10 @@ import pytest
 from terminal.config import config_from_mapping
 from terminal.demo import DEMO_CARD_PIN, DEMO_WRONG_PIN, Demo
 from terminal.tui.app import make_app
-from terminal.tui.screens import CheckoutScreen, ResultScreen, SignInScreen
+from terminal.tui.screens.checkout import CheckoutScreen
 from terminal.tui.screens.present import PresentScreen
+from terminal.tui.screens.result import ResultScreen
+from terminal.tui.screens.signin import SignInScreen
 from tests.tui.conftest import record_notifications, sign_in, type_text, wait_for
 
 pytestmark = pytest.mark.timeout(120)

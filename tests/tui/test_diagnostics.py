@@ -21,7 +21,7 @@ from terminal.core.money import Money
 from terminal.core.rules import Method, PaymentRequest
 from terminal.payment import CardFacts
 from terminal.tui.app import make_app
-from terminal.tui.screens import DiagnosticsScreen
+from terminal.tui.screens.diagnostics import DiagnosticsScreen
 from tests.tui.conftest import sign_in, wait_for
 from tests.tui.test_snapshots import settle
 

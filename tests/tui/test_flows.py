@@ -10,15 +10,12 @@ from textual.worker import WorkerState
 from terminal.core.money import Money
 from terminal.core.rules import Method, PaymentRequest
 from terminal.payment import CardFacts
-from terminal.tui.screens import (
-    CheckoutScreen,
-    DayCloseScreen,
-    DiagnosticsScreen,
-    RefundScreen,
-    SignInScreen,
-    TransactionsScreen,
-    VoidScreen,
-)
+from terminal.tui.screens.checkout import CheckoutScreen
+from terminal.tui.screens.dayclose import DayCloseScreen
+from terminal.tui.screens.diagnostics import DiagnosticsScreen
+from terminal.tui.screens.refund import RefundScreen, VoidScreen
+from terminal.tui.screens.signin import SignInScreen
+from terminal.tui.screens.transactions import TransactionsScreen
 from terminal.tui.widgets import AmountEntry
 from tests.tui.conftest import record_notifications, sign_in, type_text, wait_for
 

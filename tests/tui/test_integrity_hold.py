@@ -14,7 +14,7 @@ from rich.style import Style
 from terminal.bootstrap import bootstrap
 from terminal.i18n import display_width, t
 from terminal.tui.app import make_app
-from terminal.tui.screens import CheckoutScreen
+from terminal.tui.screens.checkout import CheckoutScreen
 from terminal.tui.widgets import INTEGRITY_HOLD_STYLE, StatusBar
 from tests.attack.test_tamper import pay, sql, terminal_with_rows
 from tests.tui.conftest import sign_in, wait_for

@@ -16,7 +16,9 @@ from textual.widgets import DataTable, Input
 from terminal.core.money import Money
 from terminal.core.rules import Method, PaymentRequest
 from terminal.payment import CardFacts
-from terminal.tui.screens import CheckoutScreen, ReceiptScreen, ResultScreen, SaleOutcome
+from terminal.tui.screens.checkout import CheckoutScreen
+from terminal.tui.screens.receipt import ReceiptScreen
+from terminal.tui.screens.result import ResultScreen, SaleOutcome
 from tests.tui.conftest import burst, keys_of, sign_in, table_measured, type_text, wait_for
 
 SIZES = {"80x24": (80, 24), "100x30": (100, 30)}

@@ -1,15 +1,6 @@
-"""The screens of the walletpos TUI."""
+"""The screens of the walletpos TUI, one module each; import a screen from its module.
 
-from terminal.tui.screens.checkout import CheckoutScreen
-from terminal.tui.screens.dayclose import DayCloseScreen
-from terminal.tui.screens.diagnostics import DiagnosticsScreen
-from terminal.tui.screens.receipt import ReceiptScreen
-from terminal.tui.screens.refund import RefundScreen, VoidScreen
-from terminal.tui.screens.result import ResultScreen, SaleOutcome
-from terminal.tui.screens.signin import SignInScreen
-from terminal.tui.screens.transactions import TransactionsScreen
-
-__all__ = [
-    "CheckoutScreen", "DayCloseScreen", "DiagnosticsScreen", "ReceiptScreen", "RefundScreen", "ResultScreen",
-    "SaleOutcome", "SignInScreen", "TransactionsScreen", "VoidScreen",
-]
+Nothing is imported here, so that the sign-in screen comes up without loading the others: the app
+loads the sale's screens once the sign-in screen is on the terminal (`WalletposApp.on_mount`), and a
+screen loads the one it opens (the diagnostics screen only when a technician signs in).
+"""
