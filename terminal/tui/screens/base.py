@@ -120,8 +120,11 @@ class BaseScreen(Screen):
         return self.wp.tr(key, **values)
 
     def say(self, text: str) -> None:
-        """Show `text` on the screen's message line (`#message`)."""
-        self.query_one("#message", Static).update(text)
+        """Show `text` on the screen's message line (`#message`); the same text again changes nothing
+        (every key typed into an amount clears the line: no layout pass for a line already empty)."""
+        line = self.query_one("#message", Static)
+        if line.content != text:
+            line.update(text)
 
     def from_worker(self, callback: Callable[..., Any], *args: Any,
                     when_gone: Callable[..., Any] | None = None) -> None:

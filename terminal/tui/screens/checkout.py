@@ -161,6 +161,11 @@ class CheckoutScreen(SaleLines):
             paid = self.tr("checkout.partly_paid", paid=self.money(self.ticket.paid_amount),
                            total=self.money(self.ticket.total), left=self.money(self.ticket.remaining))
         self.query_one("#paid", Static).update(paid)
+        self.show_total()
+
+    def show_total(self) -> None:
+        """The total and the customer's display: all that a key typed into the amount changes (the
+        lines, the note, the tax and what is paid stay as `show_sale` drew them)."""
         self.query_one("#total", Static).update(f"{self.tr('checkout.total')}  {self.money(self.total())}")
         self.show_customer()
 
@@ -176,7 +181,7 @@ class CheckoutScreen(SaleLines):
     def on_amount_entry_changed(self, _: AmountEntry.Changed) -> None:
         if self.entry.amount.is_positive:  # typing clears a message; clearing the entry does not
             self.say("")
-        self.show_sale()
+        self.show_total()
 
     def on_amount_entry_too_large(self, _: AmountEntry.TooLarge) -> None:
         self.say(self.tr("checkout.too_large"))
