@@ -9,8 +9,9 @@ from rich.text import Text
 from textual import events
 from textual.message import Message
 from textual.reactive import reactive
+from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Static
+from textual.widgets import Footer, Static
 
 from terminal.core.money import MAX_MINOR_UNITS, Currency, Money, format_money
 
@@ -41,6 +42,30 @@ def human_age(seconds: float) -> str:
 
 
 INTEGRITY_HOLD_STYLE = "bold black on yellow"
+
+
+class KeyFooter(Footer):
+    """The key line at the bottom of every screen: Textual's footer (its keys can be clicked or
+    touched), built again only when the keys it shows change. Textual's own footer builds all its keys
+    again whenever the screen's bindings are looked at anew (a screen shown, a focus moved, a dialog
+    closed): on a till that is most of the work of every screen change."""
+
+    def __init__(self) -> None:
+        super().__init__(compact=True, show_command_palette=False)
+        self._shown: tuple[tuple[str, str, str, bool, str], ...] | None = None
+
+    @staticmethod
+    def keys_shown(screen: Screen) -> tuple[tuple[str, str, str, bool, str], ...]:
+        return tuple((b.key, b.action, b.description, enabled, tooltip)
+                     for _, b, enabled, tooltip in screen.active_bindings.values() if b.show)
+
+    def bindings_changed(self, screen: Screen) -> None:
+        shown = self.keys_shown(screen)
+        if shown == self._shown:
+            return
+        super().bindings_changed(screen)
+        if screen.app.app_focus and screen is self.screen:  # the footer is built again with these keys
+            self._shown = shown
 
 
 class StatusBar(Static):

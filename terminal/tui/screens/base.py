@@ -14,12 +14,12 @@ from textual.await_complete import AwaitComplete
 from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from terminal.core.money import Money, format_money
 from terminal.errors import WalletposError
 from terminal.tui.host import Host
-from terminal.tui.widgets import StatusBar
+from terminal.tui.widgets import KeyFooter, StatusBar
 
 log = logging.getLogger("walletpos.tui")
 
@@ -154,7 +154,7 @@ class BaseScreen(Screen):
         yield StatusBar()
         yield Static(self.tr(self.TITLE_KEY), classes="screen-title")
         yield from self.body()
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyFooter()
 
     def body(self) -> ComposeResult:
         yield from ()

@@ -7,11 +7,12 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import Footer, Label, Static
+from textual.widgets import Label, Static
 
 from drivers.customerdisplay import SimCustomerDisplay
 from drivers.pinpad import SimPinPad
 from terminal.tui.screens.base import BaseDialog
+from terminal.tui.widgets import KeyFooter
 
 
 class CustomerScreen(BaseDialog[None]):
@@ -23,7 +24,7 @@ class CustomerScreen(BaseDialog[None]):
             yield Static("", id="customer-amount", classes="present-amount")
             yield Static("", id="customer-message")
             yield Static("", id="pinpad", classes="hint")
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.refresh_view()

@@ -5,11 +5,12 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import Footer, Input, Label, Static
+from textual.widgets import Input, Label, Static
 
 from terminal.core.money import Money, parse_amount
 from terminal.errors import MoneyError
 from terminal.tui.screens.base import BaseDialog
+from terminal.tui.widgets import KeyFooter
 
 
 class TextPrompt(BaseDialog[str | None]):
@@ -25,7 +26,7 @@ class TextPrompt(BaseDialog[str | None]):
         with Vertical(classes="dialog"):
             yield Label(self.prompt_title, classes="dialog-title")
             yield Input(value=self.value, max_length=self.max_length, id="text")
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyFooter()
 
     def holds_keys_after(self, key: str) -> bool:
         return (key == "enter" and isinstance(self.focused, Input)) or super().holds_keys_after(key)
@@ -55,7 +56,7 @@ class SupervisorPrompt(BaseDialog[tuple[str, str] | None]):
             yield Input(max_length=32, id="supervisor")
             yield Label(self.tr("supervisor.pin"))
             yield Input(password=True, max_length=8, restrict=r"[0-9]*", id="pin")
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         # the id and PIN typed right after the key that asked for approval (held meanwhile) come here
@@ -96,7 +97,7 @@ class AmountPrompt(BaseDialog[Money | None]):
             yield Static(self.hint, classes="hint")
             yield Input(placeholder=self.money(self.default), max_length=16, restrict=r"[0-9.,]*", id="amount")
             yield Static("", id="message", classes="message")
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyFooter()
 
     def holds_keys_after(self, key: str) -> bool:
         return (key == "enter" and isinstance(self.focused, Input)) or super().holds_keys_after(key)
@@ -144,7 +145,7 @@ class ConfirmPrompt(BaseDialog[bool]):
         with Vertical(classes="dialog"):
             yield Label(self.prompt_title, classes="dialog-title")
             yield Static(self.text)
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyFooter()
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)

@@ -9,12 +9,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import Footer, Input, Label, OptionList, Static
+from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from terminal.core.basket import MAX_QUANTITY, Catalogue, Product
 from terminal.core.money import Money
 from terminal.tui.screens.base import BaseDialog
+from terminal.tui.widgets import KeyFooter
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class ItemPrompt(BaseDialog[ItemChoice | None]):
             yield Label(self.tr("items.quantity"))
             yield Input(value=str(self.quantity), max_length=4, restrict=r"[0-9]*", id="qty")
             yield Static("", id="message", classes="message")
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#query", Input).focus()
