@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
@@ -12,15 +14,38 @@ from rich.text import Text
 from textual import events
 from textual.widgets import DataTable
 
+from terminal.bootstrap import bootstrap
+from terminal.service import Service
 from terminal.tui.app import make_app
+from tests.conftest import FixedClock
+
+STAFF = (("cash1", "Wang Wei", "cashier", "1111"), ("sup1", "Li Na", "supervisor", "2222"),
+         ("tech1", "Zhao Lei", "technician", "3333"))
+
+
+@pytest.fixture(scope="session")
+def staffed_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A terminal's data directory with a cashier, a supervisor and a technician, made once a session
+    (hashing three PINs is most of a screen test's set-up); each test opens a copy of its own."""
+    data = tmp_path_factory.mktemp("staffed") / "data"
+    clock = FixedClock()
+    with bootstrap(config_path=None, data_dir=data, clock=clock, env={}) as svc:
+        for operator, name, role, pin in STAFF:
+            svc.operators.add(operator, name, role, pin, now=clock())
+    return data
 
 
 @pytest.fixture
-def staffed(service):
-    ops = service.operators
-    ops.add("cash1", "Wang Wei", "cashier", "1111", now=service.clock())
-    ops.add("sup1", "Li Na", "supervisor", "2222", now=service.clock())
-    ops.add("tech1", "Zhao Lei", "technician", "3333", now=service.clock())
+def service(staffed_template: Path, data_dir: Path, clock: FixedClock) -> Iterator[Service]:
+    """The TUI tests' terminal: a copy of `staffed_template` (tests/conftest.py's `service` with the
+    three operators of STAFF), the same fixed clock."""
+    shutil.copytree(staffed_template, data_dir)
+    with bootstrap(config_path=None, data_dir=data_dir, clock=clock, env={}) as svc:
+        yield svc
+
+
+@pytest.fixture
+def staffed(service: Service) -> Service:
     return service
 
 
@@ -51,10 +76,11 @@ async def type_text(pilot, text: str) -> None:
 
 
 async def sign_in(pilot, operator: str = "cash1", pin: str = "1111") -> None:
-    """Type an operator id and PIN into the focused form (sign-in screen or supervisor prompt)."""
-    await type_text(pilot, operator)
+    """Type an operator id and PIN into the focused form (sign-in screen or supervisor prompt): each as
+    a burst of keys, as a keypad sends them, then Enter (which Pilot presses once the app is idle)."""
+    burst(pilot.app, list(operator))
     await pilot.press("enter")
-    await type_text(pilot, pin)
+    burst(pilot.app, list(pin))
     await pilot.press("enter")
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
