@@ -16,9 +16,8 @@ def cmd_tui(args: argparse.Namespace) -> int:
     config = load_config(getattr(args, "config", None))
     # the configured reader and camera, watched in their own threads, opened once the first screen is up
     with open_service(args, config=config, devices=Devices.configured(config, held=True)) as svc:
-        if svc.sync_enabled():
-            svc.start_sync()  # store-and-forward in the background; the screen never waits for it
-        make_app(svc, locale=args.locale).run()
+        # store-and-forward in the background, started once the first screen is up; the screen never waits for it
+        make_app(svc, locale=args.locale, start_sync=svc.sync_enabled()).run()
     return Exit.OK
 
 

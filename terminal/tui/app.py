@@ -102,9 +102,11 @@ class WalletposApp(App):
     operator: reactive[Operator | None] = reactive(None)
 
     def __init__(self, service: Service, *, locale: str | None = None, status_interval: float | None = 1.0,
-                 demo: DemoControls | None = None, customer: CustomerSide | None = None) -> None:
+                 demo: DemoControls | None = None, customer: CustomerSide | None = None,
+                 start_sync: bool = False) -> None:
         super().__init__()
         self.service = service
+        self.start_sync = start_sync  # start the service's sync once the first screen is on the terminal
         self.locale = locale or service.config.display.locale
         self.status_interval = status_interval
         self.demo = demo
@@ -201,9 +203,11 @@ class WalletposApp(App):
     def _after_first_paint(self) -> None:
         """Once the sign-in screen is on the terminal, while the cashier types a PIN: open the reader
         and the camera (`walletpos tui` holds them until now: opening a camera takes a few hundred ms
-        of CPU) and load the sale's screens (~60 ms). The start waits for neither, and by the first
-        sale both are ready."""
+        of CPU), start the sync (`start_sync`), collect the status bar's figures and load the sale's
+        screens (~60 ms). The start waits for none of them, and by the first sale they are ready."""
         self.service.start_devices()
+        if self.start_sync:
+            self.service.start_sync()
         self.refresh_status()
         from terminal.tui.screens import checkout, present, receipt, transactions  # noqa: F401
 
