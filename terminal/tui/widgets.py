@@ -64,7 +64,7 @@ class KeyFooter(Footer):
         if shown == self._shown:
             return
         super().bindings_changed(screen)
-        if screen.app.app_focus and screen is self.screen:  # the footer is built again with these keys
+        if screen.app.app_focus and self.is_attached and screen is self.screen:  # built again with these keys
             self._shown = shown
 
 

@@ -671,3 +671,33 @@ async def test_the_result_shows_the_short_reference_not_the_transaction_id(app_f
         row = result.result.row
         shown = text_of(app, "#reference")
         assert shown == f"Reference #{row.short_ref} {row.business_date.isoformat()}" and row.id not in shown
+
+
+@pytest.mark.parametrize("locale", ["en", "zh-CN"])
+async def test_the_key_line_at_80x24_shows_sign_out_and_the_item_keys_only_with_items(app_factory, staffed, locale):
+    """Read from the screenshot's bottom row: with no item the key line has room for F10 (sign out), as
+    the item keys (F8 remove, F9 change) act on a line and are off; an item brings them back, and
+    removing it takes them away again."""
+    from tests.tui.screenshot import svg_cells
+
+    def key_line() -> str:
+        chars, _, _ = svg_cells(app.export_screenshot(), 80, 24)
+        return "".join(chars[23])
+
+    app = app_factory(locale=locale)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        await pilot.pause()
+        line = key_line()
+        assert f"f10 {t(locale, 'action.sign_out')}" in line and "f8" not in line and "f9" not in line
+        await pilot.press("f8")  # off: nothing happens, no message
+        assert text_of(app, "#message") == ""
+        burst(app, [*"100", "f2", *keys_of("tea"), "enter"])
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckoutScreen) and len(app.screen.sale.basket.lines) == 1)
+        await pilot.pause()
+        line = key_line()
+        assert f"f8 {t(locale, 'action.remove_line')}" in line
+        await pilot.press("f8")
+        await wait_for(pilot, lambda: not app.screen.sale.basket.lines)
+        await pilot.pause()
+        assert f"f10 {t(locale, 'action.sign_out')}" in key_line()

@@ -68,6 +68,7 @@ class CheckoutScreen(SaleLines):
         self.typed = typed  # digits already keyed (the screen built again in another language)
         self.selected: int | None = None
         self.scan_stop = threading.Event()
+        self._had_lines = bool(self.sale.basket.lines)
 
     # -- layout ---------------------------------------------------------------------------------
 
@@ -136,8 +137,20 @@ class CheckoutScreen(SaleLines):
             return self.ticket.remaining
         return self.sale.basket.total + self.keyed()
 
+    # the item keys act on a line of the sale: with no line they are off, and not in the key line, which
+    # then has room for F10 (sign out) at 80 columns
+    LINE_ACTIONS = frozenset({"remove_line", "edit_line"})
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.LINE_ACTIONS and not self.sale.basket.lines:
+            return False
+        return super().check_action(action, parameters)
+
     def show_sale(self) -> None:
         basket = self.sale.basket
+        if bool(basket.lines) != self._had_lines:  # the item keys come or go (check_action)
+            self._had_lines = bool(basket.lines)
+            self.refresh_bindings()
         table = self.query_one("#items", DataTable)
         table.clear()
         width = max(8, (self.app.size.width // 2) - 22)
