@@ -69,9 +69,21 @@ def mask_card_numbers_in_hex(hex_text: str) -> str:
     chars = list(hex_text)
     for run in _DIGIT_RUN.finditer(hex_text):
         digits = run.group(0)
+        # Luhn of any window in O(1): the window's last digit is not doubled, and every second one
+        # to its left is. Running sums for both ways of alternating (digits at even positions as
+        # they are and odd ones doubled, and the other way round) give each window's total as a
+        # difference; a window whose last digit sits at an even position uses the first. Every
+        # tap's trace passes through here (kernel.masked_summary), so it is on the payment path.
+        as_even, as_odd = [0], [0]
+        for position, ch in enumerate(digits):
+            plain = ord(ch) - 48
+            doubled = plain * 2 - 9 if plain > 4 else plain * 2
+            as_even.append(as_even[-1] + (plain if position % 2 == 0 else doubled))
+            as_odd.append(as_odd[-1] + (doubled if position % 2 == 0 else plain))
         for length in range(min(19, len(digits)), 12, -1):
             for i in range(len(digits) - length + 1):
-                if luhn_valid(digits[i:i + length]):
+                sums = as_even if (i + length - 1) % 2 == 0 else as_odd
+                if (sums[i + length] - sums[i]) % 10 == 0:
                     for j in range(run.start() + i + 6, run.start() + i + length - 4):
                         chars[j] = "*"
     return "".join(chars)

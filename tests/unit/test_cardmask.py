@@ -54,3 +54,28 @@ def test_no_luhn_valid_number_survives(digits):
 def test_a_pan_inside_hex_card_data_is_masked_under_any_tag():
     assert PAN not in mask_card_numbers_in_hex(f"5E08{PAN}")
     assert mask_card_numbers_in_hex("9F02000000001000") == "9F02000000001000"
+
+
+def masked_in_hex_by_every_window(hex_text: str) -> str:
+    """The rule of `mask_card_numbers_in_hex` written out the slow way: the Luhn check of every window
+    of 13-19 digits inside each run of 13 or more digits."""
+    import re
+
+    chars = list(hex_text)
+    for run in re.finditer(r"\d{13,}", hex_text):
+        digits = run.group(0)
+        for length in range(min(19, len(digits)), 12, -1):
+            for i in range(len(digits) - length + 1):
+                if luhn_valid(digits[i:i + length]):
+                    chars[run.start() + i + 6:run.start() + i + length - 4] = "*" * (length - 10)
+    return "".join(chars)
+
+
+@given(st.text(alphabet="0123456789ABCDEF", max_size=120))
+def test_masking_in_hex_is_the_luhn_check_of_every_window(hex_text):
+    assert mask_card_numbers_in_hex(hex_text) == masked_in_hex_by_every_window(hex_text)
+
+
+@given(st.text(alphabet="0123456789", min_size=13, max_size=60))
+def test_masking_in_hex_is_the_luhn_check_of_every_window_of_a_run_of_digits(digits):
+    assert mask_card_numbers_in_hex(f"9F{digits}E0") == masked_in_hex_by_every_window(f"9F{digits}E0")
