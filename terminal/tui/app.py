@@ -131,6 +131,7 @@ class WalletposApp(App):
         """Every text in `locale` from now on: the sign-in or checkout screen is built again in it (the
         sale on the checkout kept as it is); the status bar follows at once."""
         from terminal.tui.screens.checkout import CheckoutScreen
+
         if locale not in LOCALES or locale == self.locale:
             return
         self.locale = locale
@@ -330,6 +331,7 @@ class WalletposApp(App):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         from terminal.tui.screens.checkout import CheckoutScreen
+
         # Textual's own commands (theme, keys, screenshot) are left out: they are in English only and a
         # till has no use for them; quitting is the product's own (approved, see `action_quit`)
         yield SystemCommand(self.tr("action.quit"), self.tr("action.quit_help"), self.action_quit)

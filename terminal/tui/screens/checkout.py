@@ -68,7 +68,6 @@ class CheckoutScreen(SaleLines):
         self.typed = typed  # digits already keyed (the screen built again in another language)
         self.selected: int | None = None
         self.scan_stop = threading.Event()
-        self._had_lines = bool(self.sale.basket.lines)
 
     # -- layout ---------------------------------------------------------------------------------
 
@@ -148,9 +147,7 @@ class CheckoutScreen(SaleLines):
 
     def show_sale(self) -> None:
         basket = self.sale.basket
-        if bool(basket.lines) != self._had_lines:  # the item keys come or go (check_action)
-            self._had_lines = bool(basket.lines)
-            self.refresh_bindings()
+        self.refresh_bindings()  # the item keys come or go with the lines (check_action; KeyFooter redraws on a change)
         table = self.query_one("#items", DataTable)
         table.clear()
         width = max(8, (self.app.size.width // 2) - 22)
