@@ -71,8 +71,10 @@ def keys_of(text: str) -> list[str]:
 
 
 async def type_text(pilot, text: str) -> None:
-    for ch in text:
-        await pilot.press(ch)
+    """`text` typed as one burst (as a keypad or a scanner sends it), then the app left to handle it
+    until it is idle: one wait for the whole text, where Pilot's `press` waits twice for every key."""
+    burst(pilot.app, keys_of(text))
+    await pilot.pause()
 
 
 async def sign_in(pilot, operator: str = "cash1", pin: str = "1111") -> None:
@@ -87,12 +89,14 @@ async def sign_in(pilot, operator: str = "cash1", pin: str = "1111") -> None:
 
 
 async def wait_for(pilot, condition: Callable[[], object], timeout: float = 20.0) -> None:
-    """Let the app run until `condition()` holds; fail after `timeout` seconds."""
+    """Let the app run until `condition()` holds and the screen on top has mounted (a screen is the
+    app's `screen` from the moment it is pushed; a test that ends before its `on_mount` ran closes the
+    app under it); fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while not (condition() and pilot.app.screen.is_mounted):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out on {pilot.app.screen!r}")
-        await pilot.pause(0.1)
+        await pilot.pause(0.01)
 
 
 class Told(NamedTuple):
